@@ -1,0 +1,91 @@
+"""Fixtures that start real servers: ``wschat serve --port 0`` in a subprocess."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+
+@dataclass
+class Server:
+    """A running ``wschat serve`` process and where to reach it."""
+
+    proc: subprocess.Popen[str]
+    http: str
+    log_path: Path
+    args: list[str] = field(default_factory=list)
+
+    @property
+    def ws(self) -> str:
+        return "ws" + self.http.removeprefix("http")
+
+    @property
+    def port(self) -> int:
+        return int(self.http.rsplit(":", 1)[1])
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15.0) -> int:
+        """Send ``sig`` and wait for the process to exit; return its exit status."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(5)
+            raise
+
+
+def start_server(tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> Server:
+    """Start ``wschat serve`` on a free 127.0.0.1 port and return once it accepts connections."""
+    log_path = tmp_path / f"server-{time.monotonic_ns()}.log"
+    cmd = [sys.executable, "-m", "wschat", "serve", "--host", "127.0.0.1", "--port", "0", *args]
+    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, text=True, env=full_env)
+    assert proc.stdout is not None
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        if "listening on " in line:
+            return Server(proc, line.strip().rsplit(" ", 1)[1], log_path, list(args))
+    proc.kill()
+    proc.wait(5)
+    proc.stdout.close()
+    raise RuntimeError(f"server did not start: {log_path.read_text()}")
+
+
+@pytest.fixture
+def server_factory(tmp_path: Path) -> Iterator[type[Server] | object]:
+    """Start servers with extra flags; every one started is stopped after the test."""
+    started: list[Server] = []
+
+    def factory(*args: str, env: dict[str, str] | None = None) -> Server:
+        server = start_server(tmp_path, *args, env=env)
+        started.append(server)
+        return server
+
+    yield factory
+    for server in started:
+        if server.proc.poll() is None:
+            server.stop(signal.SIGKILL)
+        if server.proc.stdout is not None:
+            server.proc.stdout.close()
+
+
+@pytest.fixture
+def server(server_factory: object) -> Server:
+    """A default ``wschat serve`` on a free port."""
+    return server_factory()  # type: ignore[operator, no-any-return]

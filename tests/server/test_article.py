@@ -1,0 +1,72 @@
+"""The article's surface keeps working exactly as the article shows."""
+
+from __future__ import annotations
+
+import asyncio
+import urllib.request
+
+import websockets
+
+from tests.conftest import Server
+
+
+async def test_article_snippet_verbatim(server: Server) -> None:
+    # The article's own test, verbatim but for the port.
+    port = server.port
+
+    async def test_broadcast() -> str:
+        async with websockets.connect(f"ws://localhost:{port}/ws/client1") as ws1:
+            async with websockets.connect(f"ws://localhost:{port}/ws/client2") as ws2:
+                await ws1.send("Hello")
+                msg = await ws2.recv()
+                print(msg)  # "Client client1: Hello"
+                return str(msg)
+
+    async with asyncio.timeout(10):
+        assert await test_broadcast() == "Client client1: Hello"
+
+
+async def test_echo_text_and_binary(server: Server) -> None:
+    async with asyncio.timeout(10), websockets.connect(f"{server.ws}/ws") as ws:
+        await ws.send("hi there")
+        assert await ws.recv() == "You said: hi there"
+        await ws.send(b"\x00\x01")
+        assert await ws.recv() == b"You said: \x00\x01"
+
+
+async def test_broadcast_reaches_everyone_including_sender(server: Server) -> None:
+    async with asyncio.timeout(10):
+        clients = [await websockets.connect(f"{server.ws}/ws/c{i}") for i in range(5)]
+        try:
+            await clients[2].send("ping all")
+            for ws in clients:
+                assert await ws.recv() == "Client c2: ping all"
+        finally:
+            for ws in clients:
+                await ws.close()
+
+
+async def test_rooms_are_separate(server: Server) -> None:
+    async with asyncio.timeout(10):
+        async with (
+            websockets.connect(f"{server.ws}/ws/a?room=red") as a,
+            websockets.connect(f"{server.ws}/ws/b?room=blue") as b,
+        ):
+            await a.send("in red")
+            await b.send("in blue")
+            assert await a.recv() == "Client a: in red"
+            assert await b.recv() == "Client b: in blue"
+
+
+async def test_binary_on_chat_closes_1003(server: Server) -> None:
+    async with asyncio.timeout(10), websockets.connect(f"{server.ws}/ws/x") as ws:
+        await ws.send(b"\xff")
+        await ws.wait_closed()
+        assert ws.close_code == 1003
+
+
+def test_page_is_served(server: Server) -> None:
+    with urllib.request.urlopen(server.http + "/", timeout=5) as resp:
+        body = resp.read().decode()
+    assert resp.headers["content-type"].startswith("text/html")
+    assert "new WebSocket(" in body

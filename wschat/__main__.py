@@ -1,0 +1,5 @@
+"""Run the command line with ``python -m wschat``."""
+
+from wschat.cli import main
+
+main()

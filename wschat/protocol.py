@@ -1,0 +1,242 @@
+"""The wire format: close codes, limits, the plain text format and the ``wschat.v1`` JSON protocol.
+
+This module owns what travels on the wire and how it is validated. It is pure: no I/O, no
+event loop, and it imports nothing outside the standard library, so the server, the terminal
+client, the browser page's tests and the load tester all share it. ``docs/protocol.md`` is the
+human-readable copy of this file; keep them in step.
+"""
+
+from __future__ import annotations
+
+import json
+import unicodedata
+from dataclasses import dataclass
+from enum import IntEnum, StrEnum
+from typing import Any
+
+from wschat.errors import ProtocolError
+
+SUBPROTOCOL = "wschat.v1"
+DEFAULT_ROOM = "lobby"
+MAX_NAME_CHARS = 32
+MAX_ROOM_CHARS = 64
+MAX_TEXT_CHARS = 4000
+MAX_MESSAGE_BYTES = 64 * 1024
+
+
+class CloseCode(IntEnum):
+    """Every close code the server sends (RFC 6455 §7.4.1, plus our 4xxx range)."""
+
+    NORMAL = 1000
+    GOING_AWAY = 1001  # the server is shutting down; reconnect and resume
+    PROTOCOL_ERROR = 1002
+    UNSUPPORTED_DATA = 1003
+    INVALID_DATA = 1007  # text frame that is not UTF-8
+    POLICY_VIOLATION = 1008
+    MESSAGE_TOO_BIG = 1009
+    INTERNAL_ERROR = 1011
+    TRY_AGAIN_LATER = 1013
+    SLOW_CONSUMER = 4001  # the connection's outbox overflowed: it did not read fast enough
+    INVALID_NAME = 4003  # the name or room fails validation
+    NAME_TAKEN = 4009  # another live connection holds the name
+    REPLACED = 4010  # the same user reconnected with its resume token; this socket is stale
+
+
+class ErrorCode(StrEnum):
+    """Codes of ``error`` events; the connection stays open after each."""
+
+    BAD_JSON = "bad_json"
+    BAD_TYPE = "bad_type"
+    BAD_FIELD = "bad_field"
+    TOO_LONG = "too_long"
+    NO_SUCH_USER = "no_such_user"
+    BAD_ROOM = "bad_room"
+    BINARY_UNSUPPORTED = "binary_unsupported"
+    RATE_LIMITED = "rate_limited"
+
+
+# --- the plain text format of the article ---------------------------------------------------
+
+
+def echo_text(text: str) -> str:
+    """Return the reply of the ``/ws`` echo endpoint to ``text``."""
+    return f"You said: {text}"
+
+
+def echo_bytes(data: bytes) -> bytes:
+    """Return the reply of the ``/ws`` echo endpoint to a binary frame."""
+    return b"You said: " + data
+
+
+def plain_line(name: str, text: str) -> str:
+    """Return how a room message is shown to a plain (non-JSON) client."""
+    return f"Client {name}: {text}"
+
+
+# --- names ------------------------------------------------------------------------------------
+
+
+def _check_label(raw: object, what: str, max_chars: int) -> str:
+    if not isinstance(raw, str):
+        raise ProtocolError(ErrorCode.BAD_FIELD, f"{what} must be a string")
+    value = unicodedata.normalize("NFKC", raw)
+    if not value:
+        raise ProtocolError(ErrorCode.BAD_FIELD, f"{what} must not be empty")
+    if len(value) > max_chars:
+        raise ProtocolError(ErrorCode.TOO_LONG, f"{what} is longer than {max_chars} characters")
+    for char in value:
+        # C*: control, format (zero-width, bidi overrides), surrogate, private, unassigned;
+        # Z*: every kind of space. Either makes a name ambiguous on screen.
+        category = unicodedata.category(char)
+        if category[0] in "CZ":
+            raise ProtocolError(
+                ErrorCode.BAD_FIELD, f"{what} contains a forbidden character U+{ord(char):04X}"
+            )
+    return value
+
+
+def check_name(raw: object) -> str:
+    """Return ``raw`` as a valid user name (NFKC-normalised) or raise ``ProtocolError``."""
+    return _check_label(raw, "name", MAX_NAME_CHARS)
+
+
+def check_room(raw: object) -> str:
+    """Return ``raw`` as a valid room name (NFKC-normalised) or raise ``ProtocolError``."""
+    try:
+        return _check_label(raw, "room", MAX_ROOM_CHARS)
+    except ProtocolError as exc:
+        raise ProtocolError(ErrorCode.BAD_ROOM, exc.detail) from None
+
+
+def check_text(raw: object, max_chars: int = MAX_TEXT_CHARS) -> str:
+    """Return ``raw`` as message text or raise ``ProtocolError``; text is kept as sent."""
+    if not isinstance(raw, str):
+        raise ProtocolError(ErrorCode.BAD_FIELD, "text must be a string")
+    if not raw:
+        raise ProtocolError(ErrorCode.BAD_FIELD, "text must not be empty")
+    if len(raw) > max_chars:
+        raise ProtocolError(ErrorCode.TOO_LONG, f"text is longer than {max_chars} characters")
+    return raw
+
+
+# --- wschat.v1: client commands --------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Say:
+    text: str
+    action: bool = False  # an emote: "/me waves" is Say("waves", action=True)
+
+
+@dataclass(frozen=True, slots=True)
+class Dm:
+    to: str
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Join:
+    room: str
+
+
+@dataclass(frozen=True, slots=True)
+class Who:
+    pass
+
+
+Command = Say | Dm | Join | Who
+
+
+def decode_command(frame: str, max_text_chars: int = MAX_TEXT_CHARS) -> Command:
+    """Parse one client frame into a command or raise ``ProtocolError`` with an error code.
+
+    The caller answers a ``ProtocolError`` with an ``error`` event and keeps the connection.
+    """
+    try:
+        obj = json.loads(frame)
+    except ValueError:
+        raise ProtocolError(ErrorCode.BAD_JSON, "frame is not valid JSON") from None
+    if not isinstance(obj, dict):
+        raise ProtocolError(ErrorCode.BAD_JSON, "frame must be a JSON object")
+    kind = obj.get("type")
+    if kind == "say":
+        action = obj.get("action", False)
+        if not isinstance(action, bool):
+            raise ProtocolError(ErrorCode.BAD_FIELD, "action must be a boolean")
+        return Say(check_text(obj.get("text"), max_text_chars), action)
+    if kind == "dm":
+        return Dm(check_name(obj.get("to")), check_text(obj.get("text"), max_text_chars))
+    if kind == "join":
+        return Join(check_room(obj.get("room")))
+    if kind == "who":
+        return Who()
+    if not isinstance(kind, str):
+        raise ProtocolError(ErrorCode.BAD_TYPE, "frame has no string 'type'")
+    raise ProtocolError(ErrorCode.BAD_TYPE, f"unknown type {kind!r}")
+
+
+def encode_command(command: Command) -> str:
+    """Serialise a client command (used by the terminal client and the load tester)."""
+    match command:
+        case Say(text, action):
+            obj: dict[str, Any] = {"type": "say", "text": text}
+            if action:
+                obj["action"] = True
+        case Dm(to, text):
+            obj = {"type": "dm", "to": to, "text": text}
+        case Join(room):
+            obj = {"type": "join", "room": room}
+        case Who():
+            obj = {"type": "who"}
+    return dumps(obj)
+
+
+# --- wschat.v1: server events ----------------------------------------------------------------
+
+
+def dumps(obj: dict[str, Any]) -> str:
+    """Serialise one frame compactly, keeping non-ASCII text as is."""
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+
+
+def message_event(
+    room: str, msg_id: int, sender: str, text: str, ts: float, action: bool = False
+) -> dict[str, Any]:
+    event: dict[str, Any] = {
+        "type": "message",
+        "room": room,
+        "id": msg_id,
+        "from": sender,
+        "text": text,
+        "ts": ts,
+    }
+    if action:
+        event["action"] = True
+    return event
+
+
+def dm_event(sender: str, to: str, text: str, ts: float) -> dict[str, Any]:
+    return {"type": "dm", "from": sender, "to": to, "text": text, "ts": ts}
+
+
+def presence_event(kind: str, room: str, name: str) -> dict[str, Any]:
+    return {"type": kind, "room": room, "name": name}
+
+
+def members_event(room: str, names: list[str]) -> dict[str, Any]:
+    return {"type": "members", "room": room, "names": sorted(names)}
+
+
+def error_event(code: str, detail: str) -> dict[str, Any]:
+    return {"type": "error", "code": code, "detail": detail}
+
+
+def decode_event(frame: str) -> dict[str, Any]:
+    """Parse one server frame for a client; raise ``ProtocolError`` when it is not an event."""
+    try:
+        obj = json.loads(frame)
+    except ValueError:
+        raise ProtocolError(ErrorCode.BAD_JSON, "server frame is not valid JSON") from None
+    if not isinstance(obj, dict) or not isinstance(obj.get("type"), str):
+        raise ProtocolError(ErrorCode.BAD_TYPE, "server frame has no string 'type'")
+    return obj

@@ -1,0 +1,97 @@
+"""The registry of live connections on one server process, and fan-out to them.
+
+``Hub`` knows which connection is in which room and delivers a prepared frame to each member
+without awaiting anyone (see ``Connection.offer``). It keeps the counters that ``/healthz``
+and the metrics report.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import Counter
+from collections.abc import Iterable
+
+from wschat.protocol import CloseCode
+from wschat.server.connection import Connection, Message
+
+log = logging.getLogger("wschat.server")
+
+
+class Hub:
+    """Live connections by room; every method is synchronous but ``close_all``."""
+
+    def __init__(self) -> None:
+        self.connections: set[Connection] = set()
+        self.rooms: dict[str, set[Connection]] = {}
+        self.closed_by_code: Counter[int] = Counter()
+        self.slow_consumers = 0
+        self.deliveries = 0
+        self._empty = asyncio.Event()
+        self._empty.set()
+
+    def add(self, conn: Connection) -> None:
+        """Register ``conn`` (and put it in its room, if it has one)."""
+        self.connections.add(conn)
+        self._empty.clear()
+        if conn.room is not None:
+            self.rooms.setdefault(conn.room, set()).add(conn)
+
+    def remove(self, conn: Connection, code: int | None) -> None:
+        """Forget ``conn``; safe to call twice. ``code`` is the close code it ended with."""
+        if conn not in self.connections:
+            return
+        self.connections.discard(conn)
+        if code is not None:
+            self.closed_by_code[code] += 1
+        if conn.room is not None:
+            self.leave(conn)
+        if not self.connections:
+            self._empty.set()
+
+    def leave(self, conn: Connection) -> None:
+        """Take ``conn`` out of its room, dropping the room when it empties."""
+        members = self.rooms.get(conn.room) if conn.room is not None else None
+        if members is not None:
+            members.discard(conn)
+            if not members:
+                del self.rooms[conn.room]  # type: ignore[arg-type]
+
+    def members(self, room: str) -> set[Connection]:
+        """Return the live set of ``room``'s connections (empty if there is none)."""
+        return self.rooms.get(room, set())
+
+    def deliver(self, receivers: Iterable[Connection], message: Message) -> int:
+        """Offer one prepared ``message`` to each receiver; return how many took it.
+
+        The message is encoded once by the caller and shared. A receiver whose outbox is full
+        is closed with ``CloseCode.SLOW_CONSUMER``; nobody else waits for it.
+        """
+        delivered = 0
+        slow: list[Connection] = []
+        for conn in receivers:
+            if conn.offer(message):
+                delivered += 1
+            else:
+                slow.append(conn)
+        for conn in slow:
+            self.slow_consumers += 1
+            log.warning("closing %s: outbox full (slow consumer)", conn.name)
+            conn.close(CloseCode.SLOW_CONSUMER, "outbox full", flush=False)
+        self.deliveries += delivered
+        return delivered
+
+    async def close_all(self, code: int, timeout_s: float) -> None:
+        """Close every connection with ``code`` after its queued frames; abort the rest.
+
+        Returns when the registry is empty or ``timeout_s`` passed, whichever comes first.
+        """
+        for conn in list(self.connections):
+            conn.close(code, "server shutting down")
+        try:
+            async with asyncio.timeout(timeout_s):
+                await self._empty.wait()
+        except TimeoutError:
+            log.warning("aborting %d connections that did not close", len(self.connections))
+            for conn in list(self.connections):
+                conn.abort()

@@ -1,0 +1,94 @@
+"""Run the app under uvicorn: bind, announce the real address, shut down in bounded time.
+
+uvicorn's own shutdown closes WebSockets with 1012 and then waits without limit for open
+sockets. ``serve`` first closes every chat socket itself with 1001 (going away) after its
+queued frames, aborts whoever has not gone after ``shutdown_timeout_s``, and gives uvicorn a
+graceful-shutdown timeout too, so SIGTERM or Ctrl-C always ends the process promptly.
+"""
+
+from __future__ import annotations
+
+import socket
+import sys
+from collections.abc import Callable
+
+import uvicorn
+
+from wschat.protocol import CloseCode
+from wschat.server.app import create_app
+from wschat.server.hub import Hub
+from wschat.server.settings import ServerSettings
+from wschat.server.wsprotocol import WschatWebSocketProtocol
+
+
+class _Server(uvicorn.Server):
+    def __init__(
+        self,
+        config: uvicorn.Config,
+        hub: Hub,
+        settings: ServerSettings,
+        on_ready: Callable[[], None],
+    ) -> None:
+        super().__init__(config)
+        self._hub = hub
+        self._settings = settings
+        self._on_ready = on_ready
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.started:
+            self._on_ready()
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        for server in getattr(self, "servers", []):
+            server.close()  # no new connections while the old ones drain
+        await self._hub.close_all(CloseCode.GOING_AWAY, self._settings.shutdown_timeout_s)
+        await super().shutdown(sockets)
+
+
+def display_url(host: str, port: int) -> str:
+    """Return the http:// address a person or script uses to reach ``host``:``port``."""
+    shown = f"[{host}]" if ":" in host else host
+    return f"http://{shown}:{port}"
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """Bind a listening TCP socket; port 0 picks a free one (read it back from the socket)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.create_server((host, port), family=family, backlog=2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def serve(settings: ServerSettings, announce: Callable[[str], None] | None = None) -> None:
+    """Serve until SIGINT/SIGTERM; call ``announce(url)`` once the server accepts connections.
+
+    Raises ``OSError`` when the address cannot be bound.
+    """
+    sock = bind(settings.host, settings.port)
+    port = sock.getsockname()[1]
+    url = display_url(settings.host, port)
+    app = create_app(settings)
+    config = uvicorn.Config(
+        app,
+        http="httptools",
+        ws=WschatWebSocketProtocol,
+        ws_max_size=settings.max_message_bytes,
+        ws_ping_interval=settings.ping_interval_s or None,
+        ws_ping_timeout=settings.ping_timeout_s or None,
+        ws_per_message_deflate=False,
+        lifespan="on",
+        log_level=settings.log_level,
+        timeout_graceful_shutdown=max(1, round(settings.shutdown_timeout_s)),
+        server_header=False,
+    )
+
+    def on_ready() -> None:
+        (announce or _print_url)(url)
+
+    _Server(config, app.state.hub, settings, on_ready).run(sockets=[sock])
+
+
+def _print_url(url: str) -> None:
+    print(f"wschat listening on {url}", flush=True)
+    sys.stdout.flush()

@@ -1,0 +1,25 @@
+"""The server's settings: one frozen value built by the CLI (or a test) and read everywhere.
+
+Imports only the standard library and the protocol's defaults.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from wschat.protocol import MAX_MESSAGE_BYTES
+
+
+@dataclass(frozen=True, slots=True)
+class ServerSettings:
+    """Everything ``wschat serve`` can be told; each field is a CLI flag and a WSCHAT_* variable."""
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    max_message_bytes: int = MAX_MESSAGE_BYTES
+    outbox_size: int = 256  # frames queued for one connection before it is dropped as too slow
+    ping_interval_s: float = 20.0
+    ping_timeout_s: float = 20.0
+    close_timeout_s: float = 5.0  # how long a closing peer may take to read its close frame
+    shutdown_timeout_s: float = 5.0  # how long SIGTERM waits for clients before aborting them
+    log_level: str = "info"
