@@ -117,9 +117,50 @@ def serve(
 @app.command()
 def join(
     name: Annotated[str, typer.Argument(help="Your name in the chat.")],
+    url: Annotated[
+        str, typer.Option(envvar="WSCHAT_URL", help="The server: ws://HOST:PORT or wss://HOST.")
+    ] = "ws://127.0.0.1:8000",
+    room: Annotated[str, typer.Option(help="The room to enter.")] = "lobby",
+    json_lines: Annotated[
+        bool,
+        typer.Option("--json", help="Print each event as a JSON line (implies the pipe mode)."),
+    ] = False,
+    token: Annotated[
+        str | None,
+        typer.Option(envvar="WSCHAT_TOKEN", help="Sent as 'Authorization: Bearer TOKEN'."),
+    ] = None,
+    cafile: Annotated[
+        str | None, typer.Option(help="CA certificates (PEM) to verify a wss:// server with.")
+    ] = None,
+    insecure: Annotated[
+        bool, typer.Option("--insecure", help="Do not verify the wss:// server's certificate.")
+    ] = False,
+    header: Annotated[
+        list[str] | None,
+        typer.Option("--header", "-H", help="Extra handshake header 'Name: value'; repeatable."),
+    ] = None,
 ) -> None:
-    """Chat in the terminal (not built yet)."""
-    _fail("'wschat join' is not built yet: see issue 4", code=2)
+    """Chat in the terminal; with a pipe, send stdin's lines and print events as lines."""
+    from wschat.client.launcher import JoinOptions
+    from wschat.client.launcher import join as run_client
+
+    options = JoinOptions(
+        name=name,
+        url=url,
+        room=room,
+        json_lines=json_lines,
+        token=token,
+        cafile=cafile,
+        insecure=insecure,
+        headers=tuple(header or ()),
+    )
+    try:
+        status = run_client(options)
+    except KeyboardInterrupt:
+        raise typer.Exit(130) from None
+    except WschatError as exc:
+        _fail(str(exc))
+    raise typer.Exit(status)
 
 
 @app.command()

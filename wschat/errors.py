@@ -3,7 +3,10 @@
 WschatError
  ├── ConfigError         a setting or flag has a value we cannot use
  ├── ProtocolError       a peer sent something the protocol does not allow (has a code)
- └── ConnectFailed       a client could not reach or was refused by a server
+ ├── ConnectFailed       a client could not reach or was refused by a server
+ │    ├── NameRejected    the server refused the name or room (4003 invalid, 4009 taken)
+ │    └── AccessDenied    the server refused the handshake (HTTP 401/403) or closed 1008
+ └── ClosedByServer      the server closed a live connection with a code we cannot recover from
 """
 
 from __future__ import annotations
@@ -32,3 +35,23 @@ class ProtocolError(WschatError):
 
 class ConnectFailed(WschatError):
     """A client could not connect, or the server refused the connection."""
+
+
+class NameRejected(ConnectFailed):
+    """The server refused the name or room: invalid (close 4003) or taken (close 4009)."""
+
+
+class AccessDenied(ConnectFailed):
+    """The server refused the connection: HTTP 401/403 at the handshake, or close 1008."""
+
+
+class ClosedByServer(WschatError):
+    """The server closed a live connection with a code that makes reconnecting pointless.
+
+    ``code`` is the WebSocket close code and ``reason`` the close reason the server sent.
+    """
+
+    def __init__(self, message: str, code: int, reason: str = "") -> None:
+        super().__init__(message)
+        self.code = code
+        self.reason = reason
