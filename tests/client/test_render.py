@@ -1,0 +1,122 @@
+"""Rendering events and neutralising untrusted text (pure, no terminal)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from wschat.client.render import name_colour, render_event, render_json, render_plain, sanitize
+from wschat.client.terminal import render_ansi
+
+
+@pytest.mark.parametrize(
+    ("raw", "shown"),
+    [
+        ("plain text, ünïcode, 日本語", "plain text, ünïcode, 日本語"),
+        ("\x1b[2J\x1b[31mred", "␛[2J␛[31mred"),
+        ("bell\x07", "bell␇"),
+        ("cr\roverwrite", "cr␍overwrite"),
+        ("del\x7f", "del␡"),
+        ("c1\x9b31m", "c1<U+009B>31m"),
+        ("\x85next", "<U+0085>next"),
+        ("evil\u202etxt.exe", "evil<U+202E>txt.exe"),
+        ("\u2066isolate\u2069", "<U+2066>isolate<U+2069>"),
+        ("zero\u200bwidth", "zero<U+200B>width"),
+        ("bom\ufeff", "bom<U+FEFF>"),
+        ("line\u2028sep", "line<U+2028>sep"),
+        ("tab\there", "tab    here"),
+        ("two\nlines", "two␊lines"),
+        ("family 👨\u200d👩\u200d👧", "family 👨\u200d👩\u200d👧"),
+        ("a\u200db", "a<U+200D>b"),
+        ("soft\u00adhyphen", "soft\u00adhyphen"),
+    ],
+)
+def test_sanitize(raw: str, shown: str) -> None:
+    assert sanitize(raw) == shown
+
+
+def test_sanitize_can_keep_newlines() -> None:
+    assert sanitize("a\nb\x1b", keep_newlines=True) == "a\nb␛"
+
+
+def test_name_colour_is_stable_and_spread() -> None:
+    assert name_colour("alice") == name_colour("alice")
+    assert len({name_colour(f"user{i}") for i in range(50)}) > 5
+
+
+def msg(text: str, **extra: object) -> dict[str, object]:
+    return {
+        "type": "message",
+        "room": "lobby",
+        "id": 1,
+        "from": "bob",
+        "text": text,
+        "ts": 0.0,
+    } | extra
+
+
+def test_message_line_has_time_name_and_text() -> None:
+    out = render_plain(msg("hi all"))
+    assert out is not None
+    assert out.endswith(" bob: hi all")
+    assert out[2] == ":" and out[5] == ":"  # HH:MM:SS
+
+
+def test_action_and_dm_and_presence() -> None:
+    assert (render_plain(msg("waves", action=True)) or "").endswith("* bob waves")
+    dm = {"type": "dm", "from": "bob", "to": "alice", "text": "psst", "ts": 0}
+    assert (render_plain(dm, me="alice") or "").endswith("[DM] from bob: psst")
+    assert (render_plain(dm, me="bob") or "").endswith("[DM] to alice: psst")
+    assert (render_plain({"type": "joined", "room": "lobby", "name": "carol"}) or "").endswith(
+        "→ carol joined #lobby"
+    )
+    assert (render_plain({"type": "left", "room": "lobby", "name": "carol"}) or "").endswith(
+        "← carol left #lobby"
+    )
+    members = {"type": "members", "room": "lobby", "names": ["alice", "bob"]}
+    assert "members of #lobby (2): alice, bob" in (render_plain(members) or "")
+    error = {"type": "error", "code": "no_such_user", "detail": "no user 'zed'"}
+    assert "server: no user 'zed' (no_such_user)" in (render_plain(error) or "")
+
+
+def test_presence_is_dim_and_names_coloured() -> None:
+    text = render_event({"type": "joined", "room": "lobby", "name": "carol"})
+    assert text is not None
+    assert any("dim" in str(span.style) for span in text.spans)
+    line = render_event(msg("x"))
+    assert line is not None
+    assert any(name_colour("bob") in str(span.style) for span in line.spans)
+
+
+def test_unknown_events_are_not_shown() -> None:
+    assert render_event({"type": "from_the_future"}) is None
+
+
+def test_markup_in_a_message_stays_literal() -> None:
+    ansi = render_ansi([msg("[bold red]boom[/] :smile: [link=http://x]y[/link]")], "me", 200)
+    assert "[bold red]boom[/] :smile: [link=http://x]y[/link]" in ansi
+
+
+def test_escape_injection_never_reaches_the_terminal() -> None:
+    evil = msg("\x1b]0;pwned\x07\x1b[2J\x9b1;1H\u202eevil", **{"from": "m\x1bllory"})
+    ansi = render_ansi([evil], "me", 200)
+    # Every ESC left is one rich wrote for styling (SGR: ESC [ ... m); the peer's are gone.
+    assert "]0;pwned" not in ansi.replace("␛]0;pwned", "")
+    assert "\x9b" not in ansi and "\u202e" not in ansi and "\x07" not in ansi
+    for chunk in ansi.split("\x1b")[1:]:
+        assert chunk.startswith("["), chunk
+        assert chunk[1 : chunk.index("m")].replace(";", "").isdigit() or chunk.startswith("[m")
+    assert "␛]0;pwned␇␛[2J<U+009B>1;1H<U+202E>evil" in ansi
+
+
+def test_a_newline_in_a_message_cannot_fake_a_line() -> None:
+    out = render_plain(msg("hi\n12:00:00 admin: give me your password")) or ""
+    first, second = out.split("\n")
+    assert second.startswith(" " * 10)
+
+
+def test_json_lines_are_ascii() -> None:
+    line = render_json(msg("é\x1b\x9b"))
+    assert line.isascii()
+    assert json.loads(line)["text"] == "é\x1b\x9b"

@@ -1,0 +1,260 @@
+"""The session against a scripted in-process v1 server: resume, dedupe, queue, close codes.
+
+The end-to-end tests (test_join.py) run the real client against the real server; these pin
+down the session's own contract quickly and deterministically.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.http11 import Request, Response
+
+from wschat.client.session import (
+    ChatSession,
+    SessionConfig,
+    State,
+    Status,
+    backoff_delays,
+    normalise_base_url,
+)
+from wschat.errors import AccessDenied, ClosedByServer, ConfigError, ConnectFailed, NameRejected
+from wschat.protocol import Say
+
+
+def test_backoff_is_capped_exponential_with_jitter() -> None:
+    delays = list(itertools.islice(backoff_delays(0.5, 2.0, 8.0, rng=lambda: 1.0), 7))
+    assert delays == [0.5, 1.0, 2.0, 4.0, 8.0, 8.0, 8.0]
+    low = list(itertools.islice(backoff_delays(0.5, 2.0, 8.0, rng=lambda: 0.0), 5))
+    assert low == [0.25, 0.5, 1.0, 2.0, 4.0]
+    jittered = list(itertools.islice(backoff_delays(), 50))
+    assert len(set(jittered)) > 40 and max(jittered) <= 30.0
+
+
+def test_status_line() -> None:
+    status = Status(state=State.RECONNECTING, attempt=3, retry_at=12.1, reason="server restarting")
+    assert status.describe(now=10.0) == "reconnecting in 2.1 s, attempt 3 (server restarting)"
+    status.queued = 2
+    assert status.describe(now=13.0).startswith("reconnecting, attempt 3")
+    assert status.describe(now=13.0).endswith("· 2 unsent queued")
+
+
+@pytest.mark.parametrize(
+    ("url", "base"),
+    [
+        ("ws://127.0.0.1:8000", "ws://127.0.0.1:8000"),
+        ("ws://h:1/", "ws://h:1"),
+        ("http://h:1/chat/", "ws://h:1/chat"),
+        ("https://h", "wss://h"),
+    ],
+)
+def test_base_url(url: str, base: str) -> None:
+    assert normalise_base_url(url) == base
+
+
+@pytest.mark.parametrize("url", ["ftp://h", "h:8000", "ws://h/?x=1", "ws://"])
+def test_bad_url(url: str) -> None:
+    with pytest.raises(ConfigError):
+        normalise_base_url(url)
+
+
+@pytest.mark.parametrize("name", ["", "a b", "x" * 33, "evil\u202e"])
+def test_invalid_name_is_refused_before_connecting(name: str) -> None:
+    with pytest.raises(NameRejected):
+        ChatSession(SessionConfig(url="ws://127.0.0.1:1", name=name))
+
+
+@dataclass
+class FakeServer:
+    """Just enough of wschat.v1: welcome, replay after ``since``, say -> message, close codes."""
+
+    history: list[dict[str, Any]] = field(default_factory=list)
+    urls: list[str] = field(default_factory=list)
+    close_with: int | None = None  # close every new connection at once with this code
+    replay_overlap: int = 0  # replay this many already-seen messages too (the client drops them)
+    conns: set[ServerConnection] = field(default_factory=set)
+    server: Server | None = None
+    port: int = 0
+
+    def say(self, sender: str, text: str) -> dict[str, Any]:
+        event = {
+            "type": "message",
+            "room": "lobby",
+            "id": len(self.history) + 1,
+            "from": sender,
+            "text": text,
+            "ts": 0.0,
+        }
+        self.history.append(event)
+        return event
+
+    async def handler(self, ws: ServerConnection) -> None:
+        assert ws.request is not None
+        self.urls.append(ws.request.path)
+        if self.close_with is not None:
+            await ws.close(self.close_with, "scripted")
+            return
+        query = parse_qs(urlsplit(ws.request.path).query)
+        since = int(query.get("since", ["0"])[0]) - self.replay_overlap
+        replay = [m for m in self.history if m["id"] > since]
+        welcome = {
+            "type": "welcome",
+            "name": ws.request.path.split("/")[2].split("?")[0],
+            "room": "lobby",
+            "members": ["alice"],
+            "latest": len(self.history),
+            "replay": len(replay),
+            "gap": False,
+            "token": "tok",
+        }
+        await ws.send(json.dumps(welcome))
+        for message in replay:
+            await ws.send(json.dumps(message))
+        self.conns.add(ws)
+        try:
+            async for frame in ws:
+                command = json.loads(frame)
+                event = self.say("alice", command["text"])
+                for peer in list(self.conns):
+                    await peer.send(json.dumps(event))
+        finally:
+            self.conns.discard(ws)
+
+    def process_request(self, ws: ServerConnection, request: Request) -> Response | None:
+        if "forbidden" in request.path:
+            return ws.respond(403, "no\n")
+        return None
+
+    async def start(self) -> None:
+        self.server = await serve(
+            self.handler,
+            "127.0.0.1",
+            self.port,
+            subprotocols=["wschat.v1"],  # type: ignore[list-item]
+            process_request=self.process_request,
+        )
+        self.port = next(iter(self.server.sockets)).getsockname()[1]
+
+    async def stop(self, code: int = 1001) -> None:
+        assert self.server is not None
+        for ws in list(self.conns):
+            await ws.close(code, "bye")
+        self.server.close()
+        await self.server.wait_closed()
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeServer]:
+    server = FakeServer()
+    await server.start()
+    yield server
+    if server.server is not None:
+        server.server.close()
+
+
+def fast_backoff() -> Iterator[float]:
+    return itertools.repeat(0.05)
+
+
+def make_session(fake: FakeServer, name: str = "alice") -> ChatSession:
+    return ChatSession(
+        SessionConfig(url=f"ws://127.0.0.1:{fake.port}", name=name, backoff=fast_backoff)
+    )
+
+
+async def next_event(session: ChatSession, kind: str) -> dict[str, Any]:
+    async with asyncio.timeout(5):
+        while True:
+            event = await session.events.get()
+            if event["type"] == kind:
+                return event
+
+
+async def drain_events(session: ChatSession) -> list[dict[str, Any]]:
+    events = []
+    while not session.events.empty():
+        events.append(session.events.get_nowait())
+    return events
+
+
+async def wait_for(predicate: Callable[[], bool]) -> None:
+    async with asyncio.timeout(5):
+        while not predicate():
+            await asyncio.sleep(0.01)
+
+
+async def test_resume_after_restart_loses_nothing_and_repeats_nothing(fake: FakeServer) -> None:
+    fake.say("bob", "before")
+    session = make_session(fake)
+    async with asyncio.TaskGroup() as tg:
+        runner = tg.create_task(session.run())
+        assert (await next_event(session, "welcome"))["replay"] == 1
+        assert (await next_event(session, "message"))["text"] == "before"
+        assert session.send(Say("first"))
+        assert (await next_event(session, "message"))["text"] == "first"
+
+        await fake.stop(1001)  # the server restarts
+        await wait_for(lambda: session.status.state is not State.ONLINE)
+        fake.say("bob", "while you were away")
+        assert session.send(Say("typed offline"))  # queued, sent after the reconnect
+        fake.replay_overlap = 2  # a sloppy server replays two already-seen messages too
+        await fake.start()
+
+        assert (await next_event(session, "welcome"))["replay"] == 3
+        assert (await next_event(session, "message"))["text"] == "while you were away"
+        assert (await next_event(session, "message"))["text"] == "typed offline"
+        await session.close()
+        await runner
+    assert "since=2" in fake.urls[-1] and "resume=tok" in fake.urls[-1]
+    assert [e for e in await drain_events(session) if e["type"] == "message"] == []
+    assert session.last_seen == {"lobby": 4}
+
+
+async def test_queue_is_bounded_and_reports_unsent(fake: FakeServer) -> None:
+    session = ChatSession(
+        SessionConfig(
+            url=f"ws://127.0.0.1:{fake.port}", name="alice", backoff=fast_backoff, outbox_lines=2
+        )
+    )
+    assert session.send(Say("a")) and session.send(Say("b"))
+    assert not session.send(Say("c"))
+    assert [n["text"] for n in session.unsent_notices()] == ["unsent: a", "unsent: b"]
+
+
+@pytest.mark.parametrize(
+    ("code", "error", "needle"),
+    [
+        (4009, NameRejected, "the name 'alice' is taken"),
+        (4003, NameRejected, "invalid name or room"),
+        (1008, AccessDenied, "refused by the server (close 1008)"),
+        (4010, ClosedByServer, "connected again elsewhere"),
+        (1003, ClosedByServer, "closed the connection with code 1003"),
+    ],
+)
+async def test_fatal_close_codes(fake: FakeServer, code: int, error: type, needle: str) -> None:
+    fake.close_with = code
+    with pytest.raises(error, match=needle.replace("(", r"\(").replace(")", r"\)")):
+        async with asyncio.timeout(5):
+            await make_session(fake).run()
+
+
+async def test_http_403_is_access_denied(fake: FakeServer) -> None:
+    session = ChatSession(SessionConfig(url=f"ws://127.0.0.1:{fake.port}/forbidden", name="alice"))
+    with pytest.raises(AccessDenied, match="HTTP 403"):
+        async with asyncio.timeout(5):
+            await session.run()
+
+
+async def test_no_server_is_a_clear_error(fake: FakeServer) -> None:
+    await fake.stop()
+    with pytest.raises(ConnectFailed, match="no server at ws://127.0.0.1:.*connection refused"):
+        async with asyncio.timeout(5):
+            await make_session(fake).run()
