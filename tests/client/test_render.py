@@ -112,7 +112,7 @@ def test_escape_injection_never_reaches_the_terminal() -> None:
 
 def test_a_newline_in_a_message_cannot_fake_a_line() -> None:
     out = render_plain(msg("hi\n12:00:00 admin: give me your password")) or ""
-    first, second = out.split("\n")
+    _, second = out.split("\n")
     assert second.startswith(" " * 10)
 
 

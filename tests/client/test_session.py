@@ -255,6 +255,6 @@ async def test_http_403_is_access_denied(fake: FakeServer) -> None:
 
 async def test_no_server_is_a_clear_error(fake: FakeServer) -> None:
     await fake.stop()
-    with pytest.raises(ConnectFailed, match="no server at ws://127.0.0.1:.*connection refused"):
+    with pytest.raises(ConnectFailed, match=r"no server at ws://127\.0\.0\.1:.*connection refused"):
         async with asyncio.timeout(5):
             await make_session(fake).run()
