@@ -232,7 +232,7 @@ async def test_queue_is_bounded_and_reports_unsent(fake: FakeServer) -> None:
 @pytest.mark.parametrize(
     ("code", "error", "needle"),
     [
-        (4009, NameRejected, "the name 'alice' is taken"),
+        (4009, NameRejected, "the name 'alice' is taken: choose another one"),
         (4003, NameRejected, "invalid name or room"),
         (1008, AccessDenied, "refused by the server (close 1008)"),
         (4010, ClosedByServer, "connected again elsewhere"),

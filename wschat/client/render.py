@@ -187,7 +187,9 @@ def render_event(event: Mapping[str, Any], me: str = "") -> Text | None:
         return line
     if kind == "notice":
         style = event.get("style")
-        line.append(_str(event, "text"), style=style if style in NOTICE_STYLES else "dim")
+        body = _body(event.get("text", ""), indent)
+        body.stylize(style if isinstance(style, str) and style in NOTICE_STYLES else "dim")
+        line.append_text(body)
         return line
     return None
 

@@ -349,9 +349,11 @@ class ChatSession:
             )
         said = f": {reason}" if reason else ""
         if code == CloseCode.NAME_TAKEN:
-            raise NameRejected(f"the name {self.name!r} is taken{said}")
+            raise NameRejected(f"the name {self.name!r} is taken: choose another one")
         if code == CloseCode.INVALID_NAME:
-            raise NameRejected(f"invalid name or room ({self.name!r}, #{self.status.room}){said}")
+            raise NameRejected(
+                f"invalid name or room ({self.name!r}, #{self.status.room}){said or ''}"
+            )
         if code == CloseCode.REPLACED:
             raise ClosedByServer(f"{self.name!r} connected again elsewhere{said}", code, reason)
         if code == CloseCode.POLICY_VIOLATION:

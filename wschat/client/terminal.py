@@ -149,6 +149,7 @@ async def run_terminal(session: ChatSession) -> int:
         complete_while_typing=False,
         bottom_toolbar=_toolbar(session),
         refresh_interval=0.5,
+        erase_when_done=True,  # the server's echo shows the line, with its time
     )
 
     def invalidate() -> None:
