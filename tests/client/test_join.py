@@ -1,0 +1,368 @@
+"""``wschat join`` end to end: the real client in tmux or a pipe, against a real server.
+
+The interactive tests run the client in a tmux pane and assert on the pane's contents, which
+is what a person would see; a second user ("bob") is a bare v1 connection from the test.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import os
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from websockets.asyncio.client import ClientConnection
+
+from tests.conftest import Server, start_server
+from tests.server.v1client import connect, next_of, say
+
+pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux")
+
+_sessions = itertools.count()
+
+
+class Pane:
+    """``wschat join`` running in a tmux pane on a private tmux server."""
+
+    def __init__(self, tmp_path: Path, args: list[str], width: int = 100, height: int = 24):
+        self.socket = f"wschat-test-{os.getpid()}-{next(_sessions)}"
+        self.exit_file = tmp_path / f"{self.socket}.exit"
+        env = {"WSCHAT_HOME": str(tmp_path / "home"), "PYTHONUNBUFFERED": "1"}
+        command = shlex.join(["env", *(f"{k}={v}" for k, v in env.items()), sys.executable])
+        command += " -m wschat join " + shlex.join(args)
+        command += f" 2>&1; echo $? > {shlex.quote(str(self.exit_file))}; exec sleep 120"
+        self.tmux("new-session", "-d", "-s", "w", "-x", str(width), "-y", str(height), command)
+
+    def tmux(self, *args: str) -> str:
+        out = subprocess.run(
+            ["tmux", "-L", self.socket, "-f", "/dev/null", *args],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+        return out.stdout
+
+    def keys(self, *keys: str) -> None:
+        """Press keys by tmux name (``Enter``, ``C-c``, ``Up``, ``Tab``)."""
+        self.tmux("send-keys", "-t", "w", *keys)
+
+    def type(self, text: str) -> None:
+        """Type ``text`` literally."""
+        self.tmux("send-keys", "-t", "w", "-l", text)
+
+    def screen(self) -> str:
+        """The visible screen."""
+        return self.tmux("capture-pane", "-p", "-t", "w")
+
+    def everything(self) -> str:
+        """The scrollback and the visible screen, as lines a person could scroll through."""
+        return self.tmux("capture-pane", "-p", "-J", "-S", "-", "-t", "w")
+
+    def input_line(self) -> str:
+        """The line with the prompt on it."""
+        lines = [line for line in self.screen().splitlines() if line.startswith("#")]
+        return lines[-1] if lines else ""
+
+    async def wait(self, predicate: Callable[[str], bool], within: float = 10.0) -> str:
+        """Wait until ``predicate(everything())``; fail with the screen after ``within`` s."""
+        try:
+            async with asyncio.timeout(within):
+                while not predicate(text := self.everything()):
+                    await asyncio.sleep(0.05)
+        except TimeoutError:
+            pytest.fail(f"timed out; the pane shows:\n{self.everything()}")
+        return text
+
+    async def wait_for(self, needle: str, within: float = 10.0) -> str:
+        return await self.wait(lambda text: needle in text, within)
+
+    async def exit_status(self, within: float = 10.0) -> int:
+        async with asyncio.timeout(within):
+            while not self.exit_file.exists() or not self.exit_file.read_text().strip():
+                await asyncio.sleep(0.05)
+        return int(self.exit_file.read_text())
+
+    def close(self) -> None:
+        self.tmux("kill-server")
+
+
+@pytest.fixture
+def panes(tmp_path: Path) -> AsyncIterator[Callable[..., Pane]]:
+    started: list[Pane] = []
+
+    def start(*args: str, **kwargs: int) -> Pane:
+        pane = Pane(tmp_path, list(args), **kwargs)
+        started.append(pane)
+        return pane
+
+    yield start  # type: ignore[misc]
+    for pane in started:
+        pane.close()
+
+
+async def next_from(ws: ClientConnection, sender: str, kind: str = "message") -> dict[str, Any]:
+    """Return the next ``kind`` event sent by ``sender``, skipping everything else."""
+    while (event := await next_of(ws, kind))["from"] != sender:
+        pass
+    return event
+
+
+@pytest.fixture
+async def bob(server: Server) -> AsyncIterator[ClientConnection]:
+    ws, _ = await connect(server, "bob")
+    yield ws
+    await ws.close()
+
+
+async def test_chat_and_every_command(
+    server: Server, bob: ClientConnection, panes: Callable[..., Pane]
+) -> None:
+    pane = panes("alice", "--url", server.ws)
+    await pane.wait_for("you are alice in #lobby with 2 members: alice, bob")
+    assert "alice · #lobby · 2 online" in pane.screen()  # the status line
+
+    await say(bob, "hello alice")
+    await pane.wait_for("bob: hello alice")
+
+    pane.type("hi bob")
+    pane.keys("Enter")
+    assert (await next_from(bob, "alice"))["text"] == "hi bob"
+    await pane.wait_for("alice: hi bob")
+
+    pane.type("/me waves")
+    pane.keys("Enter")
+    assert (await next_from(bob, "alice")).get("action") is True
+    await pane.wait_for("* alice waves")
+
+    pane.type("/msg bob psst")
+    pane.keys("Enter")
+    dm = await next_of(bob, "dm")
+    assert (dm["from"], dm["to"], dm["text"]) == ("alice", "bob", "psst")
+    await pane.wait_for("[DM] to bob: psst")
+    await bob.send(json.dumps({"type": "dm", "to": "alice", "text": "back"}))
+    await pane.wait_for("[DM] from bob: back")
+
+    pane.type("/who")
+    pane.keys("Enter")
+    await pane.wait_for("members of #lobby (2): alice, bob")
+
+    pane.type("/help")
+    pane.keys("Enter")
+    await pane.wait_for("/msg NAME TEXT  send a direct message")
+
+    pane.type("/nope")
+    pane.keys("Enter")
+    await pane.wait_for("unknown command '/nope'")
+
+    pane.type("/wh")
+    pane.keys("Tab")
+    await pane.wait(lambda _: "/who" in pane.input_line())
+    pane.keys("C-u")
+    pane.type("/msg b")
+    pane.keys("Tab")
+    await pane.wait(lambda _: "/msg bob" in pane.input_line())
+    pane.keys("C-u")
+
+    pane.type("/join ops")
+    pane.keys("Enter")
+    assert (await next_of(bob, "left"))["name"] == "alice"
+    await pane.wait_for("you are alice in #ops with 1 member: alice")
+    await pane.wait(lambda _: pane.input_line() == "#ops>")
+
+    pane.type("/quit")
+    pane.keys("Enter")
+    assert await pane.exit_status() == 0
+    assert "Traceback" not in pane.everything()
+
+
+async def test_typing_survives_a_burst(
+    server: Server, bob: ClientConnection, panes: Callable[..., Pane]
+) -> None:
+    pane = panes("alice", "--url", server.ws)
+    await pane.wait_for("you are alice")
+    pane.type("half a thought")
+    for i in range(200):
+        await say(bob, f"burst {i:03d}")
+    await pane.wait_for("bob: burst 199", within=20)
+    assert pane.input_line() == "#lobby> half a thought"
+    pane.type(", finished")
+    pane.keys("Enter")
+    event = await next_from(bob, "alice")
+    assert event["text"] == "half a thought, finished"
+    text = await pane.wait_for("alice: half a thought, finished")
+    shown = [line.split(" ", 1)[1] for line in text.splitlines() if " bob: burst " in line]
+    assert shown == [f"bob: burst {i:03d}" for i in range(200)]  # all, in order, once each
+
+
+async def test_escape_injection_is_neutralised(
+    server: Server, bob: ClientConnection, panes: Callable[..., Pane]
+) -> None:
+    pane = panes("alice", "--url", server.ws)
+    await pane.wait_for("you are alice")
+    await say(bob, "before")
+    await say(bob, "\x1b]2;pwned\x07\x1b[2J\x1b[H\x9b31m\u202eevil [bold red]loud[/] :smile:")
+    text = await pane.wait_for("bob: ␛]2;pwned␇␛[2J␛[H<U+009B>31m<U+202E>evil [bold red]loud[/]")
+    assert "bob: before" in text  # the screen was not cleared
+    assert "pwned" not in pane.tmux("display-message", "-p", "-t", "w", "#{pane_title}")
+
+
+async def test_server_restart_resumes_without_loss_or_duplicates(
+    tmp_path: Path, panes: Callable[..., Pane]
+) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as probe:
+        port = probe.getsockname()[1]
+    db = str(tmp_path / "history.sqlite3")
+    servers = [start_server(tmp_path, "--port", str(port), "--db", db)]
+    try:
+        pane = panes("alice", "--url", servers[0].ws)
+        await pane.wait_for("you are alice")
+        ws, _ = await connect(servers[0], "bob")
+        for i in range(3):
+            await say(ws, f"before {i}")
+        await pane.wait_for("bob: before 2")
+        servers[0].stop()  # SIGTERM: every client is closed with 1001
+        await pane.wait_for("reconnecting")
+        pane.type("typed while offline")
+        pane.keys("Enter")
+        await pane.wait_for("will send after reconnecting: typed while offline")
+
+        servers.append(start_server(tmp_path, "--port", str(port), "--db", db))
+        ws, _ = await connect(servers[1], "bob")
+        await say(ws, "after restart")
+        text = await pane.wait(
+            lambda t: "bob: after restart" in t and "alice: typed while offline" in t, within=20
+        )
+        await ws.close()
+        for line in ["bob: before 0", "bob: before 1", "bob: before 2", "bob: after restart"]:
+            assert text.count(line) == 1, (line, text)
+        assert text.count("alice: typed while offline") == 1, text
+        await pane.wait(lambda _: "#lobby · " in pane.screen())  # online again
+    finally:
+        for server in servers:
+            if server.proc.poll() is None:
+                server.stop()
+            if server.proc.stdout is not None:
+                server.proc.stdout.close()
+
+
+async def test_ctrl_c_and_ctrl_d_quit_cleanly(server: Server, panes: Callable[..., Pane]) -> None:
+    first = panes("alice", "--url", server.ws)
+    await first.wait_for("you are alice")
+    first.type("a line for the history")
+    first.keys("Enter")
+    await first.wait_for("alice: a line for the history")
+    first.type("half typed")
+    first.keys("C-c")
+    assert await first.exit_status() == 130
+    assert "Traceback" not in first.everything()
+
+    second = panes("alice", "--url", server.ws)
+    await second.wait_for("you are alice")
+    second.keys("Up")  # history is kept across runs
+    await second.wait(lambda _: "a line for the history" in second.input_line())
+    second.keys("C-u", "C-d")
+    assert await second.exit_status() == 0
+    assert "Traceback" not in second.everything()
+
+
+# --- pipe mode and errors -------------------------------------------------------------------
+
+
+def run_join(*args: str, stdin: str = "", timeout: float = 20) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "wschat", "join", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+async def test_pipe_sends_each_line(server: Server) -> None:
+    ws, _ = await connect(server, "watcher", room="ops")
+    out = await asyncio.to_thread(
+        run_join, "ci", "--url", server.ws, "--room", "ops", stdin="deploy done\n\nsecond\n"
+    )
+    assert out.returncode == 0, out.stderr
+    got = [(await next_of(ws, "message"))["text"] for _ in range(2)]
+    assert got == ["deploy done", "second"]
+    assert "Traceback" not in out.stderr
+    await ws.close()
+
+
+async def test_pipe_prints_events_as_lines_and_json(server: Server) -> None:
+    ws, _ = await connect(server, "bob")
+    await say(ws, "hi \x1b[31mthere")  # history, replayed to each reader
+    text = await asyncio.to_thread(run_join, "reader", "--url", server.ws, stdin="")
+    assert text.returncode == 0, text.stderr
+    assert text.stdout.splitlines()[0].endswith(" bob: hi ␛[31mthere")
+    as_json = await asyncio.to_thread(run_join, "reader", "--url", server.ws, "--json")
+    events = [json.loads(line) for line in as_json.stdout.splitlines()]
+    assert events[0]["type"] == "welcome"
+    assert events[1]["type"] == "message" and events[1]["text"] == "hi \x1b[31mthere"
+    assert "\x1b" not in as_json.stdout
+    await ws.close()
+
+
+def test_no_server_is_one_clear_line() -> None:
+    with socket.create_server(("127.0.0.1", 0)) as probe:
+        port = probe.getsockname()[1]
+    out = run_join("alice", "--url", f"ws://127.0.0.1:{port}")
+    assert out.returncode == 1
+    assert out.stderr.strip() == f"wschat: no server at ws://127.0.0.1:{port}: connection refused"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["a b"], "wschat: invalid name 'a b': name contains a forbidden character U+0020"),
+        (["alice", "--room", "a\u202eb"], "wschat: invalid room"),
+        (["alice", "--url", "ftp://x"], "wschat: invalid url 'ftp://x'"),
+        (["alice", "--cafile", "/nonexistent"], "wschat: --cafile and --insecure need a wss://"),
+        (["alice", "-H", "bad header"], "wschat: invalid header 'bad header'"),
+    ],
+)
+def test_bad_options_are_one_clear_line(args: list[str], message: str) -> None:
+    out = run_join(*args)
+    assert out.returncode == 1
+    assert out.stderr.startswith(message), out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1
+
+
+async def test_name_taken_is_one_clear_line(server: Server, bob: ClientConnection) -> None:
+    out = await asyncio.to_thread(run_join, "bob", "--url", server.ws)
+    assert out.returncode == 1
+    assert out.stderr.strip() == "wschat: the name 'bob' is taken: choose another one"
+
+
+def test_sigterm_free_exit_in_pipe_mode_when_the_server_goes(server: Server) -> None:
+    """The pipe client keeps reading while stdin is open and reconnects; SIGINT ends it (130)."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "wschat", "join", "tail", "--url", server.ws],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stderr is not None
+        assert "you are tail" in proc.stderr.readline()
+        server.stop()
+        assert "reconnecting" in proc.stderr.readline()
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(10) == 130
+        assert "Traceback" not in proc.stderr.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate(timeout=5)
