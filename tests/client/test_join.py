@@ -255,6 +255,23 @@ async def test_server_restart_resumes_without_loss_or_duplicates(
                 server.proc.stdout.close()
 
 
+async def test_lines_still_queued_at_quit_are_marked_unsent(
+    server: Server, panes: Callable[..., Pane]
+) -> None:
+    pane = panes("alice", "--url", server.ws)
+    await pane.wait_for("you are alice")
+    server.stop()
+    await pane.wait_for("reconnecting")
+    pane.type("lost line")
+    pane.keys("Enter")
+    await pane.wait_for("will send after reconnecting: lost line")
+    assert "1 unsent queued" in pane.screen()
+    pane.type("/quit")
+    pane.keys("Enter")
+    assert await pane.exit_status() == 0
+    await pane.wait_for("unsent: lost line")
+
+
 async def test_ctrl_c_and_ctrl_d_quit_cleanly(server: Server, panes: Callable[..., Pane]) -> None:
     first = panes("alice", "--url", server.ws)
     await first.wait_for("you are alice")
@@ -345,7 +362,7 @@ async def test_name_taken_is_one_clear_line(server: Server, bob: ClientConnectio
     assert out.stderr.strip() == "wschat: the name 'bob' is taken: choose another one"
 
 
-def test_sigterm_free_exit_in_pipe_mode_when_the_server_goes(server: Server) -> None:
+def test_pipe_mode_reconnects_and_ctrl_c_exits_130(server: Server) -> None:
     """The pipe client keeps reading while stdin is open and reconnects; SIGINT ends it (130)."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "wschat", "join", "tail", "--url", server.ws],

@@ -9,8 +9,12 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import shutil
+import ssl
+import subprocess
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -83,6 +87,8 @@ class FakeServer:
     conns: set[ServerConnection] = field(default_factory=set)
     server: Server | None = None
     port: int = 0
+    tls: ssl.SSLContext | None = None
+    headers: list[dict[str, str]] = field(default_factory=list)
 
     def say(self, sender: str, text: str) -> dict[str, Any]:
         event = {
@@ -99,6 +105,7 @@ class FakeServer:
     async def handler(self, ws: ServerConnection) -> None:
         assert ws.request is not None
         self.urls.append(ws.request.path)
+        self.headers.append(dict(ws.request.headers.raw_items()))
         if self.close_with is not None:
             await ws.close(self.close_with, "scripted")
             return
@@ -140,6 +147,7 @@ class FakeServer:
             self.port,
             subprotocols=["wschat.v1"],  # type: ignore[list-item]
             process_request=self.process_request,
+            ssl=self.tls,
         )
         self.port = next(iter(self.server.sockets)).getsockname()[1]
 
@@ -258,3 +266,68 @@ async def test_no_server_is_a_clear_error(fake: FakeServer) -> None:
     with pytest.raises(ConnectFailed, match=r"no server at ws://127\.0\.0\.1:.*connection refused"):
         async with asyncio.timeout(5):
             await make_session(fake).run()
+
+
+async def test_token_and_headers_go_in_the_handshake(fake: FakeServer) -> None:
+    from wschat.client.launcher import JoinOptions, build_session
+
+    session = build_session(
+        JoinOptions(
+            name="alice",
+            url=f"ws://127.0.0.1:{fake.port}",
+            room="lobby",
+            token="s3cret",
+            headers=("X-Team: blue", "X-Trace:  42 "),
+        )
+    )
+    async with asyncio.TaskGroup() as tg:
+        runner = tg.create_task(session.run())
+        await next_event(session, "welcome")
+        await session.close()
+        await runner
+    headers = fake.headers[0]
+    assert headers["Authorization"] == "Bearer s3cret"
+    assert (headers["X-Team"], headers["X-Trace"]) == ("blue", "42")
+    assert headers["Sec-WebSocket-Protocol"] == "wschat.v1"
+
+
+@pytest.fixture
+def certificate(tmp_path: Path) -> tuple[str, str]:
+    if shutil.which("openssl") is None:
+        pytest.skip("needs openssl")
+    cert, key = str(tmp_path / "cert.pem"), str(tmp_path / "key.pem")
+    subprocess.run(
+        [
+            *("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"),
+            *("-keyout", key, "-out", cert, "-subj", "/CN=localhost"),
+            *("-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=30,
+    )
+    return cert, key
+
+
+async def test_wss_with_cafile_insecure_or_neither(certificate: tuple[str, str]) -> None:
+    from wschat.client.launcher import JoinOptions, build_session
+
+    cert, key = certificate
+    fake = FakeServer(tls=ssl.create_default_context(ssl.Purpose.CLIENT_AUTH))
+    assert fake.tls is not None
+    fake.tls.load_cert_chain(cert, key)
+    await fake.start()
+    try:
+        url = f"wss://127.0.0.1:{fake.port}"
+        for extra in ({"cafile": cert}, {"insecure": True}):
+            session = build_session(JoinOptions("alice", url, "lobby", **extra))  # type: ignore[arg-type]
+            async with asyncio.TaskGroup() as tg:
+                runner = tg.create_task(session.run())
+                await next_event(session, "welcome")
+                await session.close()
+                await runner
+        with pytest.raises(ConnectFailed, match="cannot verify the TLS certificate"):
+            async with asyncio.timeout(5):
+                await build_session(JoinOptions("alice", url, "lobby")).run()
+    finally:
+        await fake.stop()
