@@ -331,6 +331,23 @@ async def test_pipe_prints_events_as_lines_and_json(server: Server) -> None:
     await ws.close()
 
 
+@pytest.mark.parametrize("source", ["devnull", "file"])
+def test_pipe_reads_dev_null_and_regular_files(server: Server, tmp_path: Path, source: str) -> None:
+    path = tmp_path / "lines.txt"
+    path.write_text("from a file\n")
+    with open(os.devnull if source == "devnull" else path) as stdin:
+        out = subprocess.run(
+            [sys.executable, "-m", "wschat", "join", "ci", "--url", server.ws, "--json"],
+            stdin=stdin,
+            capture_output=True,
+            text=True,
+            timeout=20,
+        )
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout.splitlines()[0])["type"] == "welcome"
+    assert "Traceback" not in out.stderr
+
+
 def test_no_server_is_one_clear_line() -> None:
     with socket.create_server(("127.0.0.1", 0)) as probe:
         port = probe.getsockname()[1]

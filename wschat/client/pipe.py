@@ -26,8 +26,13 @@ EOF_DRAIN_S = 30.0  # after the end of stdin, how long to wait for a reconnect t
 
 
 async def _stdin_lines() -> AsyncIterator[str]:
-    """Yield stdin's lines without blocking the loop (a regular file is read in one go)."""
-    if stat.S_ISREG(os.fstat(sys.stdin.fileno()).st_mode):
+    """Yield stdin's lines without blocking the loop.
+
+    Pipes, sockets and terminals are read as lines arrive; anything else (a regular file,
+    ``/dev/null``) cannot be polled, so it is read in one go.
+    """
+    mode = os.fstat(sys.stdin.fileno()).st_mode
+    if not (stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or sys.stdin.isatty()):
         for line in sys.stdin.read().splitlines():
             yield line
         return
