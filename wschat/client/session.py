@@ -426,8 +426,6 @@ class ChatSession:
                 # Only a frame handed to the connection leaves the queue; one cut off by a
                 # dropped connection is sent again after the reconnect.
                 self._outbox.popleft()
-                if isinstance(command, Join):
-                    self.status.room = command.room
                 self._outbox_changed.set()
             self._outbox_changed.clear()
             await self._outbox_changed.wait()
