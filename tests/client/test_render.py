@@ -111,9 +111,12 @@ def test_escape_injection_never_reaches_the_terminal() -> None:
 
 
 def test_a_newline_in_a_message_cannot_fake_a_line() -> None:
-    out = render_plain(msg("hi\n12:00:00 admin: give me your password")) or ""
-    _, second = out.split("\n")
+    text = render_event(msg("hi\n12:00:00 admin: give me your password"))
+    assert text is not None
+    _, second = text.plain.split("\n")
     assert second.startswith(" " * 10)
+    # In a pipe, each event is one line.
+    assert (render_plain(msg("hi\nthere")) or "").endswith("bob: hi␊there")
 
 
 def test_json_lines_are_ascii() -> None:

@@ -114,8 +114,11 @@ def _name(value: object) -> Text:
     return Text(name, style=f"bold {name_colour(name)}")
 
 
-def _body(text: object, indent: int) -> Text:
-    body = sanitize(str(text), keep_newlines=True)
+def _body(text: object, indent: int | None) -> Text:
+    """Return message text; ``indent`` ``None`` keeps it on one line (a newline shows as ␊)."""
+    body = sanitize(str(text), keep_newlines=indent is not None)
+    if indent is None:
+        return Text(body)
     # A continuation line is indented under the message, so "\n[12:00:00] admin: …" inside a
     # message cannot pass for a line of its own.
     return Text(body.replace("\n", "\n" + " " * indent))
@@ -125,27 +128,29 @@ def _str(event: Mapping[str, Any], key: str) -> str:
     return sanitize(str(event.get(key, "")))
 
 
-def render_event(event: Mapping[str, Any], me: str = "") -> Text | None:
+def render_event(event: Mapping[str, Any], me: str = "", one_line: bool = False) -> Text | None:
     """Return the line(s) to show for one server event, or ``None`` for one not shown.
 
-    ``me`` is the user's own name: direct messages say which way they went.
+    ``me`` is the user's own name: direct messages say which way they went. ``one_line``
+    shows a newline in a message as ``␊`` instead of starting an indented line.
     """
     kind = event.get("type")
     stamp = Text(_clock(event.get("ts")) + " ", style="dim")
     line = Text()
     line.append_text(stamp)
     indent = len(stamp)
+    hang = None if one_line else indent + 2  # where continuation lines of a message start
     if kind == "message":
         if event.get("action"):
             line.append("* ", style="bold")
             line.append_text(_name(event.get("from")))
             line.append(" ")
-            line.append_text(_body(event.get("text"), indent + 2))
+            line.append_text(_body(event.get("text"), hang))
             line.stylize("italic", indent)
         else:
             line.append_text(_name(event.get("from")))
             line.append(": ")
-            line.append_text(_body(event.get("text"), indent + 2))
+            line.append_text(_body(event.get("text"), hang))
         return line
     if kind == "dm":
         line.append("[DM] ", style="bold reverse magenta")
@@ -157,7 +162,7 @@ def render_event(event: Mapping[str, Any], me: str = "") -> Text | None:
             line.append("from ", style="magenta")
             line.append_text(_name(sender))
         line.append(": ")
-        line.append_text(_body(event.get("text"), indent + 2))
+        line.append_text(_body(event.get("text"), hang))
         return line
     if kind in ("joined", "left"):
         arrow, verb = ("→", "joined") if kind == "joined" else ("←", "left")
@@ -179,7 +184,7 @@ def render_event(event: Mapping[str, Any], me: str = "") -> Text | None:
             style="dim",
         )
         if event.get("gap"):
-            line.append("\n" + " " * indent)
+            line.append(" " if one_line else "\n" + " " * indent)
             line.append("some older messages are no longer stored and were missed", "yellow")
         return line
     if kind == "error":
@@ -187,7 +192,7 @@ def render_event(event: Mapping[str, Any], me: str = "") -> Text | None:
         return line
     if kind == "notice":
         style = event.get("style")
-        body = _body(event.get("text", ""), indent)
+        body = _body(event.get("text", ""), None if one_line else indent)
         body.stylize(style if isinstance(style, str) and style in NOTICE_STYLES else "dim")
         line.append_text(body)
         return line
@@ -195,8 +200,8 @@ def render_event(event: Mapping[str, Any], me: str = "") -> Text | None:
 
 
 def render_plain(event: Mapping[str, Any], me: str = "") -> str | None:
-    """Return one event as plain text (no colour) for a pipe, or ``None`` if not shown."""
-    text = render_event(event, me)
+    """Return one event as one line of plain text for a pipe, or ``None`` if not shown."""
+    text = render_event(event, me, one_line=True)
     return None if text is None else text.plain
 
 

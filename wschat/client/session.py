@@ -45,6 +45,7 @@ from wschat.protocol import (
     SUBPROTOCOL,
     CloseCode,
     Command,
+    Dm,
     Join,
     Say,
     check_name,
@@ -454,8 +455,10 @@ def describe(command: Command) -> str:
             return text
         case Join(room):
             return f"/join {room}"
+        case Dm(to, text):
+            return f"/msg {to} {text}"
         case _:
-            return encode_command(command)
+            return "/who"
 
 
 def first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
