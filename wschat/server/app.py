@@ -1,7 +1,8 @@
 """The FastAPI application: ``create_app(settings)`` wires routes to the hub.
 
 Routes: ``GET /`` (the browser page), ``GET /healthz``, ``WS /ws`` (echo) and
-``WS /ws/{client_id}`` (room broadcast). The WebSocket loops live in ``endpoint``.
+``WS /ws/{client_id}`` (chat; routed by ``wsroute`` ahead of FastAPI's stack). The
+WebSocket loops live in ``endpoint``.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from wschat.server.chat import ChatService
 from wschat.server.endpoint import serve_chat, serve_echo
 from wschat.server.hub import Hub
 from wschat.server.settings import ServerSettings
+from wschat.server.wsroute import WebSocketRoutes
 from wschat.store.sqlite import SqliteStore
 
 
@@ -67,12 +69,11 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
             "closed_by_code": {str(code): n for code, n in sorted(hub.closed_by_code.items())},
         }
 
-    @app.websocket("/ws")
     async def echo(websocket: WebSocket) -> None:
         await serve_echo(websocket, hub, settings)
 
-    @app.websocket("/ws/{client_id}")
     async def chat_endpoint(websocket: WebSocket, client_id: str) -> None:
         await serve_chat(websocket, client_id, chat)
 
+    app.add_middleware(WebSocketRoutes, echo=echo, chat=chat_endpoint)
     return app

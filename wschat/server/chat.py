@@ -29,7 +29,7 @@ from wschat.protocol import (
     presence_event,
 )
 from wschat.rooms import Claim, ClaimResult, Presence
-from wschat.server.connection import Connection, Message
+from wschat.server.connection import Connection, Outgoing
 from wschat.server.hub import Hub
 from wschat.server.settings import ServerSettings
 from wschat.store import HistoryStore, StoredMessage
@@ -37,9 +37,9 @@ from wschat.store import HistoryStore, StoredMessage
 log = logging.getLogger("wschat.server")
 
 
-def text_frame(obj: dict[str, Any]) -> Message:
-    """Return the ASGI send message carrying ``obj`` as one JSON text frame."""
-    return {"type": "websocket.send", "text": dumps(obj)}
+def text_frame(obj: dict[str, Any]) -> Outgoing:
+    """Return the frame carrying ``obj`` as one JSON text frame."""
+    return Outgoing(dumps(obj))
 
 
 class ChatService:
@@ -228,14 +228,14 @@ class ChatService:
         msg = StoredMessage(
             env["room"], env["id"], env["from"], env["text"], env["ts"], env.get("action", False)
         )
-        v1_frame: Message | None = None
-        plain_frame: Message | None = None
-        receivers: list[tuple[Connection, Message]] = []
+        v1_frame: Outgoing | None = None
+        plain_frame: Outgoing | None = None
+        receivers: list[tuple[Connection, Outgoing]] = []
         for conn in self.hub.members(msg.room):
             if not conn.v1:
                 if plain_frame is None:
                     text = f"* {msg.sender} {msg.text}" if msg.action else msg.text
-                    plain_frame = {"type": "websocket.send", "text": plain_line(msg.sender, text)}
+                    plain_frame = Outgoing(plain_line(msg.sender, text))
                 receivers.append((conn, plain_frame))
             elif conn.pending is not None:
                 if len(conn.pending) < self.settings.outbox_size:
@@ -252,7 +252,7 @@ class ChatService:
         self.hub.deliver_each(receivers)
 
     def _deliver_dm(self, env: Envelope) -> None:
-        receivers: list[tuple[Connection, Message]] = []
+        receivers: list[tuple[Connection, Outgoing]] = []
         v1_frame = text_frame(dm_event(env["from"], env["to"], env["text"], env["ts"]))
         for name in dict.fromkeys((env["to"], env["from"])):
             conn = self.connections_by_name.get(name)
@@ -262,5 +262,5 @@ class ChatService:
                 receivers.append((conn, v1_frame))
             else:
                 line = f"DM from {env['from']}: {env['text']}"
-                receivers.append((conn, {"type": "websocket.send", "text": line}))
+                receivers.append((conn, Outgoing(line)))
         self.hub.deliver_each(receivers)

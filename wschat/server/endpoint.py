@@ -32,7 +32,7 @@ from wschat.protocol import (
 )
 from wschat.rooms import ClaimResult
 from wschat.server.chat import ChatService, text_frame
-from wschat.server.connection import Connection, Message
+from wschat.server.connection import Connection, Outgoing
 from wschat.server.hub import Hub
 from wschat.server.settings import ServerSettings
 
@@ -79,8 +79,8 @@ def _connection(
     )
 
 
-def _offer_or_drop(hub: Hub, conn: Connection, message: Message) -> None:
-    hub.deliver_each([(conn, message)])
+def _offer_or_drop(hub: Hub, conn: Connection, frame: Outgoing) -> None:
+    hub.deliver_each([(conn, frame)])
 
 
 async def serve_echo(websocket: WebSocket, hub: Hub, settings: ServerSettings) -> None:
@@ -90,9 +90,9 @@ async def serve_echo(websocket: WebSocket, hub: Hub, settings: ServerSettings) -
     async def on_frame(conn: Connection, message: Frame) -> None:
         text = message.get("text")
         if text is not None:
-            reply: Message = {"type": "websocket.send", "text": echo_text(text)}
+            reply = Outgoing(echo_text(text))
         else:
-            reply = {"type": "websocket.send", "bytes": echo_bytes(message.get("bytes") or b"")}
+            reply = Outgoing(data=echo_bytes(message.get("bytes") or b""))
         _offer_or_drop(hub, conn, reply)
 
     await run_connection(_connection(websocket, "echo", None, settings), hub, on_frame)

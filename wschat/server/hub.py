@@ -13,7 +13,7 @@ from collections import Counter
 from collections.abc import Iterable
 
 from wschat.protocol import CloseCode
-from wschat.server.connection import Connection, Message
+from wschat.server.connection import Connection, Outgoing
 
 log = logging.getLogger("wschat.server")
 
@@ -61,16 +61,16 @@ class Hub:
         """Return the live set of ``room``'s connections (empty if there is none)."""
         return self.rooms.get(room, set())
 
-    def deliver(self, receivers: Iterable[Connection], message: Message) -> int:
-        """Offer one prepared ``message`` to each receiver; return how many took it.
+    def deliver(self, receivers: Iterable[Connection], frame: Outgoing) -> int:
+        """Offer one prepared ``frame`` to each receiver; return how many took it.
 
-        The message is encoded once by the caller and shared. A receiver whose outbox is full
+        The frame is built once by the caller and serialised at most once for all. A receiver whose outbox is full
         is closed with ``CloseCode.SLOW_CONSUMER``; nobody else waits for it.
         """
         delivered = 0
         slow: list[Connection] = []
         for conn in receivers:
-            if conn.offer(message):
+            if conn.offer(frame):
                 delivered += 1
             else:
                 slow.append(conn)
@@ -79,11 +79,11 @@ class Hub:
         self.deliveries += delivered
         return delivered
 
-    def deliver_each(self, pairs: list[tuple[Connection, Message]]) -> int:
-        """Offer each connection its own prepared message; see ``deliver`` for the policy."""
+    def deliver_each(self, pairs: list[tuple[Connection, Outgoing]]) -> int:
+        """Offer each connection its own prepared frame; see ``deliver`` for the policy."""
         delivered = 0
-        for conn, message in pairs:
-            if conn.offer(message):
+        for conn, frame in pairs:
+            if conn.offer(frame):
                 delivered += 1
             else:
                 self._drop_slow(conn)
