@@ -27,6 +27,8 @@ from wschat.server.wsprotocol import TRANSPORT_EXTENSION, WschatWebSocketProtoco
 
 Message = dict[str, Any]
 
+WRITE_CHUNK_BYTES = 64 * 1024
+
 log = logging.getLogger("wschat.server")
 
 
@@ -58,6 +60,35 @@ class Outgoing:
         return {"type": "websocket.send", "bytes": self.data or b""}
 
 
+class Coalescer:
+    """Batch the frames offered to each connection during one event-loop pass into one write.
+
+    Offers only mark a connection dirty; one callback per loop pass then writes each dirty
+    connection's queued frames with a single ``write`` — so a burst of messages costs one
+    system call per receiver instead of one per message, and a lone message waits for no
+    more than the rest of the current pass.
+    """
+
+    __slots__ = ("_dirty", "_scheduled")
+
+    def __init__(self) -> None:
+        self._dirty: list[Connection] = []
+        self._scheduled = False
+
+    def mark(self, conn: Connection) -> None:
+        self._dirty.append(conn)
+        if not self._scheduled:
+            self._scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._scheduled = False
+        dirty, self._dirty = self._dirty, []
+        for conn in dirty:
+            conn._dirty = False
+            conn._flush()
+
+
 class _Close:
     __slots__ = ("code", "reason")
 
@@ -75,6 +106,8 @@ class Connection:
     __slots__ = (
         "_close_timeout_s",
         "_closer",
+        "_coalescer",
+        "_dirty",
         "_outbox",
         "_outbox_size",
         "_proto",
@@ -99,6 +132,7 @@ class Connection:
         v1: bool,
         outbox_size: int,
         close_timeout_s: float,
+        coalescer: Coalescer | None = None,
     ) -> None:
         self.websocket = websocket
         self.name = name
@@ -115,6 +149,8 @@ class Connection:
         self._writer: asyncio.Task[None] | None = None
         self._closer: asyncio.Task[None] | None = None
         self._ready: asyncio.Event | None = None
+        self._coalescer = coalescer
+        self._dirty = False
         ext = (websocket.scope.get("extensions") or {}).get(TRANSPORT_EXTENSION) or {}
         proto = ext.get("protocol")
         self._proto: WschatWebSocketProtocol | None = (
@@ -148,10 +184,6 @@ class Connection:
         if self.close_code is not None:
             return True  # closing: drop silently, the peer will resume from history
         outbox = self._outbox
-        proto = self._proto
-        if not outbox and proto is not None and proto.on_writable is not None and proto.can_write():
-            proto.write_frame(frame.wire)
-            return True
         if len(outbox) >= self._outbox_size:
             return False
         outbox.append(frame)
@@ -206,8 +238,13 @@ class Connection:
 
     def _wake(self) -> None:
         if self._proto is not None:
-            if self._proto.on_writable is not None:
+            if self._proto.on_writable is None or self._dirty:
+                return  # not started yet, or a flush is already due in this loop pass
+            if self._coalescer is None:
                 self._flush()
+            else:
+                self._dirty = True
+                self._coalescer.mark(self)
         elif self._ready is not None:
             self._ready.set()
 
@@ -224,12 +261,20 @@ class Connection:
                 return
             if not proto.can_write():
                 return
-            outbox.popleft()
-            if isinstance(entry, list):
-                for frame in entry:
-                    proto.write_frame(frame.wire)
-            else:
-                proto.write_frame(entry.wire)
+            # Join consecutive frames into one write, up to about one socket buffer's worth;
+            # past that the transport pauses us (can_write) until the peer reads.
+            chunk: list[bytes] = []
+            size = 0
+            while outbox and size < WRITE_CHUNK_BYTES:
+                entry = outbox[0]
+                if isinstance(entry, _Close):
+                    break
+                outbox.popleft()
+                for frame in entry if isinstance(entry, list) else (entry,):
+                    wire = frame.wire
+                    chunk.append(wire)
+                    size += len(wire)
+            proto.write_frame(chunk[0] if len(chunk) == 1 else b"".join(chunk))
 
     def _start_close(self, entry: Entry) -> None:
         if self._closer is None and isinstance(entry, _Close):

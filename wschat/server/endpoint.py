@@ -72,10 +72,22 @@ async def run_connection(conn: Connection, hub: Hub, on_frame: OnFrame) -> int |
 
 
 def _connection(
-    websocket: WebSocket, name: str, room: str | None, s: ServerSettings, *, v1: bool = False
+    websocket: WebSocket,
+    name: str,
+    room: str | None,
+    s: ServerSettings,
+    hub: Hub,
+    *,
+    v1: bool = False,
 ) -> Connection:
     return Connection(
-        websocket, name, room, v1=v1, outbox_size=s.outbox_size, close_timeout_s=s.close_timeout_s
+        websocket,
+        name,
+        room,
+        v1=v1,
+        outbox_size=s.outbox_size,
+        close_timeout_s=s.close_timeout_s,
+        coalescer=hub.coalescer,
     )
 
 
@@ -95,7 +107,7 @@ async def serve_echo(websocket: WebSocket, hub: Hub, settings: ServerSettings) -
             reply = Outgoing(data=echo_bytes(message.get("bytes") or b""))
         _offer_or_drop(hub, conn, reply)
 
-    await run_connection(_connection(websocket, "echo", None, settings), hub, on_frame)
+    await run_connection(_connection(websocket, "echo", None, settings, hub), hub, on_frame)
 
 
 async def serve_chat(websocket: WebSocket, client_id: str, chat: ChatService) -> None:
@@ -119,7 +131,7 @@ async def _serve_plain(websocket: WebSocket, client_id: str, chat: ChatService) 
     except ProtocolError as exc:
         await _refuse(websocket, CloseCode.INVALID_NAME, exc.detail)
         return
-    conn = _connection(websocket, name, room, chat.settings)
+    conn = _connection(websocket, name, room, chat.settings, chat.hub)
     if chat.claim(conn, None).result is ClaimResult.TAKEN:
         await _refuse(websocket, CloseCode.NAME_TAKEN, f"name {name!r} is taken")
         return
@@ -161,7 +173,7 @@ async def _serve_v1(websocket: WebSocket, client_id: str, chat: ChatService) -> 
         await _refuse(websocket, CloseCode.POLICY_VIOLATION, "since must be a non-negative integer")
         return
     settings = chat.settings
-    conn = _connection(websocket, name, room, settings, v1=True)
+    conn = _connection(websocket, name, room, settings, chat.hub, v1=True)
     claim = chat.claim(conn, params.get("resume"))
     if claim.result is ClaimResult.TAKEN or claim.holder is None:
         await _refuse(websocket, CloseCode.NAME_TAKEN, f"name {name!r} is taken")

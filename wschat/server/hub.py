@@ -13,7 +13,7 @@ from collections import Counter
 from collections.abc import Iterable
 
 from wschat.protocol import CloseCode
-from wschat.server.connection import Connection, Outgoing
+from wschat.server.connection import Coalescer, Connection, Outgoing
 
 log = logging.getLogger("wschat.server")
 
@@ -27,6 +27,7 @@ class Hub:
         self.closed_by_code: Counter[int] = Counter()
         self.slow_consumers = 0
         self.deliveries = 0
+        self.coalescer = Coalescer()
         self._empty = asyncio.Event()
         self._empty.set()
 
