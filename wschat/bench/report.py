@@ -145,7 +145,7 @@ _LATENCY_KEYS = {
     "mean": "mean_ms",
 }
 _GROUPS = {"": "latency_ms", "tcp.": "tcp_connect_ms", "upgrade.": "upgrade_ms"}
-_TIME_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "": 1.0}
+_TIME_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
 _CONDITION = re.compile(
     r"^\s*([a-z_.0-9]+?)\s*(<=|>=|<|>)\s*([0-9]*\.?[0-9]+)\s*(%|us|ms|s|/s)?\s*$"
 )
