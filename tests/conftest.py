@@ -48,8 +48,13 @@ class Server:
 
 def start_server(tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> Server:
     """Start ``wschat serve`` on a free 127.0.0.1 port and return once it accepts connections."""
-    log_path = tmp_path / f"server-{time.monotonic_ns()}.log"
-    cmd = [sys.executable, "-m", "wschat", "serve", "--host", "127.0.0.1", "--port", "0", *args]
+    stamp = time.monotonic_ns()
+    log_path = tmp_path / f"server-{stamp}.log"
+    if "--db" not in args:  # never the user's own history file
+        args = (*args, "--db", str(tmp_path / f"history-{stamp}.sqlite3"))
+    if "--port" not in args:
+        args = ("--port", "0", *args)
+    cmd = [sys.executable, "-m", "wschat", "serve", "--host", "127.0.0.1", *args]
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     with open(log_path, "w") as log:
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, text=True, env=full_env)

@@ -25,6 +25,12 @@ app = typer.Typer(
 )
 
 
+def _default_db() -> Path:
+    import platformdirs
+
+    return platformdirs.user_data_path("wschat") / "history.sqlite3"
+
+
 def _fail(message: str, code: int = 1) -> NoReturn:
     typer.secho(f"wschat: {message}", fg="red", err=True)
     raise typer.Exit(code)
@@ -94,6 +100,33 @@ def serve(
         str,
         typer.Option(envvar="WSCHAT_LOG_LEVEL", help="critical, error, warning, info or debug."),
     ] = "info",
+    db: Annotated[
+        str | None,
+        typer.Option(
+            envvar="WSCHAT_DB",
+            help="SQLite history file; ':memory:' keeps none. [default: history.sqlite3 in the user data dir]",
+            show_default=False,
+        ),
+    ] = None,
+    history_size: Annotated[
+        int, typer.Option(envvar="WSCHAT_HISTORY_SIZE", min=1, help="Messages kept per room.")
+    ] = 10_000,
+    replay_count: Annotated[
+        int,
+        typer.Option(
+            envvar="WSCHAT_REPLAY_COUNT",
+            min=0,
+            help="Messages a v1 client gets on entering a room without ?since=.",
+        ),
+    ] = 50,
+    presence_grace: Annotated[
+        float,
+        typer.Option(
+            envvar="WSCHAT_PRESENCE_GRACE",
+            min=0,
+            help="Seconds a dropped v1 client keeps its name and place before 'left' is sent.",
+        ),
+    ] = 5.0,
 ) -> None:
     """Run the chat server (echo at /ws, chat at /ws/{client_id}, a page at /)."""
     from wschat.server.runner import serve as run_server
@@ -108,6 +141,10 @@ def serve(
         ping_timeout_s=ping_timeout,
         shutdown_timeout_s=shutdown_timeout,
         log_level=log_level.lower(),
+        db=db or str(_default_db()),
+        history_size=history_size,
+        replay_count=replay_count,
+        presence_grace_s=presence_grace,
     )
     try:
         run_server(settings)

@@ -7,6 +7,8 @@ Routes: ``GET /`` (the browser page), ``GET /healthz``, ``WS /ws`` (echo) and
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from importlib import resources
 from typing import Any
 
@@ -14,18 +16,36 @@ from fastapi import FastAPI, WebSocket
 from fastapi.responses import HTMLResponse
 
 from wschat import __version__
+from wschat.broker.memory import MemoryBroker
+from wschat.server.chat import ChatService
 from wschat.server.endpoint import serve_chat, serve_echo
 from wschat.server.hub import Hub
 from wschat.server.settings import ServerSettings
+from wschat.store.sqlite import SqliteStore
 
 
 def create_app(settings: ServerSettings | None = None) -> FastAPI:
     """Return a new app with its own hub; nothing is shared between two apps."""
     settings = settings or ServerSettings()
     hub = Hub()
-    app = FastAPI(title="wschat", version=__version__, docs_url=None, redoc_url=None)
+    chat = ChatService(
+        hub, SqliteStore(settings.db, settings.history_size), MemoryBroker(), settings
+    )
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await chat.start()
+        try:
+            yield
+        finally:
+            await chat.close()
+
+    app = FastAPI(
+        title="wschat", version=__version__, docs_url=None, redoc_url=None, lifespan=lifespan
+    )
     app.state.settings = settings
     app.state.hub = hub
+    app.state.chat = chat
     page = resources.files("wschat.server").joinpath("static/index.html").read_text("utf-8")
 
     @app.get("/", response_class=HTMLResponse)
@@ -40,6 +60,9 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
             "connections": len(hub.connections),
             "rooms": len(hub.rooms),
             "tasks": len(asyncio.all_tasks()),
+            "names": len(chat.presence.holders),
+            "broker": {"engine": chat.broker.name, "state": chat.broker.state()},
+            "replays": chat.replays,
             "slow_consumers": hub.slow_consumers,
             "closed_by_code": {str(code): n for code, n in sorted(hub.closed_by_code.items())},
         }
@@ -49,7 +72,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
         await serve_echo(websocket, hub, settings)
 
     @app.websocket("/ws/{client_id}")
-    async def chat(websocket: WebSocket, client_id: str) -> None:
-        await serve_chat(websocket, client_id, hub, settings)
+    async def chat_endpoint(websocket: WebSocket, client_id: str) -> None:
+        await serve_chat(websocket, client_id, chat)
 
     return app

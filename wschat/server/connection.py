@@ -37,7 +37,10 @@ class Connection:
         "_ready",
         "_writer",
         "close_code",
+        "last_id",
         "name",
+        "pending",
+        "replaced",
         "room",
         "v1",
         "websocket",
@@ -58,7 +61,11 @@ class Connection:
         self.room = room
         self.v1 = v1
         self.close_code: int | None = None  # set once we decided to close
-        self._outbox: deque[Message] = deque()
+        self.last_id = 0  # v1: the newest room message id queued for this peer
+        # v1: while the room's history is being read, live messages wait here (see chat.py)
+        self.pending: list[Any] | None = None
+        self.replaced = False  # the same user reconnected; this socket no longer owns the name
+        self._outbox: deque[Message | list[Message]] = deque()
         self._outbox_size = outbox_size
         self._ready = asyncio.Event()
         self._close_timeout_s = close_timeout_s
@@ -92,6 +99,16 @@ class Connection:
         self._outbox.append(message)
         self._ready.set()
         return True
+
+    def push(self, batch: list[Message]) -> None:
+        """Queue ``batch`` (a welcome and its replay) as one outbox entry, whatever the fill.
+
+        The batch is bounded by the caller (the history cap), and it is sent in order, before
+        anything offered afterwards.
+        """
+        if self.close_code is None and batch:
+            self._outbox.append(batch)
+            self._ready.set()
 
     def close(self, code: int, reason: str = "", *, flush: bool = True) -> None:
         """Close the connection with ``code``; idempotent, never blocks the caller.
@@ -136,10 +153,14 @@ class Connection:
                     await self._ready.wait()
                     continue
                 message = outbox.popleft()
-                if message["type"] == "websocket.close":
+                if isinstance(message, list):
+                    for item in message:
+                        await send(item)
+                elif message["type"] == "websocket.close":
                     await self._send_close(message)
                     return
-                await send(message)
+                else:
+                    await send(message)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # the peer vanished mid-send: make the reader see it now

@@ -1,33 +1,52 @@
 """The per-socket loops: read frames, act on them, and always clean up.
 
-Each loop accepts the socket, registers a ``Connection`` with the hub, starts its writer and
-reads until the peer disconnects. Whatever ends the loop (a close, a reset, an error), the
-``finally`` stops the writer and removes the connection, so nothing outlives the socket.
+Each loop accepts the socket, registers a ``Connection``, starts its writer and reads until
+the peer disconnects. Whatever ends the loop (a close, a reset, an error), the ``finally``
+stops the writer and removes the connection, so nothing outlives the socket.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, MutableMapping
+from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from starlette.websockets import WebSocket
 
-from wschat.protocol import DEFAULT_ROOM, CloseCode, echo_bytes, echo_text, plain_line
+from wschat.errors import ProtocolError
+from wschat.protocol import (
+    DEFAULT_ROOM,
+    SUBPROTOCOL,
+    CloseCode,
+    Dm,
+    ErrorCode,
+    Join,
+    Say,
+    Who,
+    check_name,
+    check_room,
+    decode_command,
+    echo_bytes,
+    echo_text,
+    error_event,
+)
+from wschat.rooms import ClaimResult
+from wschat.server.chat import ChatService, text_frame
 from wschat.server.connection import Connection, Message
 from wschat.server.hub import Hub
 from wschat.server.settings import ServerSettings
 
 log = logging.getLogger("wschat.server")
 
-OnFrame = Callable[[Connection, MutableMapping[str, Any]], None]
+Frame = MutableMapping[str, Any]
+OnFrame = Callable[[Connection, Frame], Awaitable[None]]
 
 
-async def run_connection(conn: Connection, hub: Hub, on_frame: OnFrame) -> None:
-    """Read ``conn`` until it disconnects, calling ``on_frame`` for each data frame.
+async def run_connection(conn: Connection, hub: Hub, on_frame: OnFrame) -> int | None:
+    """Read ``conn`` until it disconnects, awaiting ``on_frame`` for each data frame.
 
-    ``on_frame`` must not await: it queues replies with ``offer``/``hub.deliver``. An
-    unexpected error in it is logged with its traceback and closes the socket with 1011.
+    The caller has registered ``conn`` with the hub. Returns the close code. An unexpected
+    error in ``on_frame`` is logged with its traceback and closes the socket with 1011.
     """
     receive = conn.websocket.receive
     code: int | None = None
@@ -39,57 +58,141 @@ async def run_connection(conn: Connection, hub: Hub, on_frame: OnFrame) -> None:
             if message["type"] == "websocket.disconnect":
                 code = int(message.get("code", CloseCode.NORMAL))
                 break
+            if conn.close_code is not None:
+                continue  # closing: ignore what the peer still sends
             try:
-                on_frame(conn, message)
+                await on_frame(conn, message)
             except Exception:
                 log.exception("error handling a frame from %s", conn.name)
                 conn.close(CloseCode.INTERNAL_ERROR, "internal error")
     finally:
         await conn.stop()
         hub.remove(conn, code)
+    return code
 
 
-def _connection(websocket: WebSocket, name: str, room: str | None, s: ServerSettings) -> Connection:
+def _connection(
+    websocket: WebSocket, name: str, room: str | None, s: ServerSettings, *, v1: bool = False
+) -> Connection:
     return Connection(
-        websocket,
-        name,
-        room,
-        v1=False,
-        outbox_size=s.outbox_size,
-        close_timeout_s=s.close_timeout_s,
+        websocket, name, room, v1=v1, outbox_size=s.outbox_size, close_timeout_s=s.close_timeout_s
     )
+
+
+def _offer_or_drop(hub: Hub, conn: Connection, message: Message) -> None:
+    hub.deliver_each([(conn, message)])
 
 
 async def serve_echo(websocket: WebSocket, hub: Hub, settings: ServerSettings) -> None:
     """Echo each frame back as ``You said: ...``: text as text, binary as binary."""
     await websocket.accept()
 
-    def on_frame(conn: Connection, message: MutableMapping[str, Any]) -> None:
+    async def on_frame(conn: Connection, message: Frame) -> None:
         text = message.get("text")
         if text is not None:
             reply: Message = {"type": "websocket.send", "text": echo_text(text)}
         else:
             reply = {"type": "websocket.send", "bytes": echo_bytes(message.get("bytes") or b"")}
-        if not conn.offer(reply):
-            hub.slow_consumers += 1
-            conn.close(CloseCode.SLOW_CONSUMER, "outbox full", flush=False)
+        _offer_or_drop(hub, conn, reply)
 
     await run_connection(_connection(websocket, "echo", None, settings), hub, on_frame)
 
 
-async def serve_chat(
-    websocket: WebSocket, client_id: str, hub: Hub, settings: ServerSettings
-) -> None:
-    """Broadcast each text frame as ``Client {client_id}: {text}`` to the room, sender included."""
-    room = websocket.query_params.get("room") or DEFAULT_ROOM
-    await websocket.accept()
+async def serve_chat(websocket: WebSocket, client_id: str, chat: ChatService) -> None:
+    """Serve ``/ws/{client_id}``: the v1 JSON protocol if offered, else the article's text."""
+    if SUBPROTOCOL in websocket.scope.get("subprotocols", ()):
+        await _serve_v1(websocket, client_id, chat)
+    else:
+        await _serve_plain(websocket, client_id, chat)
 
-    def on_frame(conn: Connection, message: MutableMapping[str, Any]) -> None:
+
+async def _refuse(websocket: WebSocket, code: int, reason: str) -> None:
+    # Close reasons are limited to 123 bytes (RFC 6455 §5.5).
+    await websocket.close(code, reason.encode()[:123].decode(errors="ignore"))
+
+
+async def _serve_plain(websocket: WebSocket, client_id: str, chat: ChatService) -> None:
+    await websocket.accept()
+    try:
+        name = check_name(client_id)
+        room = check_room(websocket.query_params.get("room") or DEFAULT_ROOM)
+    except ProtocolError as exc:
+        await _refuse(websocket, CloseCode.INVALID_NAME, exc.detail)
+        return
+    conn = _connection(websocket, name, room, chat.settings)
+    if chat.claim(conn, None).result is ClaimResult.TAKEN:
+        await _refuse(websocket, CloseCode.NAME_TAKEN, f"name {name!r} is taken")
+        return
+
+    async def on_frame(conn: Connection, message: Frame) -> None:
         text = message.get("text")
         if text is None:
             conn.close(CloseCode.UNSUPPORTED_DATA, "binary frames are not supported here")
             return
-        line: Message = {"type": "websocket.send", "text": plain_line(conn.name, text)}
-        hub.deliver(hub.members(room), line)
+        await chat.say(conn, text)
 
-    await run_connection(_connection(websocket, client_id, room, settings), hub, on_frame)
+    code: int | None = None
+    try:
+        code = await run_connection(conn, chat.hub, on_frame)
+    finally:
+        chat.leave(conn, code)
+
+
+def _since(raw: str | None) -> int | None:
+    if raw is None or raw == "":
+        return None
+    value = int(raw)
+    if value < 0:
+        raise ValueError(raw)
+    return value
+
+
+async def _serve_v1(websocket: WebSocket, client_id: str, chat: ChatService) -> None:
+    await websocket.accept(subprotocol=SUBPROTOCOL)
+    params = websocket.query_params
+    try:
+        name = check_name(client_id)
+        room = check_room(params.get("room") or DEFAULT_ROOM)
+        since = _since(params.get("since"))
+    except ProtocolError as exc:
+        await _refuse(websocket, CloseCode.INVALID_NAME, exc.detail)
+        return
+    except ValueError:
+        await _refuse(websocket, CloseCode.POLICY_VIOLATION, "since must be a non-negative integer")
+        return
+    settings = chat.settings
+    conn = _connection(websocket, name, room, settings, v1=True)
+    claim = chat.claim(conn, params.get("resume"))
+    if claim.result is ClaimResult.TAKEN or claim.holder is None:
+        await _refuse(websocket, CloseCode.NAME_TAKEN, f"name {name!r} is taken")
+        return
+    token = claim.holder.token
+
+    async def on_frame(conn: Connection, message: Frame) -> None:
+        text = message.get("text")
+        if text is None:
+            error = error_event(ErrorCode.BINARY_UNSUPPORTED, "send JSON in text frames")
+            _offer_or_drop(chat.hub, conn, text_frame(error))
+            return
+        try:
+            command = decode_command(text)
+        except ProtocolError as exc:
+            _offer_or_drop(chat.hub, conn, text_frame(error_event(exc.code, exc.detail)))
+            return
+        match command:
+            case Say(text=said, action=action):
+                await chat.say(conn, said, action)
+            case Dm(to=to, text=said):
+                await chat.dm(conn, to, said)
+            case Join(room=new_room):
+                await chat.move(conn, new_room)
+            case Who():
+                chat.who(conn)
+
+    code: int | None = None
+    try:
+        await chat.enter(conn, since, token)
+        code = await run_connection(conn, chat.hub, on_frame)
+    finally:
+        chat.hub.remove(conn, code)
+        chat.leave(conn, code)

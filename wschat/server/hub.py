@@ -75,11 +75,25 @@ class Hub:
             else:
                 slow.append(conn)
         for conn in slow:
-            self.slow_consumers += 1
-            log.warning("closing %s: outbox full (slow consumer)", conn.name)
-            conn.close(CloseCode.SLOW_CONSUMER, "outbox full", flush=False)
+            self._drop_slow(conn)
         self.deliveries += delivered
         return delivered
+
+    def deliver_each(self, pairs: list[tuple[Connection, Message]]) -> int:
+        """Offer each connection its own prepared message; see ``deliver`` for the policy."""
+        delivered = 0
+        for conn, message in pairs:
+            if conn.offer(message):
+                delivered += 1
+            else:
+                self._drop_slow(conn)
+        self.deliveries += delivered
+        return delivered
+
+    def _drop_slow(self, conn: Connection) -> None:
+        self.slow_consumers += 1
+        log.warning("closing %s: outbox full (slow consumer)", conn.name)
+        conn.close(CloseCode.SLOW_CONSUMER, "outbox full", flush=False)
 
     async def close_all(self, code: int, timeout_s: float) -> None:
         """Close every connection with ``code`` after its queued frames; abort the rest.

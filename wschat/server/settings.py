@@ -23,3 +23,7 @@ class ServerSettings:
     close_timeout_s: float = 5.0  # how long a closing peer may take to read its close frame
     shutdown_timeout_s: float = 5.0  # how long SIGTERM waits for clients before aborting them
     log_level: str = "info"
+    db: str = ":memory:"  # the SQLite history file; the CLI defaults to the user's data dir
+    history_size: int = 10_000  # messages kept per room
+    replay_count: int = 50  # messages replayed to a client that gives no ``since``
+    presence_grace_s: float = 5.0  # a dropped v1 client keeps its name and place this long

@@ -1,0 +1,55 @@
+"""The pure presence state: claims, grace periods, moves (no event loop)."""
+
+from __future__ import annotations
+
+from wschat.rooms import ClaimResult, Presence
+
+
+def test_new_claim_then_taken_without_token() -> None:
+    p = Presence(grace_s=5)
+    first = p.claim("alice", "lobby", "k1", None)
+    assert first.result is ClaimResult.NEW
+    assert p.claim("alice", "lobby", "k2", None).result is ClaimResult.TAKEN
+    assert p.claim("alice", "lobby", "k2", "wrong").result is ClaimResult.TAKEN
+    assert p.members("lobby") == ["alice"]
+
+
+def test_token_resumes_and_names_the_stale_key() -> None:
+    p = Presence(grace_s=5)
+    token = p.claim("alice", "lobby", "k1", None).holder.token  # type: ignore[union-attr]
+    claim = p.claim("alice", "ops", "k2", token)
+    assert (claim.result, claim.replaced, claim.previous_room) == (
+        ClaimResult.RESUMED,
+        "k1",
+        "lobby",
+    )
+    assert p.members("lobby") == [] and p.members("ops") == ["alice"]
+    assert p.release("alice", "k1", now=0, grace=True) is None  # the stale key changes nothing
+    assert p.holds("alice")
+
+
+def test_grace_then_expiry() -> None:
+    p = Presence(grace_s=5)
+    p.claim("alice", "lobby", "k1", None)
+    assert p.release("alice", "k1", now=100, grace=True) is None
+    assert p.members("lobby") == ["alice"]
+    assert p.expire("alice", now=104) is None
+    left = p.expire("alice", now=105)
+    assert left is not None and left.room == "lobby"
+    assert not p.holds("alice")
+
+
+def test_plain_clients_are_not_reclaimable() -> None:
+    p = Presence(grace_s=5)
+    holder = p.claim("pete", "lobby", "k1", None, reclaimable=False).holder
+    assert holder is not None
+    assert p.claim("pete", "lobby", "k2", holder.token).result is ClaimResult.TAKEN
+    assert p.release("pete", "k1", now=0, grace=True) is holder  # no grace: left at once
+
+
+def test_move_returns_the_old_room() -> None:
+    p = Presence(grace_s=0)
+    p.claim("alice", "lobby", "k1", None)
+    assert p.move("alice", "ops") == "lobby"
+    assert p.members("ops") == ["alice"]
+    assert p.move("nobody", "ops") is None

@@ -1,0 +1,138 @@
+"""Presence: who holds which name, in which room, and the grace period of a dropped client.
+
+Pure state, no I/O and no clock: callers pass ``now`` and schedule the deadlines this module
+returns. It must not import anything outside the standard library and ``wschat.protocol``.
+
+A *holder* owns a name. It is either attached to a live connection (identified by an opaque
+``key``) or, after its connection dropped, held in grace until ``grace_until``: still listed
+as a member, so a quick reconnect causes no ``left``/``joined`` flicker, and reserved for
+whoever presents its resume ``token``.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass, field
+from enum import Enum
+
+
+class ClaimResult(Enum):
+    NEW = "new"  # the name was free: announce a join
+    RESUMED = "resumed"  # the token's holder came back: no announcement in the same room
+    TAKEN = "taken"  # somebody else holds the name: refuse
+
+
+@dataclass(slots=True)
+class Holder:
+    name: str
+    room: str
+    token: str
+    key: object | None  # the live connection, or None while in grace
+    grace_until: float | None = None
+    reclaimable: bool = True  # plain clients have no token: their name is freed at once
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    result: ClaimResult
+    holder: Holder | None = None
+    replaced: object | None = None  # a stale live connection the caller must close (4010)
+    previous_room: str | None = None  # the room the holder was in, when it was resumed
+
+
+@dataclass(slots=True)
+class Presence:
+    """Names, rooms and grace periods for one chat server."""
+
+    grace_s: float
+    holders: dict[str, Holder] = field(default_factory=dict)
+    rooms: dict[str, set[str]] = field(default_factory=dict)
+
+    def claim(
+        self, name: str, room: str, key: object, token: str | None, *, reclaimable: bool = True
+    ) -> Claim:
+        """Try to give ``name`` to the connection ``key`` entering ``room``.
+
+        On ``NEW`` announce ``joined`` to the room; on ``RESUMED`` announce only if
+        ``previous_room`` differs from ``room`` (via ``move``, already applied here); close
+        ``replaced`` with 4010. On ``TAKEN`` refuse the connection (4009).
+        """
+        holder = self.holders.get(name)
+        if holder is not None:
+            if (
+                token is None
+                or not holder.reclaimable
+                or not secrets.compare_digest(token, holder.token)
+            ):
+                return Claim(ClaimResult.TAKEN)
+            replaced = holder.key
+            previous = holder.room
+            holder.key = key
+            holder.grace_until = None
+            self._place(holder, room)
+            return Claim(ClaimResult.RESUMED, holder, replaced, previous)
+        holder = Holder(name, room, secrets.token_urlsafe(18), key, reclaimable=reclaimable)
+        self.holders[name] = holder
+        self.rooms.setdefault(room, set()).add(name)
+        return Claim(ClaimResult.NEW, holder)
+
+    def move(self, name: str, room: str) -> str | None:
+        """Move ``name`` to ``room``; return the room it left (None if it was not held)."""
+        holder = self.holders.get(name)
+        if holder is None:
+            return None
+        previous = holder.room
+        self._place(holder, room)
+        return previous
+
+    def release(self, name: str, key: object, now: float, *, grace: bool) -> Holder | None:
+        """Note that connection ``key`` of ``name`` ended.
+
+        Returns the holder when it left for good (announce ``left`` to its room), or None when
+        nothing is to be announced: ``key`` was already replaced, or the holder entered grace
+        (then schedule ``expire(name, now)`` at its ``grace_until``).
+        """
+        holder = self.holders.get(name)
+        if holder is None or holder.key is not key:
+            return None
+        if grace and holder.reclaimable and self.grace_s > 0:
+            holder.key = None
+            holder.grace_until = now + self.grace_s
+            return None
+        self._drop(holder)
+        return holder
+
+    def expire(self, name: str, now: float) -> Holder | None:
+        """Drop ``name`` if its grace ran out by ``now``; return it to announce ``left``."""
+        holder = self.holders.get(name)
+        if holder is None or holder.key is not None or holder.grace_until is None:
+            return None
+        if holder.grace_until > now:
+            return None
+        self._drop(holder)
+        return holder
+
+    def members(self, room: str) -> list[str]:
+        """Return the sorted names in ``room``, those in grace included."""
+        return sorted(self.rooms.get(room, ()))
+
+    def holds(self, name: str) -> bool:
+        """Return whether ``name`` is held (live or in grace)."""
+        return name in self.holders
+
+    def _place(self, holder: Holder, room: str) -> None:
+        if holder.room != room:
+            self._unlist(holder)
+            holder.room = room
+        self.rooms.setdefault(room, set()).add(holder.name)
+
+    def _unlist(self, holder: Holder) -> None:
+        names = self.rooms.get(holder.room)
+        if names is not None:
+            names.discard(holder.name)
+            if not names:
+                del self.rooms[holder.room]
+
+    def _drop(self, holder: Holder) -> None:
+        self._unlist(holder)
+        del self.holders[holder.name]

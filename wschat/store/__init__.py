@@ -1,0 +1,57 @@
+"""Message history: one interface (``HistoryStore``), a SQLite implementation (the default).
+
+A store assigns each room message its id (one more than the room's last, never reused, also
+across restarts) at the moment it is stored, so that the id order is the delivery order.
+Imports only the standard library and the core.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from wschat.protocol import message_event
+
+
+@dataclass(frozen=True, slots=True)
+class StoredMessage:
+    """One room message as stored and replayed."""
+
+    room: str
+    id: int
+    sender: str
+    text: str
+    ts: float
+    action: bool = False
+
+    def event(self) -> dict[str, Any]:
+        """Return the ``message`` event of the v1 protocol for this message."""
+        return message_event(self.room, self.id, self.sender, self.text, self.ts, self.action)
+
+
+@dataclass(frozen=True, slots=True)
+class Replay:
+    """What a client entering a room is sent before live messages."""
+
+    messages: list[StoredMessage]
+    latest: int  # the room's newest id (0 when the room has no history)
+    gap: bool  # the asked-for ``since`` is older than the oldest stored message
+
+
+class HistoryStore(Protocol):
+    """Where room messages live; every method may be called concurrently from one loop."""
+
+    async def append(
+        self, room: str, sender: str, text: str, ts: float, action: bool = False
+    ) -> StoredMessage:
+        """Store a message, give it the room's next id and return it; it is then durable."""
+        ...
+
+    async def replay(self, room: str, since: int | None, limit: int) -> Replay:
+        """Return the messages after ``since`` (all of them, in id order), or the last
+        ``limit`` when ``since`` is None."""
+        ...
+
+    async def close(self) -> None:
+        """Release the store's resources."""
+        ...
