@@ -8,6 +8,7 @@ import pytest
 
 from tests.bench.plain_server import plain_server
 from tests.conftest import Server
+from wschat.bench.payload import Dialect
 from wschat.bench.runner import BenchConfig, BenchResult, Protocol, Scenario, run_bench
 from wschat.errors import BenchError
 
@@ -46,6 +47,19 @@ async def test_counts_are_exact_against_wschat_serve(
     tcp, upgrade = result.stats.tcp_connect.summary(), result.stats.upgrade.summary()
     assert tcp is not None and upgrade is not None
     assert tcp.count == upgrade.count == n
+
+
+@pytest.mark.parametrize(
+    ("protocol", "dialect"),
+    [(Protocol.AUTO, Dialect.V1), (Protocol.V1, Dialect.V1), (Protocol.PLAIN, Dialect.PLAIN)],
+)
+async def test_both_dialects_of_wschat_serve(
+    server: Server, protocol: Protocol, dialect: Dialect
+) -> None:
+    config = BenchConfig(url=server.ws, n=30, protocol=protocol, messages=10, senders=2)
+    result = await run_bench(config)
+    assert result.dialect is dialect
+    assert_exact(result, 30 * 2 * 10)
 
 
 async def test_open_loop_counts_are_exact(server: Server) -> None:

@@ -40,10 +40,12 @@ from websockets.exceptions import (
 from wschat import __version__
 from wschat.bench.limits import Plan, open_socket, plan
 from wschat.bench.payload import Dialect, Stamp, client_frame, event_type, find_stamp, message_text
-from wschat.bench.stats import BenchStats, SequenceCheck, generator_limited
+from wschat.bench.stats import BenchStats, Latency, SequenceCheck, generator_limited
 from wschat.errors import BenchError
 from wschat.protocol import SUBPROTOCOL
 
+SETTLE_QUIET_S = 0.2  # after connecting: no frame for this long means presence events are done
+SETTLE_MAX_S = 5.0
 SAMPLE_INTERVAL_S = 0.1  # event-loop lag probe
 PROGRESS_INTERVAL_S = 0.25
 CLOSE_TIMEOUT_S = 2.0
@@ -176,6 +178,7 @@ class Runner:
         self._closing = False
         self._started = time.monotonic()
         self._last_rx_ns = 0
+        self._frames = 0  # every frame received, stamped or not
         parts = urlsplit(config.url)
         if parts.scheme not in ("ws", "wss") or not parts.hostname:
             raise BenchError(f"--url must look like ws://HOST:PORT, not {config.url!r}")
@@ -232,6 +235,10 @@ class Runner:
                 await self._connect_all(tg)
                 result.connect_s = time.monotonic() - t0
                 if self.clients:
+                    await self._settle()
+                    # the verdict on the generator covers the load phase only
+                    self.stats.loop_lag = Latency()
+                    cpu0, wall0 = time.process_time(), time.monotonic()
                     self.phase = "load"
                     await self._load(result)
                 result.cpu = (time.process_time() - cpu0) / max(1e-9, time.monotonic() - wall0)
@@ -354,6 +361,7 @@ class Runner:
         try:
             async for frame in client.ws:
                 now = time.monotonic_ns()
+                self._frames += 1
                 text = message_text(dialect, frame)
                 if text is None:
                     if event_type(frame) == "error":
@@ -382,6 +390,23 @@ class Runner:
         if not self._closing and client.ws.close_code is not None:
             # the server closed it cleanly (1000/1001) while the run still needed it
             stats.record_error(f"close {client.ws.close_code}")
+
+    async def _settle(self) -> None:
+        """Wait (at most ``SETTLE_MAX_S``) until the frames of connecting have stopped arriving.
+
+        A v1 server sends every member a ``joined`` event per newcomer: n²/2 frames that would
+        otherwise be measured as the first messages' latency.
+        """
+        self.phase = "settle"
+        try:
+            async with asyncio.timeout(SETTLE_MAX_S):
+                while True:
+                    seen = self._frames
+                    await asyncio.sleep(SETTLE_QUIET_S)
+                    if self._frames == seen:
+                        return
+        except TimeoutError:
+            pass
 
     # --- load -----------------------------------------------------------------------------
 
@@ -525,6 +550,9 @@ class Runner:
             if self.on_progress is not None and now - last_progress >= PROGRESS_INTERVAL_S:
                 last_progress = now
                 self.on_progress(self.progress())
+        now = time.monotonic()
+        if now - t_wall > SAMPLE_INTERVAL_S / 2:  # the last, partial second
+            stats.tick(now - self._started, (time.process_time() - t_cpu) / (now - t_wall))
 
     def progress(self) -> Progress:
         """Return a snapshot of the counters for a live display."""
