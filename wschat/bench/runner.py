@@ -47,6 +47,7 @@ from wschat.protocol import SUBPROTOCOL
 SETTLE_QUIET_S = 0.2  # after connecting: no frame for this long means presence events are done
 SETTLE_MAX_S = 5.0
 SAMPLE_INTERVAL_S = 0.1  # event-loop lag probe
+LAG_OFF = 2**63  # no probe starts after this: loop lag is recorded during the load phase only
 PROGRESS_INTERVAL_S = 0.25
 CLOSE_TIMEOUT_S = 2.0
 MAX_QUEUE_FRAMES = 256  # received frames buffered per connection before TCP backpressure
@@ -179,6 +180,7 @@ class Runner:
         self._started = time.monotonic()
         self._last_rx_ns = 0
         self._frames = 0  # every frame received, stamped or not
+        self._lag_since_ns = LAG_OFF  # probes starting before this belong to another phase
         parts = urlsplit(config.url)
         if parts.scheme not in ("ws", "wss") or not parts.hostname:
             raise BenchError(f"--url must look like ws://HOST:PORT, not {config.url!r}")
@@ -238,9 +240,11 @@ class Runner:
                     await self._settle()
                     # the verdict on the generator covers the load phase only
                     self.stats.loop_lag = Latency()
+                    self._lag_since_ns = time.monotonic_ns()
                     cpu0, wall0 = time.process_time(), time.monotonic()
                     self.phase = "load"
                     await self._load(result)
+                    self._lag_since_ns = LAG_OFF
                 result.cpu = (time.process_time() - cpu0) / max(1e-9, time.monotonic() - wall0)
             finally:
                 self.phase = "close"
@@ -541,7 +545,8 @@ class Runner:
             before = time.monotonic_ns()
             await asyncio.sleep(SAMPLE_INTERVAL_S)
             now_ns = time.monotonic_ns()
-            stats.record_lag(now_ns - before - int(SAMPLE_INTERVAL_S * 1e9))
+            if before >= self._lag_since_ns:
+                stats.record_lag(now_ns - before - int(SAMPLE_INTERVAL_S * 1e9))
             now = now_ns / 1e9
             if now - t_wall >= 1.0:
                 cpu = time.process_time()
