@@ -162,10 +162,110 @@ def join(
 
 @app.command()
 def bench(
-    n: Annotated[int, typer.Option("-n", help="Number of connections.")] = 500,
+    n: Annotated[int, typer.Option("-n", min=1, help="Number of connections to open.")] = 500,
+    url: Annotated[
+        str, typer.Option(help="Server base URL; /ws and /ws/{id} are appended.")
+    ] = "ws://127.0.0.1:8000",
+    scenario: Annotated[
+        str,
+        typer.Option(
+            help="connect: open and hold; echo: round trips on /ws; fanout: --senders send to "
+            "everyone in one room; chat: everyone sends and receives everything."
+        ),
+    ] = "fanout",
+    protocol: Annotated[
+        str,
+        typer.Option(help="auto offers the wschat.v1 subprotocol and falls back to plain text."),
+    ] = "auto",
+    size: Annotated[int, typer.Option(min=1, help="Characters per message (padded).")] = 64,
+    duration: Annotated[
+        float, typer.Option(min=0.1, help="Seconds of sending (connect: of holding).")
+    ] = 10.0,
+    messages: Annotated[
+        int, typer.Option(min=0, help="Messages per sender; 0 sends until --duration.")
+    ] = 0,
+    rate: Annotated[
+        float,
+        typer.Option(
+            min=0,
+            help="Messages per second per sender, open loop: latency counts from each "
+            "message's intended send time. 0: closed loop, each sender waits for its own "
+            "message before the next.",
+        ),
+    ] = 0.0,
+    senders: Annotated[int, typer.Option(min=1, help="fanout: how many connections send.")] = 1,
+    ramp: Annotated[
+        float, typer.Option(min=0, help="Spread opening the connections over this many seconds.")
+    ] = 0.0,
+    room: Annotated[
+        str | None, typer.Option(help="Room to use; default a fresh one per run.")
+    ] = None,
+    connect_timeout: Annotated[
+        float, typer.Option(min=0.1, help="Seconds one connection may take to open.")
+    ] = 10.0,
+    drain_timeout: Annotated[
+        float, typer.Option(min=0, help="Seconds to wait for messages still in flight.")
+    ] = 5.0,
+    spread: Annotated[
+        bool | None,
+        typer.Option(
+            "--spread/--no-spread",
+            help="Bind sockets to many 127.0.0.0/8 source addresses (default: for loopback).",
+            show_default=False,
+        ),
+    ] = None,
+    json_path: Annotated[
+        Path | None,
+        typer.Option("--json", help="Write the wschat.bench/1 JSON report here ('-': stdout)."),
+    ] = None,
+    fail_if: Annotated[
+        str | None,
+        typer.Option(
+            help="Exit 3 unless these hold, e.g. 'p99<50ms,errors<0.1%'. Metrics: p50 p90 p99 "
+            "p99.9 max mean (tcp.p99, upgrade.p99), errors lost duplicates reordered unsent "
+            "(count or %), connections, throughput."
+        ),
+    ] = None,
+    progress: Annotated[
+        bool | None,
+        typer.Option(
+            "--progress/--no-progress",
+            help="Live progress on stderr (default: when it is a terminal).",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
-    """Load-test a WebSocket server (not built yet)."""
-    _fail("'wschat bench' is not built yet: see issue 5", code=2)
+    """Load-test a WebSocket server: latency percentiles, throughput, loss, errors.
+
+    Exit codes: 0 done, 1 could not run (no server, limits), 2 bad usage, 3 --fail-if failed.
+    """
+    from wschat.bench.command import bench as run_bench
+    from wschat.bench.runner import BenchConfig, Protocol, Scenario
+
+    try:
+        config = BenchConfig(
+            url=url,
+            n=n,
+            scenario=Scenario(scenario),
+            protocol=Protocol(protocol),
+            size=size,
+            duration_s=duration,
+            messages=messages,
+            rate=rate,
+            senders=senders,
+            ramp_s=ramp,
+            room=room,
+            connect_timeout_s=connect_timeout,
+            drain_timeout_s=drain_timeout,
+            spread=spread,
+        )
+    except ValueError as exc:
+        _fail(str(exc), code=2)
+    try:
+        code = run_bench(config, json_path, fail_if, progress)
+    except WschatError as exc:
+        _fail(str(exc))
+    raise typer.Exit(code)
 
 
 def main() -> None:

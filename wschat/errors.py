@@ -3,7 +3,8 @@
 WschatError
  ├── ConfigError         a setting or flag has a value we cannot use
  ├── ProtocolError       a peer sent something the protocol does not allow (has a code)
- └── ConnectFailed       a client could not reach or was refused by a server
+ ├── ConnectFailed       a client could not reach or was refused by a server
+ └── BenchError          a load test cannot start or run (no server, limits too low)
 """
 
 from __future__ import annotations
@@ -32,3 +33,7 @@ class ProtocolError(WschatError):
 
 class ConnectFailed(WschatError):
     """A client could not connect, or the server refused the connection."""
+
+
+class BenchError(WschatError):
+    """A load test cannot start or run: no server at the URL, or a system limit below ``-n``."""
