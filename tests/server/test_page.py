@@ -215,3 +215,20 @@ def test_page_recovers_after_a_restart_without_loss(
     # The page came back with ?since= and its resume token (redacted in the log).
     second.stop(signal.SIGTERM)
     assert re.search(r"WebSocket /ws/alice\?room=r&since=1&resume=\*\*\*", second.log())
+
+
+def test_query_joins_at_once_and_a_taken_name_is_explained(
+    server: Server, context: BrowserContext
+) -> None:
+    first = context.new_page()
+    first.goto(f"{server.http}/?name=alice&room=r")
+    expect(first.locator("#state")).to_have_text("connected as alice in #r")
+    second = context.new_page()
+    second.goto(f"{server.http}/?name=alice&room=r")
+    expect(second.locator("#state")).to_have_attribute("data-state", "offline")
+    expect(second.locator("#login-error")).to_contain_text("taken")
+    expect(second.locator("#login")).to_be_visible()
+    second.fill("#name", "a b")
+    second.click("#connect")
+    expect(second.locator("#login-error")).to_contain_text("spaces or slashes")
+    expect(first.locator("#state")).to_have_attribute("data-state", "connected")

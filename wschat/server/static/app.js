@@ -304,9 +304,21 @@
     ui.input.focus();
   }
 
+  // The server checks names and rooms (close 4003); a slash or a space cannot even reach it,
+  // since the name is a path segment, so say so here instead of retrying a refused handshake.
+  const UNSENDABLE = /[\s/]/;
+
+  function tryStart(name, room) {
+    if (!name || UNSENDABLE.test(name) || UNSENDABLE.test(room)) {
+      showLogin("a name and a room may not contain spaces or slashes");
+      return;
+    }
+    start(name, room);
+  }
+
   ui.login.addEventListener("submit", (event) => {
     event.preventDefault();
-    start(ui.name.value.trim(), ui.room.value.trim() || "lobby");
+    tryStart(ui.name.value.trim(), ui.room.value.trim() || "lobby");
   });
 
   ui.leave.addEventListener("click", () => {
@@ -322,7 +334,7 @@
   if (query.get("room")) ui.room.value = query.get("room");
   if (query.get("name")) {
     ui.name.value = query.get("name");
-    start(ui.name.value, ui.room.value || "lobby");
+    tryStart(ui.name.value.trim(), ui.room.value.trim() || "lobby");
   } else {
     showLogin("");
   }
