@@ -10,6 +10,7 @@ import websockets
 from typer.testing import CliRunner
 
 from tests.conftest import Server
+from tests.helpers import get_json
 from tests.server.v1client import connect, next_of, say
 from wschat.cli import app
 from wschat.server.logs import redact
@@ -57,19 +58,25 @@ async def test_json_lines_one_open_and_close_each_no_text_no_token(server_factor
 
 async def test_text_format_by_default(server: Server) -> None:
     token = await _chat(server)
+    await asyncio.to_thread(get_json, f"{server.http}/healthz?token=zzz-secret")
     server.stop()
     log = server.log()
     assert SECRET_TEXT not in log and token not in log
     assert "close alice room=ops peer=127.0.0.1:" in log
     assert "code=1000" in log
     assert "INFO:" in log  # uvicorn's own format kept
+    assert "Logging error" not in log
+    assert '"GET /healthz?token=*** HTTP/1.1" 200' in log and "zzz-secret" not in log
 
 
-async def test_debug_level_still_hides_tokens(server_factory) -> None:  # type: ignore[no-untyped-def]
-    server: Server = server_factory("--log-level", "debug")
+async def test_trace_level_still_hides_tokens(server_factory) -> None:  # type: ignore[no-untyped-def]
+    server: Server = server_factory("--log-level", "trace")
     token = await _chat(server)
     server.stop()
-    assert token not in server.log()
+    log = server.log()
+    assert token not in log
+    assert "query_string" in log  # trace shows ASGI scopes, redacted
+    assert "Logging error" not in log
 
 
 @pytest.mark.parametrize(
@@ -80,6 +87,7 @@ async def test_debug_level_still_hides_tokens(server_factory) -> None:  # type: 
         ('"GET /?token=zz HTTP/1.1" 200', '"GET /?token=*** HTTP/1.1" 200'),
         ("presume=fine&room=x", "presume=fine&room=x"),
         ("no query here", "no query here"),
+        ("'query_string': b'since=1&resume=abc'", "'query_string': b'since=1&resume=***'"),
     ],
 )
 def test_redact(line: str, expected: str) -> None:

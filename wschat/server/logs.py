@@ -13,6 +13,7 @@ import json
 import logging
 import re
 import time
+from collections.abc import Mapping
 from typing import Any
 
 LOG_FORMATS = ("text", "json")
@@ -20,7 +21,9 @@ LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
 SECRET_PARAMS = ("resume", "token")
 
 # ``resume=...`` or ``token=...`` inside a query string, up to the next separator.
-_SECRET_RE = re.compile(r"(?P<key>(?:^|[?&;\s])(?:" + "|".join(SECRET_PARAMS) + r")=)[^&;\s\"']*")
+_SECRET_RE = re.compile(
+    r"(?P<key>(?:^|[?&;\s'\"])(?:" + "|".join(SECRET_PARAMS) + r")=)[^&;\s\"']*"
+)
 REDACTED = "***"
 
 
@@ -32,15 +35,32 @@ def redact(text: str) -> str:
 
 
 class RedactFilter(logging.Filter):
-    """Rewrite a record's message so that no secret query value is ever written out."""
+    """Rewrite a record's message and arguments so that no secret query value is written out.
+
+    Arguments are redacted one by one (uvicorn's access formatter reads them as a tuple); an
+    argument that is not a string, such as the ASGI scope logged at trace level, is replaced
+    by its redacted text only when that text held a secret.
+    """
 
     def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        cleaned = redact(message)
-        if cleaned != message:
-            record.msg = cleaned
-            record.args = None
+        if isinstance(record.msg, str):
+            record.msg = redact(record.msg)
+        args = record.args
+        if isinstance(args, tuple):
+            record.args = tuple(_redact_arg(arg) for arg in args)
+        elif isinstance(args, Mapping):
+            record.args = {key: _redact_arg(value) for key, value in args.items()}
         return True
+
+
+def _redact_arg(arg: object) -> object:
+    if isinstance(arg, str):
+        return redact(arg)
+    if isinstance(arg, int | float | bool) or arg is None:
+        return arg
+    text = str(arg)
+    cleaned = redact(text)
+    return arg if cleaned == text else cleaned
 
 
 class JsonFormatter(logging.Formatter):
