@@ -8,6 +8,7 @@ stderr and an exit code: 1 for a wschat error, 2 for bad usage, 130 for Ctrl-C.
 from __future__ import annotations
 
 import sys
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, NoReturn
 
@@ -15,6 +16,21 @@ import typer
 
 from wschat import __version__
 from wschat.errors import WschatError
+
+
+class LogLevel(StrEnum):
+    critical = "critical"
+    error = "error"
+    warning = "warning"
+    info = "info"
+    debug = "debug"
+    trace = "trace"
+
+
+class LogFormat(StrEnum):
+    text = "text"
+    json = "json"
+
 
 app = typer.Typer(
     name="wschat",
@@ -96,10 +112,35 @@ def serve(
             help="On SIGTERM/Ctrl-C, seconds to let clients read their 1001 close before aborting.",
         ),
     ] = 5.0,
+    drain_seconds: Annotated[
+        float,
+        typer.Option(
+            envvar="WSCHAT_DRAIN_SECONDS",
+            min=0,
+            help="On SIGTERM, spread the 1001 closes over this long in jittered batches "
+            "(at most half of --shutdown-timeout); 0 closes everyone at once.",
+        ),
+    ] = 2.0,
+    drain_batch: Annotated[
+        int,
+        typer.Option(
+            envvar="WSCHAT_DRAIN_BATCH",
+            min=1,
+            help="Connections closed together in one drain batch.",
+        ),
+    ] = 50,
     log_level: Annotated[
-        str,
-        typer.Option(envvar="WSCHAT_LOG_LEVEL", help="critical, error, warning, info or debug."),
-    ] = "info",
+        LogLevel,
+        typer.Option(envvar="WSCHAT_LOG_LEVEL", case_sensitive=False, help="Log threshold."),
+    ] = LogLevel.info,
+    log_format: Annotated[
+        LogFormat,
+        typer.Option(
+            envvar="WSCHAT_LOG_FORMAT",
+            case_sensitive=False,
+            help="text, or json for one JSON object per line.",
+        ),
+    ] = LogFormat.text,
     db: Annotated[
         str | None,
         typer.Option(
@@ -140,7 +181,10 @@ def serve(
         ping_interval_s=ping_interval,
         ping_timeout_s=ping_timeout,
         shutdown_timeout_s=shutdown_timeout,
-        log_level=log_level.lower(),
+        log_level=log_level.value,
+        log_format=log_format.value,
+        drain_s=drain_seconds,
+        drain_batch=drain_batch,
         db=db or str(_default_db()),
         history_size=history_size,
         replay_count=replay_count,

@@ -1,8 +1,8 @@
 """The FastAPI application: ``create_app(settings)`` wires routes to the hub.
 
-Routes: ``GET /`` (the browser page), ``GET /healthz``, ``WS /ws`` (echo) and
-``WS /ws/{client_id}`` (chat; routed by ``wsroute`` ahead of FastAPI's stack). The
-WebSocket loops live in ``endpoint``.
+Routes: ``GET /`` (the browser chat page, its files under ``/static``), ``GET /healthz``,
+``GET /metrics`` (Prometheus), ``WS /ws`` (echo) and ``WS /ws/{client_id}`` (chat; routed by
+``wsroute`` ahead of FastAPI's stack). The WebSocket loops live in ``endpoint``.
 """
 
 from __future__ import annotations
@@ -14,13 +14,15 @@ from importlib import resources
 from typing import Any
 
 from fastapi import FastAPI, WebSocket
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, Response
+from fastapi.staticfiles import StaticFiles
 
 from wschat import __version__
 from wschat.broker.memory import MemoryBroker
 from wschat.server.chat import ChatService
 from wschat.server.endpoint import serve_chat, serve_echo
 from wschat.server.hub import Hub
+from wschat.server.metrics import CONTENT_TYPE, make_registry, render
 from wschat.server.settings import ServerSettings
 from wschat.server.wsroute import WebSocketRoutes
 from wschat.store.sqlite import SqliteStore
@@ -53,6 +55,14 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     @app.get("/", response_class=HTMLResponse)
     async def index() -> str:
         return page
+
+    # The page's script and style; echo.html is the article's original page (plain /ws echo).
+    app.mount("/static", StaticFiles(packages=[("wschat.server", "static")]), name="static")
+    registry = app.state.metrics = make_registry(chat)
+
+    @app.get("/metrics")
+    async def metrics() -> Response:
+        return Response(render(registry), media_type=CONTENT_TYPE)
 
     @app.get("/healthz")
     async def healthz() -> dict[str, Any]:

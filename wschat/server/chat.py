@@ -55,6 +55,12 @@ class ChatService:
         self.presence = Presence(settings.presence_grace_s)
         self.connections_by_name: dict[str, Connection] = {}
         self.replays = 0
+        # Plain ints read by the metrics collector at scrape time (see metrics.py).
+        self.replayed = 0
+        self.messages_in = 0
+        self.dms_in = 0
+        self.messages_out = 0
+        self.dms_out = 0
         self._grace_timers: dict[str, asyncio.TimerHandle] = {}
 
     async def start(self) -> None:
@@ -133,6 +139,7 @@ class ChatService:
                 batch.append(text_frame(msg.event()))
         if replay.messages:
             self.replays += 1
+            self.replayed += len(replay.messages)
         conn.push(batch)
 
     def leave(self, conn: Connection, code: int | None) -> None:
@@ -178,6 +185,7 @@ class ChatService:
         """Store a room message and publish it to every member, the sender included."""
         assert conn.room is not None
         stored = await self.store.append(conn.room, conn.name, text, time.time(), action)
+        self.messages_in += 1
         await self.broker.publish(
             {
                 "kind": "message",
@@ -195,6 +203,7 @@ class ChatService:
         if self.presence.holders.get(to) is None:
             conn.offer(text_frame(error_event(ErrorCode.NO_SUCH_USER, f"nobody is called {to!r}")))
             return
+        self.dms_in += 1
         await self.broker.publish(
             {"kind": "dm", "from": conn.name, "to": to, "text": text, "ts": time.time()}
         )
@@ -240,7 +249,8 @@ class ChatService:
             elif conn.pending is not None:
                 if len(conn.pending) < self.settings.outbox_size:
                     conn.pending.append(msg)
-                else:
+                elif conn.close_code is None:
+                    self.hub.slow_consumers += 1
                     conn.close(
                         CloseCode.SLOW_CONSUMER, "too many messages during replay", flush=False
                     )
@@ -249,7 +259,7 @@ class ChatService:
                 if v1_frame is None:
                     v1_frame = text_frame(msg.event())
                 receivers.append((conn, v1_frame))
-        self.hub.deliver_each(receivers)
+        self.messages_out += self.hub.deliver_each(receivers)
 
     def _deliver_dm(self, env: Envelope) -> None:
         receivers: list[tuple[Connection, Outgoing]] = []
@@ -263,4 +273,4 @@ class ChatService:
             else:
                 line = f"DM from {env['from']}: {env['text']}"
                 receivers.append((conn, Outgoing(line)))
-        self.hub.deliver_each(receivers)
+        self.dms_out += self.hub.deliver_each(receivers)

@@ -52,6 +52,17 @@ async def run_connection(conn: Connection, hub: Hub, on_frame: OnFrame) -> int |
     code: int | None = None
     hub.add(conn)
     conn.start()
+    peer = _peer(conn.websocket)
+    kind = "v1" if conn.v1 else ("plain" if conn.room is not None else "echo")
+    # One line per open and per close; never message text, never the query (it holds tokens).
+    log.info(
+        "open %s room=%s peer=%s protocol=%s",
+        conn.name,
+        conn.room,
+        peer,
+        kind,
+        extra={"event": "open", "user": conn.name, "room": conn.room or "", "peer": peer},
+    )
     try:
         while True:
             message = await receive()
@@ -68,7 +79,26 @@ async def run_connection(conn: Connection, hub: Hub, on_frame: OnFrame) -> int |
     finally:
         await conn.stop()
         hub.remove(conn, code)
+        log.info(
+            "close %s room=%s peer=%s code=%s",
+            conn.name,
+            conn.room,
+            peer,
+            code,
+            extra={
+                "event": "close",
+                "user": conn.name,
+                "room": conn.room or "",
+                "peer": peer,
+                "code": code if code is not None else 1006,
+            },
+        )
     return code
+
+
+def _peer(websocket: WebSocket) -> str:
+    client = websocket.client
+    return f"{client.host}:{client.port}" if client is not None else "-"
 
 
 def _connection(
@@ -120,6 +150,14 @@ async def serve_chat(websocket: WebSocket, client_id: str, chat: ChatService) ->
 
 async def _refuse(websocket: WebSocket, code: int, reason: str) -> None:
     # Close reasons are limited to 123 bytes (RFC 6455 §5.5).
+    peer = _peer(websocket)
+    log.info(
+        "refused peer=%s code=%d: %s",
+        peer,
+        code,
+        reason,
+        extra={"event": "refused", "peer": peer, "code": int(code)},
+    )
     await websocket.close(code, reason.encode()[:123].decode(errors="ignore"))
 
 
