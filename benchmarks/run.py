@@ -7,7 +7,7 @@ scenarios, samples the server's CPU time and RSS from outside with psutil, and w
 Markdown report (``docs/performance.md`` by default) with the table, the machine and the
 command.
 
-    python benchmarks/run.py                 # the full run (several minutes; a quiet machine)
+    python benchmarks/run.py                 # the full run (about 15 minutes; a quiet machine)
     python benchmarks/run.py --smoke --out /tmp/perf.md   # seconds; what CI runs
 
 Server CPU per delivered message is measured by difference: the CPU a server spends on a
@@ -327,13 +327,16 @@ def render(results: dict[str, dict[str, Any]], sizes: Sizes, command: str, took:
         ),
         "",
     ]
+    notes = HERE / "notes.md"
+    if notes.exists():
+        lines += [notes.read_text()]
     return "\n".join(lines)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--smoke", action="store_true", help="tiny sizes: seconds, for CI")
-    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "performance-table.md")
+    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "performance.md")
     parser.add_argument("--only", choices=[k.name for k in SERVERS], action="append")
     args = parser.parse_args()
     sizes = SMOKE if args.smoke else Sizes()
