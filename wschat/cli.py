@@ -8,6 +8,7 @@ stderr and an exit code: 1 for a wschat error, 2 for bad usage, 130 for Ctrl-C.
 from __future__ import annotations
 
 import sys
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, NoReturn
 
@@ -15,6 +16,21 @@ import typer
 
 from wschat import __version__
 from wschat.errors import WschatError
+
+
+class LogLevel(StrEnum):
+    critical = "critical"
+    error = "error"
+    warning = "warning"
+    info = "info"
+    debug = "debug"
+    trace = "trace"
+
+
+class LogFormat(StrEnum):
+    text = "text"
+    json = "json"
+
 
 app = typer.Typer(
     name="wschat",
@@ -96,10 +112,35 @@ def serve(
             help="On SIGTERM/Ctrl-C, seconds to let clients read their 1001 close before aborting.",
         ),
     ] = 5.0,
+    drain_seconds: Annotated[
+        float,
+        typer.Option(
+            envvar="WSCHAT_DRAIN_SECONDS",
+            min=0,
+            help="On SIGTERM, spread the 1001 closes over this long in jittered batches "
+            "(at most half of --shutdown-timeout); 0 closes everyone at once.",
+        ),
+    ] = 2.0,
+    drain_batch: Annotated[
+        int,
+        typer.Option(
+            envvar="WSCHAT_DRAIN_BATCH",
+            min=1,
+            help="Connections closed together in one drain batch.",
+        ),
+    ] = 50,
     log_level: Annotated[
-        str,
-        typer.Option(envvar="WSCHAT_LOG_LEVEL", help="critical, error, warning, info or debug."),
-    ] = "info",
+        LogLevel,
+        typer.Option(envvar="WSCHAT_LOG_LEVEL", case_sensitive=False, help="Log threshold."),
+    ] = LogLevel.info,
+    log_format: Annotated[
+        LogFormat,
+        typer.Option(
+            envvar="WSCHAT_LOG_FORMAT",
+            case_sensitive=False,
+            help="text, or json for one JSON object per line.",
+        ),
+    ] = LogFormat.text,
     db: Annotated[
         str | None,
         typer.Option(
@@ -140,7 +181,10 @@ def serve(
         ping_interval_s=ping_interval,
         ping_timeout_s=ping_timeout,
         shutdown_timeout_s=shutdown_timeout,
-        log_level=log_level.lower(),
+        log_level=log_level.value,
+        log_format=log_format.value,
+        drain_s=drain_seconds,
+        drain_batch=drain_batch,
         db=db or str(_default_db()),
         history_size=history_size,
         replay_count=replay_count,
@@ -203,10 +247,110 @@ def join(
 
 @app.command()
 def bench(
-    n: Annotated[int, typer.Option("-n", help="Number of connections.")] = 500,
+    n: Annotated[int, typer.Option("-n", min=1, help="Number of connections to open.")] = 500,
+    url: Annotated[
+        str, typer.Option(help="Server base URL; /ws and /ws/{id} are appended.")
+    ] = "ws://127.0.0.1:8000",
+    scenario: Annotated[
+        str,
+        typer.Option(
+            help="connect: open and hold; echo: round trips on /ws; fanout: --senders send to "
+            "everyone in one room; chat: everyone sends and receives everything."
+        ),
+    ] = "fanout",
+    protocol: Annotated[
+        str,
+        typer.Option(help="auto offers the wschat.v1 subprotocol and falls back to plain text."),
+    ] = "auto",
+    size: Annotated[int, typer.Option(min=1, help="Characters per message (padded).")] = 64,
+    duration: Annotated[
+        float, typer.Option(min=0.1, help="Seconds of sending (connect: of holding).")
+    ] = 10.0,
+    messages: Annotated[
+        int, typer.Option(min=0, help="Messages per sender; 0 sends until --duration.")
+    ] = 0,
+    rate: Annotated[
+        float,
+        typer.Option(
+            min=0,
+            help="Messages per second per sender, open loop: latency counts from each "
+            "message's intended send time. 0: closed loop, each sender waits for its own "
+            "message before the next.",
+        ),
+    ] = 0.0,
+    senders: Annotated[int, typer.Option(min=1, help="fanout: how many connections send.")] = 1,
+    ramp: Annotated[
+        float, typer.Option(min=0, help="Spread opening the connections over this many seconds.")
+    ] = 0.0,
+    room: Annotated[
+        str | None, typer.Option(help="Room to use; default a fresh one per run.")
+    ] = None,
+    connect_timeout: Annotated[
+        float, typer.Option(min=0.1, help="Seconds one connection may take to open.")
+    ] = 10.0,
+    drain_timeout: Annotated[
+        float, typer.Option(min=0, help="Seconds to wait for messages still in flight.")
+    ] = 5.0,
+    spread: Annotated[
+        bool | None,
+        typer.Option(
+            "--spread/--no-spread",
+            help="Bind sockets to many 127.0.0.0/8 source addresses (default: for loopback).",
+            show_default=False,
+        ),
+    ] = None,
+    json_path: Annotated[
+        Path | None,
+        typer.Option("--json", help="Write the wschat.bench/1 JSON report here ('-': stdout)."),
+    ] = None,
+    fail_if: Annotated[
+        str | None,
+        typer.Option(
+            help="Exit 3 unless these hold, e.g. 'p99<50ms,errors<0.1%'. Metrics: p50 p90 p99 "
+            "p99.9 max mean (tcp.p99, upgrade.p99), errors lost duplicates reordered unsent "
+            "(count or %), connections, throughput."
+        ),
+    ] = None,
+    progress: Annotated[
+        bool | None,
+        typer.Option(
+            "--progress/--no-progress",
+            help="Live progress on stderr (default: when it is a terminal).",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
-    """Load-test a WebSocket server (not built yet)."""
-    _fail("'wschat bench' is not built yet: see issue 5", code=2)
+    """Load-test a WebSocket server: latency percentiles, throughput, loss, errors.
+
+    Exit codes: 0 done, 1 could not run (no server, limits), 2 bad usage, 3 --fail-if failed.
+    """
+    from wschat.bench.command import bench as run_bench
+    from wschat.bench.runner import BenchConfig, Protocol, Scenario
+
+    try:
+        config = BenchConfig(
+            url=url,
+            n=n,
+            scenario=Scenario(scenario),
+            protocol=Protocol(protocol),
+            size=size,
+            duration_s=duration,
+            messages=messages,
+            rate=rate,
+            senders=senders,
+            ramp_s=ramp,
+            room=room,
+            connect_timeout_s=connect_timeout,
+            drain_timeout_s=drain_timeout,
+            spread=spread,
+        )
+    except ValueError as exc:
+        _fail(str(exc), code=2)
+    try:
+        code = run_bench(config, json_path, fail_if, progress)
+    except WschatError as exc:
+        _fail(str(exc))
+    raise typer.Exit(code)
 
 
 def main() -> None:

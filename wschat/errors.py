@@ -6,7 +6,8 @@ WschatError
  ├── ConnectFailed       a client could not reach or was refused by a server
  │    ├── NameRejected    the server refused the name or room (4003 invalid, 4009 taken)
  │    └── AccessDenied    the server refused the handshake (HTTP 401/403) or closed 1008
- └── ClosedByServer      the server closed a live connection with a code we cannot recover from
+ ├── ClosedByServer      the server closed a live connection with a code we cannot recover from
+ └── BenchError          a load test cannot start or run (no server, limits too low)
 """
 
 from __future__ import annotations
@@ -55,3 +56,7 @@ class ClosedByServer(WschatError):
         super().__init__(message)
         self.code = code
         self.reason = reason
+
+
+class BenchError(WschatError):
+    """A load test cannot start or run: no server at the URL, or a system limit below ``-n``."""

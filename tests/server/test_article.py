@@ -69,4 +69,14 @@ def test_page_is_served(server: Server) -> None:
     with urllib.request.urlopen(server.http + "/", timeout=5) as resp:
         body = resp.read().decode()
     assert resp.headers["content-type"].startswith("text/html")
-    assert "new WebSocket(" in body
+    assert '<script src="/static/app.js">' in body
+    with urllib.request.urlopen(server.http + "/static/app.js", timeout=5) as resp:
+        assert "new WebSocket(" in resp.read().decode()
+
+
+def test_article_page_is_still_reachable(server: Server) -> None:
+    # The article's own page, a plain WebSocket echo on /ws, is linked from the chat page.
+    with urllib.request.urlopen(server.http + "/static/echo.html", timeout=5) as resp:
+        body = resp.read().decode()
+    assert resp.headers["content-type"].startswith("text/html")
+    assert "new WebSocket(`${scheme}://${location.host}/ws`)" in body

@@ -1,7 +1,8 @@
 """The FastAPI application: ``create_app(settings)`` wires routes to the hub.
 
-Routes: ``GET /`` (the browser page), ``GET /healthz``, ``WS /ws`` (echo) and
-``WS /ws/{client_id}`` (room broadcast). The WebSocket loops live in ``endpoint``.
+Routes: ``GET /`` (the browser chat page, its files under ``/static``), ``GET /healthz``,
+``GET /metrics`` (Prometheus), ``WS /ws`` (echo) and ``WS /ws/{client_id}`` (chat; routed by
+``wsroute`` ahead of FastAPI's stack). The WebSocket loops live in ``endpoint``.
 """
 
 from __future__ import annotations
@@ -13,14 +14,17 @@ from importlib import resources
 from typing import Any
 
 from fastapi import FastAPI, WebSocket
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, Response
+from fastapi.staticfiles import StaticFiles
 
 from wschat import __version__
 from wschat.broker.memory import MemoryBroker
 from wschat.server.chat import ChatService
 from wschat.server.endpoint import serve_chat, serve_echo
 from wschat.server.hub import Hub
+from wschat.server.metrics import CONTENT_TYPE, make_registry, render
 from wschat.server.settings import ServerSettings
+from wschat.server.wsroute import WebSocketRoutes
 from wschat.store.sqlite import SqliteStore
 
 
@@ -52,6 +56,14 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     async def index() -> str:
         return page
 
+    # The page's script and style; echo.html is the article's original page (plain /ws echo).
+    app.mount("/static", StaticFiles(packages=[("wschat.server", "static")]), name="static")
+    registry = app.state.metrics = make_registry(chat)
+
+    @app.get("/metrics")
+    async def metrics() -> Response:
+        return Response(render(registry), media_type=CONTENT_TYPE)
+
     @app.get("/healthz")
     async def healthz() -> dict[str, Any]:
         return {
@@ -67,12 +79,11 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
             "closed_by_code": {str(code): n for code, n in sorted(hub.closed_by_code.items())},
         }
 
-    @app.websocket("/ws")
     async def echo(websocket: WebSocket) -> None:
         await serve_echo(websocket, hub, settings)
 
-    @app.websocket("/ws/{client_id}")
     async def chat_endpoint(websocket: WebSocket, client_id: str) -> None:
         await serve_chat(websocket, client_id, chat)
 
+    app.add_middleware(WebSocketRoutes, echo=echo, chat=chat_endpoint)
     return app

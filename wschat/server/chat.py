@@ -29,7 +29,7 @@ from wschat.protocol import (
     presence_event,
 )
 from wschat.rooms import Claim, ClaimResult, Presence
-from wschat.server.connection import Connection, Message
+from wschat.server.connection import Connection, Outgoing
 from wschat.server.hub import Hub
 from wschat.server.settings import ServerSettings
 from wschat.store import HistoryStore, StoredMessage
@@ -37,9 +37,9 @@ from wschat.store import HistoryStore, StoredMessage
 log = logging.getLogger("wschat.server")
 
 
-def text_frame(obj: dict[str, Any]) -> Message:
-    """Return the ASGI send message carrying ``obj`` as one JSON text frame."""
-    return {"type": "websocket.send", "text": dumps(obj)}
+def text_frame(obj: dict[str, Any]) -> Outgoing:
+    """Return the frame carrying ``obj`` as one JSON text frame."""
+    return Outgoing(dumps(obj))
 
 
 class ChatService:
@@ -55,6 +55,12 @@ class ChatService:
         self.presence = Presence(settings.presence_grace_s)
         self.connections_by_name: dict[str, Connection] = {}
         self.replays = 0
+        # Plain ints read by the metrics collector at scrape time (see metrics.py).
+        self.replayed = 0
+        self.messages_in = 0
+        self.dms_in = 0
+        self.messages_out = 0
+        self.dms_out = 0
         self._grace_timers: dict[str, asyncio.TimerHandle] = {}
 
     async def start(self) -> None:
@@ -133,6 +139,7 @@ class ChatService:
                 batch.append(text_frame(msg.event()))
         if replay.messages:
             self.replays += 1
+            self.replayed += len(replay.messages)
         conn.push(batch)
 
     def leave(self, conn: Connection, code: int | None) -> None:
@@ -178,6 +185,7 @@ class ChatService:
         """Store a room message and publish it to every member, the sender included."""
         assert conn.room is not None
         stored = await self.store.append(conn.room, conn.name, text, time.time(), action)
+        self.messages_in += 1
         await self.broker.publish(
             {
                 "kind": "message",
@@ -195,6 +203,7 @@ class ChatService:
         if self.presence.holders.get(to) is None:
             conn.offer(text_frame(error_event(ErrorCode.NO_SUCH_USER, f"nobody is called {to!r}")))
             return
+        self.dms_in += 1
         await self.broker.publish(
             {"kind": "dm", "from": conn.name, "to": to, "text": text, "ts": time.time()}
         )
@@ -228,19 +237,20 @@ class ChatService:
         msg = StoredMessage(
             env["room"], env["id"], env["from"], env["text"], env["ts"], env.get("action", False)
         )
-        v1_frame: Message | None = None
-        plain_frame: Message | None = None
-        receivers: list[tuple[Connection, Message]] = []
+        v1_frame: Outgoing | None = None
+        plain_frame: Outgoing | None = None
+        receivers: list[tuple[Connection, Outgoing]] = []
         for conn in self.hub.members(msg.room):
             if not conn.v1:
                 if plain_frame is None:
                     text = f"* {msg.sender} {msg.text}" if msg.action else msg.text
-                    plain_frame = {"type": "websocket.send", "text": plain_line(msg.sender, text)}
+                    plain_frame = Outgoing(plain_line(msg.sender, text))
                 receivers.append((conn, plain_frame))
             elif conn.pending is not None:
                 if len(conn.pending) < self.settings.outbox_size:
                     conn.pending.append(msg)
-                else:
+                elif conn.close_code is None:
+                    self.hub.slow_consumers += 1
                     conn.close(
                         CloseCode.SLOW_CONSUMER, "too many messages during replay", flush=False
                     )
@@ -249,10 +259,10 @@ class ChatService:
                 if v1_frame is None:
                     v1_frame = text_frame(msg.event())
                 receivers.append((conn, v1_frame))
-        self.hub.deliver_each(receivers)
+        self.messages_out += self.hub.deliver_each(receivers)
 
     def _deliver_dm(self, env: Envelope) -> None:
-        receivers: list[tuple[Connection, Message]] = []
+        receivers: list[tuple[Connection, Outgoing]] = []
         v1_frame = text_frame(dm_event(env["from"], env["to"], env["text"], env["ts"]))
         for name in dict.fromkeys((env["to"], env["from"])):
             conn = self.connections_by_name.get(name)
@@ -262,5 +272,5 @@ class ChatService:
                 receivers.append((conn, v1_frame))
             else:
                 line = f"DM from {env['from']}: {env['text']}"
-                receivers.append((conn, {"type": "websocket.send", "text": line}))
-        self.hub.deliver_each(receivers)
+                receivers.append((conn, Outgoing(line)))
+        self.dms_out += self.hub.deliver_each(receivers)

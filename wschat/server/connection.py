@@ -1,11 +1,15 @@
-"""One WebSocket connection on the server: its bounded outbox and the writer that drains it.
+"""One WebSocket connection on the server: its bounded outbox and how it is drained.
 
-Fan-out never awaits a peer: ``offer()`` puts a ready-made ASGI message in the outbox and
-returns at once, and each connection's own writer task sends them in order. A peer that does
-not read fills its outbox; the next ``offer()`` fails, and the caller closes the connection
-with ``CloseCode.SLOW_CONSUMER``. Nothing here is unbounded: the outbox holds at most
-``outbox_size`` frames, and a close that the peer does not read within ``close_timeout_s``
-aborts the TCP connection.
+Fan-out never awaits a peer: ``offer()`` either writes a prepared frame at once or queues it,
+and returns. Under wschat's own uvicorn protocol (see ``wsprotocol``) a frame goes straight to
+the socket while the socket's buffer has room, and the outbox only fills while the peer is not
+reading; the protocol's ``resume_writing`` drains it — no task per connection. Under any other
+ASGI server a writer task drains the outbox with ASGI sends.
+
+A peer that does not read fills its outbox; the next ``offer()`` fails, and the caller closes
+the connection with ``CloseCode.SLOW_CONSUMER``. Nothing here is unbounded: the outbox holds at
+most ``outbox_size`` entries, and a close that the peer does not read within
+``close_timeout_s`` aborts the TCP connection.
 """
 
 from __future__ import annotations
@@ -14,26 +18,99 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
-from collections.abc import Callable
 from typing import Any
 
 from starlette.websockets import WebSocket
+from websockets.frames import Frame, Opcode
 
-from wschat.server.wsprotocol import ABORT_EXTENSION
+from wschat.server.wsprotocol import TRANSPORT_EXTENSION, WschatWebSocketProtocol
 
 Message = dict[str, Any]
 
+WRITE_CHUNK_BYTES = 64 * 1024
+
 log = logging.getLogger("wschat.server")
+
+
+class Outgoing:
+    """One frame to send, shared by every receiver: built once, serialised at most once."""
+
+    __slots__ = ("_wire", "data", "text")
+
+    def __init__(self, text: str | None = None, data: bytes | None = None) -> None:
+        self.text = text
+        self.data = data
+        self._wire: bytes | None = None
+
+    @property
+    def wire(self) -> bytes:
+        """Return the frame as bytes on the wire (server frames are unmasked: one for all)."""
+        if self._wire is None:
+            if self.text is not None:
+                frame = Frame(Opcode.TEXT, self.text.encode())
+            else:
+                frame = Frame(Opcode.BINARY, self.data or b"")
+            self._wire = frame.serialize(mask=False)
+        return self._wire
+
+    def asgi(self) -> Message:
+        """Return the ASGI ``websocket.send`` message for this frame."""
+        if self.text is not None:
+            return {"type": "websocket.send", "text": self.text}
+        return {"type": "websocket.send", "bytes": self.data or b""}
+
+
+class Coalescer:
+    """Batch the frames offered to each connection during one event-loop pass into one write.
+
+    Offers only mark a connection dirty; one callback per loop pass then writes each dirty
+    connection's queued frames with a single ``write`` — so a burst of messages costs one
+    system call per receiver instead of one per message, and a lone message waits for no
+    more than the rest of the current pass.
+    """
+
+    __slots__ = ("_dirty", "_scheduled")
+
+    def __init__(self) -> None:
+        self._dirty: list[Connection] = []
+        self._scheduled = False
+
+    def mark(self, conn: Connection) -> None:
+        self._dirty.append(conn)
+        if not self._scheduled:
+            self._scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._scheduled = False
+        dirty, self._dirty = self._dirty, []
+        for conn in dirty:
+            conn._dirty = False
+            conn._flush()
+
+
+class _Close:
+    __slots__ = ("code", "reason")
+
+    def __init__(self, code: int, reason: str) -> None:
+        self.code = code
+        self.reason = reason
+
+
+Entry = Outgoing | list[Outgoing] | _Close
 
 
 class Connection:
     """A live WebSocket, its name, room and outbox; owned by the endpoint that accepted it."""
 
     __slots__ = (
-        "_abort",
         "_close_timeout_s",
+        "_closer",
+        "_coalescer",
+        "_dirty",
         "_outbox",
         "_outbox_size",
+        "_proto",
         "_ready",
         "_writer",
         "close_code",
@@ -55,6 +132,7 @@ class Connection:
         v1: bool,
         outbox_size: int,
         close_timeout_s: float,
+        coalescer: Coalescer | None = None,
     ) -> None:
         self.websocket = websocket
         self.name = name
@@ -65,42 +143,54 @@ class Connection:
         # v1: while the room's history is being read, live messages wait here (see chat.py)
         self.pending: list[Any] | None = None
         self.replaced = False  # the same user reconnected; this socket no longer owns the name
-        self._outbox: deque[Message | list[Message]] = deque()
+        self._outbox: deque[Entry] = deque()
         self._outbox_size = outbox_size
-        self._ready = asyncio.Event()
         self._close_timeout_s = close_timeout_s
         self._writer: asyncio.Task[None] | None = None
-        ext = websocket.scope.get("extensions") or {}
-        abort = (ext.get(ABORT_EXTENSION) or {}).get("abort")
-        self._abort: Callable[[], None] | None = abort
+        self._closer: asyncio.Task[None] | None = None
+        self._ready: asyncio.Event | None = None
+        self._coalescer = coalescer
+        self._dirty = False
+        ext = (websocket.scope.get("extensions") or {}).get(TRANSPORT_EXTENSION) or {}
+        proto = ext.get("protocol")
+        self._proto: WschatWebSocketProtocol | None = (
+            proto if isinstance(proto, WschatWebSocketProtocol) else None
+        )
 
     def __repr__(self) -> str:
         return f"<Connection {self.name!r} room={self.room!r}>"
 
     @property
     def queued(self) -> int:
-        """Return how many frames wait in the outbox."""
+        """Return how many entries wait in the outbox."""
         return len(self._outbox)
 
     def start(self) -> None:
-        """Start the writer task; call once, after the handshake, before the first offer()."""
-        self._writer = asyncio.get_running_loop().create_task(self._drain())
+        """Begin sending; call once, after the handshake. Frames offered earlier wait until then."""
+        if self._proto is not None:
+            self._proto.on_writable = self._flush
+            self._flush()
+        else:
+            self._ready = asyncio.Event()
+            self._ready.set()
+            self._writer = asyncio.get_running_loop().create_task(self._drain())
 
-    def offer(self, message: Message) -> bool:
-        """Queue ``message`` for sending and return True, or return False if the outbox is full.
+    def offer(self, frame: Outgoing) -> bool:
+        """Send or queue ``frame`` and return True; return False if the outbox is full.
 
-        The message dict is shared by every receiver of a broadcast and must not be mutated.
-        A False return means the peer is too slow: the caller must ``close()`` it.
+        ``frame`` is shared by every receiver of a broadcast and must not be changed. A False
+        return means the peer is too slow: the caller must ``close()`` it.
         """
         if self.close_code is not None:
             return True  # closing: drop silently, the peer will resume from history
-        if len(self._outbox) >= self._outbox_size:
+        outbox = self._outbox
+        if len(outbox) >= self._outbox_size:
             return False
-        self._outbox.append(message)
-        self._ready.set()
+        outbox.append(frame)
+        self._wake()
         return True
 
-    def push(self, batch: list[Message]) -> None:
+    def push(self, batch: list[Outgoing]) -> None:
         """Queue ``batch`` (a welcome and its replay) as one outbox entry, whatever the fill.
 
         The batch is bounded by the caller (the history cap), and it is sent in order, before
@@ -108,7 +198,7 @@ class Connection:
         """
         if self.close_code is None and batch:
             self._outbox.append(batch)
-            self._ready.set()
+            self._wake()
 
     def close(self, code: int, reason: str = "", *, flush: bool = True) -> None:
         """Close the connection with ``code``; idempotent, never blocks the caller.
@@ -122,55 +212,105 @@ class Connection:
         self.close_code = code
         if not flush:
             self._outbox.clear()
-        self._outbox.append({"type": "websocket.close", "code": int(code), "reason": reason})
-        self._ready.set()
-        if not flush and self._writer is not None:
-            # The writer may be parked on a full socket buffer: restart it so the close frame
-            # goes out as soon as the peer reads, and a deadline bounds the wait.
-            self._writer.cancel()
-            self._writer = asyncio.get_running_loop().create_task(self._drain())
+            if self._writer is not None:
+                # The writer may be parked on a full socket buffer: stop it; the close task
+                # waits for room itself (bounded by the close timeout).
+                self._writer.cancel()
+                self._start_close(_Close(code, reason))
+                return
+        self._outbox.append(_Close(code, reason))
+        self._wake()
 
     def abort(self) -> None:
         """Drop the TCP connection at once, without a closing handshake."""
-        if self._abort is not None:
-            self._abort()
+        if self._proto is not None:
+            self._proto.abort()
 
     async def stop(self) -> None:
-        """Stop the writer task; call when the endpoint is done with the connection."""
-        writer = self._writer
-        if writer is not None and not writer.done():
-            writer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await writer
+        """Stop sending; call when the endpoint is done with the connection."""
+        if self._proto is not None:
+            self._proto.on_writable = None
+        for task in (self._writer, self._closer):
+            if task is not None and not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+    def _wake(self) -> None:
+        if self._proto is not None:
+            if self._proto.on_writable is None or self._dirty:
+                return  # not started yet, or a flush is already due in this loop pass
+            if self._coalescer is None:
+                self._flush()
+            else:
+                self._dirty = True
+                self._coalescer.mark(self)
+        elif self._ready is not None:
+            self._ready.set()
+
+    def _flush(self) -> None:
+        """Write queued frames while the socket takes them (the direct path)."""
+        proto = self._proto
+        outbox = self._outbox
+        assert proto is not None
+        while outbox:
+            entry = outbox[0]
+            if isinstance(entry, _Close):
+                outbox.popleft()
+                self._start_close(entry)
+                return
+            if not proto.can_write():
+                return
+            # Join consecutive frames into one write, up to about one socket buffer's worth;
+            # past that the transport pauses us (can_write) until the peer reads.
+            chunk: list[bytes] = []
+            size = 0
+            while outbox and size < WRITE_CHUNK_BYTES:
+                entry = outbox[0]
+                if isinstance(entry, _Close):
+                    break
+                outbox.popleft()
+                for frame in entry if isinstance(entry, list) else (entry,):
+                    wire = frame.wire
+                    chunk.append(wire)
+                    size += len(wire)
+            proto.write_frame(chunk[0] if len(chunk) == 1 else b"".join(chunk))
+
+    def _start_close(self, entry: Entry) -> None:
+        if self._closer is None and isinstance(entry, _Close):
+            self._closer = asyncio.get_running_loop().create_task(self._send_close(entry))
 
     async def _drain(self) -> None:
+        """Drain the outbox with ASGI sends (when not under wschat's own protocol)."""
         send = self.websocket.send
         outbox = self._outbox
+        ready = self._ready
+        assert ready is not None
         try:
             while True:
                 if not outbox:
-                    self._ready.clear()
-                    await self._ready.wait()
+                    ready.clear()
+                    await ready.wait()
                     continue
-                message = outbox.popleft()
-                if isinstance(message, list):
-                    for item in message:
-                        await send(item)
-                elif message["type"] == "websocket.close":
-                    await self._send_close(message)
+                entry = outbox.popleft()
+                if isinstance(entry, _Close):
+                    self._start_close(entry)
                     return
-                else:
-                    await send(message)
+                for frame in entry if isinstance(entry, list) else (entry,):
+                    await send(frame.asgi())
         except asyncio.CancelledError:
             raise
-        except Exception as exc:  # the peer vanished mid-send: make the reader see it now
+        except Exception as exc:  # the peer vanished mid-send
             log.debug("send to %s failed: %r", self.name, exc)
             self.abort()
 
-    async def _send_close(self, message: Message) -> None:
+    async def _send_close(self, entry: _Close) -> None:
+        message = {"type": "websocket.close", "code": int(entry.code), "reason": entry.reason}
         try:
             async with asyncio.timeout(self._close_timeout_s):
                 await self.websocket.send(message)
         except TimeoutError:
             log.info("%s did not read its close frame in time; aborting", self.name)
             self.abort()
+        except Exception as exc:  # already gone
+            log.debug("close of %s failed: %r", self.name, exc)

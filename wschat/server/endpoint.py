@@ -32,7 +32,7 @@ from wschat.protocol import (
 )
 from wschat.rooms import ClaimResult
 from wschat.server.chat import ChatService, text_frame
-from wschat.server.connection import Connection, Message
+from wschat.server.connection import Connection, Outgoing
 from wschat.server.hub import Hub
 from wschat.server.settings import ServerSettings
 
@@ -52,6 +52,17 @@ async def run_connection(conn: Connection, hub: Hub, on_frame: OnFrame) -> int |
     code: int | None = None
     hub.add(conn)
     conn.start()
+    peer = _peer(conn.websocket)
+    kind = "v1" if conn.v1 else ("plain" if conn.room is not None else "echo")
+    # One line per open and per close; never message text, never the query (it holds tokens).
+    log.info(
+        "open %s room=%s peer=%s protocol=%s",
+        conn.name,
+        conn.room,
+        peer,
+        kind,
+        extra={"event": "open", "user": conn.name, "room": conn.room or "", "peer": peer},
+    )
     try:
         while True:
             message = await receive()
@@ -68,19 +79,50 @@ async def run_connection(conn: Connection, hub: Hub, on_frame: OnFrame) -> int |
     finally:
         await conn.stop()
         hub.remove(conn, code)
+        log.info(
+            "close %s room=%s peer=%s code=%s",
+            conn.name,
+            conn.room,
+            peer,
+            code,
+            extra={
+                "event": "close",
+                "user": conn.name,
+                "room": conn.room or "",
+                "peer": peer,
+                "code": code if code is not None else 1006,
+            },
+        )
     return code
 
 
+def _peer(websocket: WebSocket) -> str:
+    client = websocket.client
+    return f"{client.host}:{client.port}" if client is not None else "-"
+
+
 def _connection(
-    websocket: WebSocket, name: str, room: str | None, s: ServerSettings, *, v1: bool = False
+    websocket: WebSocket,
+    name: str,
+    room: str | None,
+    s: ServerSettings,
+    hub: Hub,
+    *,
+    v1: bool = False,
 ) -> Connection:
     return Connection(
-        websocket, name, room, v1=v1, outbox_size=s.outbox_size, close_timeout_s=s.close_timeout_s
+        websocket,
+        name,
+        room,
+        v1=v1,
+        outbox_size=s.outbox_size,
+        close_timeout_s=s.close_timeout_s,
+        coalescer=hub.coalescer,
     )
 
 
-def _offer_or_drop(hub: Hub, conn: Connection, message: Message) -> None:
-    hub.deliver_each([(conn, message)])
+def _offer_or_drop(hub: Hub, conn: Connection, frame: Outgoing) -> None:
+    hub.deliver_each([(conn, frame)])
 
 
 async def serve_echo(websocket: WebSocket, hub: Hub, settings: ServerSettings) -> None:
@@ -90,12 +132,12 @@ async def serve_echo(websocket: WebSocket, hub: Hub, settings: ServerSettings) -
     async def on_frame(conn: Connection, message: Frame) -> None:
         text = message.get("text")
         if text is not None:
-            reply: Message = {"type": "websocket.send", "text": echo_text(text)}
+            reply = Outgoing(echo_text(text))
         else:
-            reply = {"type": "websocket.send", "bytes": echo_bytes(message.get("bytes") or b"")}
+            reply = Outgoing(data=echo_bytes(message.get("bytes") or b""))
         _offer_or_drop(hub, conn, reply)
 
-    await run_connection(_connection(websocket, "echo", None, settings), hub, on_frame)
+    await run_connection(_connection(websocket, "echo", None, settings, hub), hub, on_frame)
 
 
 async def serve_chat(websocket: WebSocket, client_id: str, chat: ChatService) -> None:
@@ -108,6 +150,14 @@ async def serve_chat(websocket: WebSocket, client_id: str, chat: ChatService) ->
 
 async def _refuse(websocket: WebSocket, code: int, reason: str) -> None:
     # Close reasons are limited to 123 bytes (RFC 6455 §5.5).
+    peer = _peer(websocket)
+    log.info(
+        "refused peer=%s code=%d: %s",
+        peer,
+        code,
+        reason,
+        extra={"event": "refused", "peer": peer, "code": int(code)},
+    )
     await websocket.close(code, reason.encode()[:123].decode(errors="ignore"))
 
 
@@ -119,7 +169,7 @@ async def _serve_plain(websocket: WebSocket, client_id: str, chat: ChatService) 
     except ProtocolError as exc:
         await _refuse(websocket, CloseCode.INVALID_NAME, exc.detail)
         return
-    conn = _connection(websocket, name, room, chat.settings)
+    conn = _connection(websocket, name, room, chat.settings, chat.hub)
     if chat.claim(conn, None).result is ClaimResult.TAKEN:
         await _refuse(websocket, CloseCode.NAME_TAKEN, f"name {name!r} is taken")
         return
@@ -161,7 +211,7 @@ async def _serve_v1(websocket: WebSocket, client_id: str, chat: ChatService) -> 
         await _refuse(websocket, CloseCode.POLICY_VIOLATION, "since must be a non-negative integer")
         return
     settings = chat.settings
-    conn = _connection(websocket, name, room, settings, v1=True)
+    conn = _connection(websocket, name, room, settings, chat.hub, v1=True)
     claim = chat.claim(conn, params.get("resume"))
     if claim.result is ClaimResult.TAKEN or claim.holder is None:
         await _refuse(websocket, CloseCode.NAME_TAKEN, f"name {name!r} is taken")

@@ -13,7 +13,8 @@ from collections import Counter
 from collections.abc import Iterable
 
 from wschat.protocol import CloseCode
-from wschat.server.connection import Connection, Message
+from wschat.server.connection import Coalescer, Connection, Outgoing
+from wschat.server.drain import drain_plan
 
 log = logging.getLogger("wschat.server")
 
@@ -27,6 +28,7 @@ class Hub:
         self.closed_by_code: Counter[int] = Counter()
         self.slow_consumers = 0
         self.deliveries = 0
+        self.coalescer = Coalescer()
         self._empty = asyncio.Event()
         self._empty.set()
 
@@ -61,16 +63,16 @@ class Hub:
         """Return the live set of ``room``'s connections (empty if there is none)."""
         return self.rooms.get(room, set())
 
-    def deliver(self, receivers: Iterable[Connection], message: Message) -> int:
-        """Offer one prepared ``message`` to each receiver; return how many took it.
+    def deliver(self, receivers: Iterable[Connection], frame: Outgoing) -> int:
+        """Offer one prepared ``frame`` to each receiver; return how many took it.
 
-        The message is encoded once by the caller and shared. A receiver whose outbox is full
+        The frame is built once by the caller and serialised at most once for all. A receiver whose outbox is full
         is closed with ``CloseCode.SLOW_CONSUMER``; nobody else waits for it.
         """
         delivered = 0
         slow: list[Connection] = []
         for conn in receivers:
-            if conn.offer(message):
+            if conn.offer(frame):
                 delivered += 1
             else:
                 slow.append(conn)
@@ -79,11 +81,11 @@ class Hub:
         self.deliveries += delivered
         return delivered
 
-    def deliver_each(self, pairs: list[tuple[Connection, Message]]) -> int:
-        """Offer each connection its own prepared message; see ``deliver`` for the policy."""
+    def deliver_each(self, pairs: list[tuple[Connection, Outgoing]]) -> int:
+        """Offer each connection its own prepared frame; see ``deliver`` for the policy."""
         delivered = 0
-        for conn, message in pairs:
-            if conn.offer(message):
+        for conn, frame in pairs:
+            if conn.offer(frame):
                 delivered += 1
             else:
                 self._drop_slow(conn)
@@ -95,15 +97,35 @@ class Hub:
         log.warning("closing %s: outbox full (slow consumer)", conn.name)
         conn.close(CloseCode.SLOW_CONSUMER, "outbox full", flush=False)
 
-    async def close_all(self, code: int, timeout_s: float) -> None:
+    async def close_all(
+        self, code: int, timeout_s: float, *, drain_s: float = 0.0, batch_size: int = 0
+    ) -> None:
         """Close every connection with ``code`` after its queued frames; abort the rest.
 
-        Returns when the registry is empty or ``timeout_s`` passed, whichever comes first.
+        With ``drain_s`` and ``batch_size`` the closes go out in batches of ``batch_size``
+        spread with jitter over ``drain_s`` seconds (see ``drain.drain_plan``), at most half
+        of ``timeout_s``, so that every close frame is sent before the deadline. Returns when
+        the registry is empty or ``timeout_s`` passed, whichever comes first.
         """
-        for conn in list(self.connections):
-            conn.close(code, "server shutting down")
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        conns = list(self.connections)
+        plan = drain_plan(len(conns), batch_size, min(drain_s, timeout_s / 2))
+        if len(plan) > 1:
+            log.info(
+                "draining %d connections in %d batches over %.1f s",
+                len(conns),
+                len(plan),
+                plan[-1].at_s,
+            )
         try:
-            async with asyncio.timeout(timeout_s):
+            async with asyncio.timeout_at(started + timeout_s):
+                for batch in plan:
+                    await asyncio.sleep(max(0.0, started + batch.at_s - loop.time()))
+                    for conn in conns[batch.start : batch.stop]:
+                        conn.close(code, "server shutting down")
+                for conn in list(self.connections):  # any that arrived meanwhile
+                    conn.close(code, "server shutting down")
                 await self._empty.wait()
         except TimeoutError:
             log.warning("aborting %d connections that did not close", len(self.connections))

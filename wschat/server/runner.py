@@ -2,8 +2,9 @@
 
 uvicorn's own shutdown closes WebSockets with 1012 and then waits without limit for open
 sockets. ``serve`` first closes every chat socket itself with 1001 (going away) after its
-queued frames, aborts whoever has not gone after ``shutdown_timeout_s``, and gives uvicorn a
-graceful-shutdown timeout too, so SIGTERM or Ctrl-C always ends the process promptly.
+queued frames, in jittered batches over ``drain_s`` (see ``drain.py``), aborts whoever has not
+gone after ``shutdown_timeout_s``, and gives uvicorn a graceful-shutdown timeout too, so
+SIGTERM or Ctrl-C always ends the process promptly.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import uvicorn
 from wschat.protocol import CloseCode
 from wschat.server.app import create_app
 from wschat.server.hub import Hub
+from wschat.server.logs import log_config
 from wschat.server.settings import ServerSettings
 from wschat.server.wsprotocol import WschatWebSocketProtocol
 
@@ -42,7 +44,13 @@ class _Server(uvicorn.Server):
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         for server in getattr(self, "servers", []):
             server.close()  # no new connections while the old ones drain
-        await self._hub.close_all(CloseCode.GOING_AWAY, self._settings.shutdown_timeout_s)
+        settings = self._settings
+        await self._hub.close_all(
+            CloseCode.GOING_AWAY,
+            settings.shutdown_timeout_s,
+            drain_s=settings.drain_s,
+            batch_size=settings.drain_batch,
+        )
         await super().shutdown(sockets)
 
 
@@ -79,6 +87,7 @@ def serve(settings: ServerSettings, announce: Callable[[str], None] | None = Non
         ws_per_message_deflate=False,
         lifespan="on",
         log_level=settings.log_level,
+        log_config=log_config(settings.log_level, settings.log_format),
         timeout_graceful_shutdown=max(1, round(settings.shutdown_timeout_s)),
         server_header=False,
     )

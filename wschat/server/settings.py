@@ -23,6 +23,9 @@ class ServerSettings:
     close_timeout_s: float = 5.0  # how long a closing peer may take to read its close frame
     shutdown_timeout_s: float = 5.0  # how long SIGTERM waits for clients before aborting them
     log_level: str = "info"
+    log_format: str = "text"  # "text" or "json" (one JSON object per line)
+    drain_s: float = 2.0  # SIGTERM spreads the 1001 closes over this long, in batches
+    drain_batch: int = 50  # connections closed together in one drain step
     db: str = ":memory:"  # the SQLite history file; the CLI defaults to the user's data dir
     history_size: int = 10_000  # messages kept per room
     replay_count: int = 50  # messages replayed to a client that gives no ``since``

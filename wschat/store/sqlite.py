@@ -97,5 +97,10 @@ class SqliteStore:
         messages = [StoredMessage(r[0], r[1], r[2], r[3], r[4], bool(r[5])) for r in rows]
         return Replay(messages, latest, gap)
 
+    def size(self) -> int:
+        """Return how many messages are stored, all rooms together (for the metrics)."""
+        (count,) = self._db.execute("SELECT count(*) FROM messages").fetchone()
+        return int(count)
+
     async def close(self) -> None:
         self._db.close()

@@ -1,0 +1,361 @@
+"""Measure wschat against the article's pattern and a plain websockets server, in one run.
+
+Starts each server in turn on a free 127.0.0.1 port — the article's ConnectionManager
+(``article_server.py``), a python-websockets server using ``broadcast()``
+(``websockets_server.py``) and ``wschat serve`` — drives each with the same ``wschat bench``
+scenarios, samples the server's CPU time and RSS from outside with psutil, and writes a
+Markdown report (``docs/performance.md`` by default) with the table, the machine and the
+command.
+
+    python benchmarks/run.py                 # the full run (about 15 minutes; a quiet machine)
+    python benchmarks/run.py --smoke --out /tmp/perf.md   # seconds; what CI runs
+
+Server CPU per delivered message is measured by difference: the CPU a server spends on a
+fan-out run minus the CPU it spends on a connect-only run with the same connections, divided
+by the messages delivered; so connection set-up is not counted. Every run is bounded in
+count and time, and everything binds 127.0.0.1 only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from statistics import median
+from typing import Any
+
+import psutil
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+
+
+@dataclass
+class Sizes:
+    fanout_n: int = 1000
+    fanout_rate: float = 20.0
+    latency_n: int = 500
+    latency_rate: float = 200.0
+    idle_n: int = 5000
+    many_n: int = 10_000
+    duration: float = 10.0
+    repeats: int = 3
+
+
+SMOKE = Sizes(
+    fanout_n=20,
+    fanout_rate=20,
+    latency_n=10,
+    latency_rate=20,
+    idle_n=50,
+    many_n=60,
+    duration=1.0,
+    repeats=1,
+)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class ServerKind:
+    name: str
+    label: str
+
+    def command(self, port: int, workdir: Path) -> list[str]:
+        if self.name == "article":
+            return [sys.executable, str(HERE / "article_server.py"), str(port)]
+        if self.name == "websockets":
+            return [sys.executable, str(HERE / "websockets_server.py"), str(port)]
+        db = workdir / f"history-{port}.sqlite3"
+        return [
+            sys.executable, "-m", "wschat", "serve", "--host", "127.0.0.1", "--port", str(port),
+            "--db", str(db), "--log-level", "warning",
+        ]  # fmt: skip
+
+
+SERVERS = [
+    ServerKind("article", "article's ConnectionManager"),
+    ServerKind("websockets", "websockets broadcast()"),
+    ServerKind("wschat", "wschat serve"),
+]
+
+
+@dataclass
+class Running:
+    proc: subprocess.Popen[bytes]
+    port: int
+    ps: psutil.Process
+    samples: list[tuple[float, float, int]] = field(default_factory=list)  # t, cpu_s, rss
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    def cpu(self) -> float:
+        times = self.ps.cpu_times()
+        return float(times.user + times.system)
+
+    def rss(self) -> int:
+        return int(self.ps.memory_info().rss)
+
+    def sample_while(self) -> None:
+        def loop() -> None:
+            while not self._stop.wait(0.1):
+                try:
+                    self.samples.append((time.monotonic(), self.cpu(), self.rss()))
+                except psutil.Error:
+                    return
+
+        self._stop.clear()
+        self.samples = []
+        self._thread = threading.Thread(target=loop, daemon=True)
+        self._thread.start()
+
+    def stop_sampling(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(5)
+
+
+def start(kind: ServerKind, workdir: Path) -> Running:
+    port = free_port()
+    proc = subprocess.Popen(
+        kind.command(port, workdir), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                break
+        except OSError:
+            if proc.poll() is not None:
+                raise RuntimeError(f"{kind.name} exited with {proc.returncode}") from None
+            time.sleep(0.1)
+    else:
+        proc.kill()
+        raise RuntimeError(f"{kind.name} did not start")
+    time.sleep(0.3)
+    return Running(proc, port, psutil.Process(proc.pid))
+
+
+def stop(server: Running) -> None:
+    server.proc.send_signal(signal.SIGTERM)
+    try:
+        server.proc.wait(15)
+    except subprocess.TimeoutExpired:
+        server.proc.kill()
+        server.proc.wait(5)
+
+
+def bench(server: Running, *args: str, timeout: float = 300) -> dict[str, Any]:
+    """Run ``wschat bench`` against ``server``; return its JSON report and the server's CPU."""
+    with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as tmp:
+        out = Path(tmp.name)
+    cmd = [
+        sys.executable, "-m", "wschat", "bench", "--url", f"ws://127.0.0.1:{server.port}",
+        "--json", str(out), "--no-progress", *args,
+    ]  # fmt: skip
+    cpu0 = server.cpu()
+    rss0 = server.rss()
+    server.sample_while()
+    try:
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    finally:
+        server.stop_sampling()
+    cpu1 = server.cpu()
+    if done.returncode not in (0, 3) or not out.exists() or out.stat().st_size == 0:
+        raise RuntimeError(f"bench failed ({done.returncode}): {done.stderr[-2000:]}")
+    report: dict[str, Any] = json.loads(out.read_text())
+    out.unlink()
+    report["server"] = {
+        "cpu_s": cpu1 - cpu0,
+        "rss_before": rss0,
+        "rss_peak": max((s[2] for s in server.samples), default=rss0),
+    }
+    return report
+
+
+def _summary(report: dict[str, Any]) -> dict[str, Any]:
+    return report["summary"]  # type: ignore[no-any-return]
+
+
+def measure(kind: ServerKind, sizes: Sizes, workdir: Path) -> dict[str, Any]:
+    """Run every scenario against one server kind; return the figures for the table."""
+    figures: dict[str, Any] = {"limited": []}
+    protocols = ["plain", "v1"] if kind.name == "wschat" else ["plain"]
+    dur = str(sizes.duration)
+    for protocol in protocols:
+        per_delivery: list[float] = []
+        for _ in range(sizes.repeats):
+            server = start(kind, workdir)
+            try:
+                base = bench(
+                    server, "-n", str(sizes.fanout_n), "--scenario", "connect",
+                    "--duration", "1", "--protocol", protocol,
+                )  # fmt: skip
+                run = bench(
+                    server, "-n", str(sizes.fanout_n), "--scenario", "fanout",
+                    "--rate", str(sizes.fanout_rate), "--duration", dur, "--protocol", protocol,
+                )  # fmt: skip
+            finally:
+                stop(server)
+            delivered = _summary(run)["messages"]["delivered"]
+            load_cpu = run["server"]["cpu_s"] - base["server"]["cpu_s"]
+            if delivered:
+                per_delivery.append(load_cpu / delivered * 1e6)
+            figures["fanout_lost"] = _summary(run)["messages"]["lost"]
+            if _summary(run)["generator"]["limited"]:
+                figures["limited"].append(f"fanout/{protocol}")
+        figures[f"cpu_us_per_delivery_{protocol}"] = median(per_delivery) if per_delivery else None
+
+    server = start(kind, workdir)
+    try:
+        idle = bench(server, "-n", str(sizes.idle_n), "--scenario", "connect", "--duration", "3",
+                     "--protocol", "plain")  # fmt: skip
+        s = idle["server"]
+        opened = _summary(idle)["connections"]["opened"]
+        figures["rss_kb_per_conn"] = (s["rss_peak"] - s["rss_before"]) / max(1, opened) / 1024
+    finally:
+        stop(server)
+
+    p99s: list[float] = []
+    for _ in range(sizes.repeats):
+        server = start(kind, workdir)
+        try:
+            lat = bench(
+                server, "-n", str(sizes.latency_n), "--scenario", "fanout",
+                "--rate", str(sizes.latency_rate), "--duration", dur, "--protocol", "plain",
+            )  # fmt: skip
+        finally:
+            stop(server)
+        latency = _summary(lat)["latency_ms"]
+        if latency:
+            p99s.append(latency["p99_ms"])
+        if _summary(lat)["generator"]["limited"]:
+            figures["limited"].append("latency")
+    figures["p99_ms"] = median(p99s) if p99s else None
+    figures["p99_all"] = p99s
+
+    server = start(kind, workdir)
+    try:
+        many = bench(server, "-n", str(sizes.many_n), "--scenario", "connect", "--duration", "3",
+                     "--protocol", "plain", "--connect-timeout", "30")  # fmt: skip
+    finally:
+        stop(server)
+    conns = _summary(many)["connections"]
+    figures["many_opened"] = conns["opened"]
+    figures["many_failed"] = conns["attempted"] - conns["opened"]
+    return figures
+
+
+def fmt(value: Any, spec: str = ".1f") -> str:
+    return "—" if value is None else format(value, spec)
+
+
+def render(results: dict[str, dict[str, Any]], sizes: Sizes, command: str, took: float) -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        model = next(
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        )
+    except (OSError, StopIteration):
+        model = cpu
+    lines = [
+        "# Performance",
+        "",
+        "Measured by `benchmarks/run.py`, which starts each server in turn on one machine and",
+        "drives it with the same `wschat bench` scenarios; server CPU and RSS are sampled from",
+        "outside (psutil). Medians of the repeats; loopback; one server process each.",
+        "",
+        f"- Command: `{command}`",
+        f"- Machine: {model}, {os.cpu_count()} cores, "
+        f"{psutil.virtual_memory().total / 2**30:.0f} GiB, Python {platform.python_version()}, "
+        f"{platform.system()} {platform.release()}",
+        f"- Took {took / 60:.1f} min; repeats per figure: {sizes.repeats}",
+        "",
+        "| figure | target | " + " | ".join(k.label for k in SERVERS) + " |",
+        "|---|---|" + "---|" * len(SERVERS),
+    ]
+
+    def row(title: str, target: str, key: str, spec: str = ".1f") -> None:
+        cells = [fmt(results[k.name].get(key), spec) for k in SERVERS]
+        lines.append(f"| {title} | {target} | " + " | ".join(cells) + " |")
+
+    row(
+        f"server CPU per delivered message, fan-out to {sizes.fanout_n} "
+        f"at {sizes.fanout_rate:g} msg/s (µs)",
+        "≤ 4",
+        "cpu_us_per_delivery_plain",
+        ".2f",
+    )
+    row("same, wschat.v1 JSON path (µs)", "within 20 % of plain", "cpu_us_per_delivery_v1", ".2f")
+    row(f"RSS per idle connection at {sizes.idle_n} (KB)", "≤ 10", "rss_kb_per_conn")
+    row(
+        f"p99 fan-out latency, {sizes.latency_n} receivers x {sizes.latency_rate:g} msg/s (ms)",
+        "≤ 5",
+        "p99_ms",
+    )
+    row(f"connections held of {sizes.many_n}", f"{sizes.many_n}", "many_opened", "d")
+    row("connections failed", "0", "many_failed", "d")
+    limited = {k.name: results[k.name]["limited"] for k in SERVERS}
+    lines.append(
+        "| load generator the bottleneck? | no | "
+        + " | ".join(("yes: " + ", ".join(sorted(set(v)))) if v else "no" for v in limited.values())
+        + " |"
+    )
+    lines += [
+        "",
+        "All p99 samples (ms): "
+        + "; ".join(
+            f"{k.label}: " + ", ".join(f"{x:.1f}" for x in results[k.name]["p99_all"])
+            for k in SERVERS
+        ),
+        "",
+    ]
+    notes = HERE / "notes.md"
+    if notes.exists():
+        lines += [notes.read_text()]
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes: seconds, for CI")
+    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "performance.md")
+    parser.add_argument("--only", choices=[k.name for k in SERVERS], action="append")
+    args = parser.parse_args()
+    sizes = SMOKE if args.smoke else Sizes()
+    command = "python benchmarks/run.py " + shlex.join(sys.argv[1:])
+    started = time.monotonic()
+    results: dict[str, dict[str, Any]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for kind in SERVERS:
+            if args.only and kind.name not in args.only:
+                results[kind.name] = {"limited": [], "p99_all": []}
+                continue
+            print(f"measuring {kind.label} ...", file=sys.stderr, flush=True)
+            results[kind.name] = measure(kind, sizes, Path(tmp))
+            print(json.dumps(results[kind.name]), file=sys.stderr, flush=True)
+    report = render(results, sizes, command.strip(), time.monotonic() - started)
+    args.out.write_text(report)
+    print(report)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,83 @@
+"""``wschat bench`` end to end in subprocesses: exit codes, one-line errors, the JSON file."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import jsonschema
+import pytest
+from typer.testing import CliRunner
+
+from tests.conftest import Server
+from wschat.bench.report import schema
+from wschat.cli import app
+
+
+def wschat(*args: str, timeout: float = 50) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "wschat", *args], capture_output=True, text=True, timeout=timeout
+    )
+
+
+@pytest.mark.parametrize(
+    "module", ["wschat.bench.stats", "wschat.bench.payload", "wschat.bench.limits", "wschat.cli"]
+)
+def test_pure_modules_and_the_cli_load_no_network_stack(module: str) -> None:
+    code = f"import sys, {module}; print(' '.join(sorted(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert not {"websockets", "rich.live", "fastapi"} & set(out.stdout.split())
+
+
+def test_help_names_the_flags() -> None:
+    result = CliRunner().invoke(app, ["bench", "--help"], terminal_width=200)
+    assert result.exit_code == 0
+    for flag in ("--scenario", "--rate", "--duration", "--json", "--fail-if", "--ramp", "-n"):
+        assert flag in result.output
+
+
+def test_no_server_is_one_clear_line() -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+        out = wschat("bench", "-n", "5", "--url", f"ws://127.0.0.1:{port}")
+    assert out.returncode == 1
+    assert f"no server at ws://127.0.0.1:{port}" in out.stderr
+    assert "wschat serve" in out.stderr
+    assert "Traceback" not in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--fail-if", "p99<fast"], "--fail-if: cannot read"),
+        (["--scenario", "storm"], "'storm' is not a valid Scenario"),
+        (["--url", "http://127.0.0.1:1"], "--url must look like ws://"),
+    ],
+)
+def test_bad_usage(args: list[str], message: str) -> None:
+    out = wschat("bench", "-n", "1", "--duration", "0.5", *args)
+    assert out.returncode in (1, 2)
+    assert message in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_json_report_and_fail_if(server: Server, tmp_path: Path) -> None:
+    report = tmp_path / "bench.json"
+    common = ["bench", "-n", "20", "--url", server.ws, "--duration", "1", "--messages", "20"]
+    ok = wschat(*common, "--json", str(report), "--fail-if", "p99<10s,errors<0.1%,lost<1")
+    assert ok.returncode == 0, ok.stderr
+    assert "message latency" in ok.stdout and "20 of 20 opened" in ok.stdout
+    doc = json.loads(report.read_text())
+    jsonschema.validate(doc, schema(), cls=jsonschema.Draft202012Validator)
+    assert doc["summary"]["messages"]["delivered"] == 20 * 20
+    assert doc["fail_if"]["failed"] == []
+    assert doc["series"], "a per-second series"
+
+    strict = wschat(*common, "--fail-if", "p99<1us")
+    assert strict.returncode == 3
+    assert "--fail-if failed: p99<1us" in strict.stdout

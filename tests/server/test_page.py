@@ -1,0 +1,234 @@
+"""The browser page, in a real browser: Debian's chromium driven by Playwright.
+
+One headless chromium serves the whole module (each test opens its own pages in a fresh
+context). The other party in a chat is a real ``wschat.v1`` client over the websockets
+library, standing in for the terminal client (``wschat join``).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import signal
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import pytest
+
+pytest.importorskip("playwright")
+from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
+from websockets.sync.client import ClientConnection
+from websockets.sync.client import connect as ws_connect
+
+from tests.conftest import Server
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+WAIT_MS = 10_000
+
+pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium")
+expect.set_options(timeout=WAIT_MS)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(
+            executable_path=CHROMIUM,
+            headless=True,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--no-first-run",
+                "--disable-sync",
+            ],
+            timeout=30_000,
+        )
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def context(browser: Browser) -> Iterator[BrowserContext]:
+    context = browser.new_context()
+    context.set_default_timeout(WAIT_MS)
+    yield context
+    context.close()
+
+
+def open_chat(context: BrowserContext, server: Server, name: str, room: str) -> Page:
+    """Open the page as ``name`` in ``room`` and wait until it is connected."""
+    page = context.new_page()
+    page.goto(f"{server.http}/")
+    page.fill("#name", name)
+    page.fill("#room", room)
+    page.click("#connect")
+    expect(page.locator("#state")).to_have_attribute("data-state", "connected")
+    return page
+
+
+def send(page: Page, text: str) -> None:
+    page.fill("#input", text)
+    page.press("#input", "Enter")
+    expect(page.locator("#input")).to_have_value("")
+
+
+def texts(page: Page) -> list[str]:
+    """The visible text of each message line, without its timestamp."""
+    return [t.strip() for t in page.locator("#messages li .text").all_inner_texts()]
+
+
+def members(page: Page) -> list[str]:
+    return page.locator("#members li").all_inner_texts()
+
+
+@contextmanager
+def v1(server: Server, name: str, **query: Any) -> Iterator[ClientConnection]:
+    """Connect a wschat.v1 client as ``name`` (its welcome read); close it on exit."""
+    qs = "&".join(f"{k}={quote(str(v))}" for k, v in query.items())
+    url = f"{server.ws}/ws/{quote(name, safe='')}?{qs}"
+    with ws_connect(url, subprotocols=["wschat.v1"], open_timeout=5) as ws:  # type: ignore[list-item]
+        welcome = json.loads(ws.recv(timeout=5))
+        assert welcome["type"] == "welcome", welcome
+        yield ws
+
+
+def next_of(ws: ClientConnection, kind: str) -> dict[str, Any]:
+    deadline = time.monotonic() + 5
+    while True:
+        event: dict[str, Any] = json.loads(ws.recv(timeout=max(0.01, deadline - time.monotonic())))
+        if event["type"] == kind:
+            return event
+
+
+def say(ws: ClientConnection, text: str) -> None:
+    ws.send(json.dumps({"type": "say", "text": text}))
+
+
+def test_two_pages_and_a_v1_client_chat(server: Server, context: BrowserContext) -> None:
+    alice = open_chat(context, server, "alice", "r")
+    bob = open_chat(context, server, "bob", "r")
+    expect(alice.locator("#members li")).to_have_text(["alice", "bob"])
+    with v1(server, "carol", room="r") as carol:
+        expect(alice.locator("#members li")).to_have_text(["alice", "bob", "carol"])
+        expect(bob.locator("#members li")).to_have_text(["alice", "bob", "carol"])
+
+        send(alice, "hello from alice")
+        expect(bob.locator("#messages li.message .text")).to_have_text(["hello from alice"])
+        assert next_of(carol, "message")["text"] == "hello from alice"
+        time_text = bob.locator("#messages li.message time").first.inner_text()
+        assert re.fullmatch(r"\d\d:\d\d:\d\d", time_text), time_text
+
+        say(carol, "hi from the terminal")
+        assert next_of(carol, "message")["text"] == "hi from the terminal"  # carol's own echo
+        for page in (alice, bob):
+            expect(page.locator("#messages li.message .from")).to_have_text(["alice", "carol"])
+            expect(page.locator("#messages li.message .text").last).to_have_text(
+                "hi from the terminal"
+            )
+
+        send(bob, "/me waves")
+        expect(alice.locator("#messages li.action .text")).to_have_text(["* bob waves"])
+        event = next_of(carol, "message")
+        assert (event["text"], event.get("action")) == ("waves", True)
+
+        # Clicking a member prefills a DM; the DM reaches its target and its sender only.
+        alice.get_by_role("button", name="bob", exact=True).click()
+        expect(alice.locator("#input")).to_have_value("/msg bob ")
+        alice.press("#input", "End")
+        alice.type("#input", "just for you")
+        alice.press("#input", "Enter")
+        expect(bob.locator("#messages li.dm .text")).to_have_text(["just for you"])
+        expect(bob.locator("#messages li.dm .from")).to_have_text(["alice → bob"])
+        expect(alice.locator("#messages li.dm .text")).to_have_text(["just for you"])
+
+        send(alice, "/msg carol psst")
+        dm = next_of(carol, "dm")
+        assert (dm["from"], dm["text"]) == ("alice", "psst")
+    expect(alice.locator("#members li")).to_have_text(["alice", "bob"])
+    expect(alice.locator("#messages li.system .text").last).to_have_text("carol left")
+    assert texts(bob).count("hello from alice") == 1
+
+
+def test_join_another_room_and_leave(server: Server, context: BrowserContext) -> None:
+    alice = open_chat(context, server, "alice", "one")
+    with v1(server, "dave", room="two") as dave:
+        say(dave, "earlier in two")
+        next_of(dave, "message")
+        send(alice, "/join two")
+        expect(alice.locator("#room-title")).to_have_text("#two")
+        expect(alice.locator("#messages li.message .text")).to_have_text(["earlier in two"])
+        expect(alice.locator("#members li")).to_have_text(["alice", "dave"])
+        assert next_of(dave, "joined")["name"] == "alice"
+        alice.click("#leave")
+        expect(alice.locator("#state")).to_have_attribute("data-state", "offline")
+        assert next_of(dave, "left")["name"] == "alice"
+
+
+def test_xss_payloads_are_shown_as_text(server: Server, context: BrowserContext) -> None:
+    page = open_chat(context, server, "alice", "lobby")
+    payload = '<img src=x onerror="window.pwned=1"><script>window.pwned=2</script>'
+    name = "<u>mallory"  # a valid name (no space, no slash) that is also an HTML tag
+    with v1(server, name, room="lobby") as mallory:
+        expect(page.locator("#members li")).to_have_text([name, "alice"])
+        say(mallory, payload)
+        expect(page.locator("#messages li.message .text")).to_have_text([payload])
+        expect(page.locator("#messages li.message .from")).to_have_text([name])
+        send(page, payload)
+        expect(page.locator("#messages li.message .text")).to_have_text([payload, payload])
+        assert page.locator("#messages img, #messages script, #messages u, #members u").count() == 0
+        assert page.evaluate("window.pwned") is None
+
+
+def test_page_recovers_after_a_restart_without_loss(
+    server_factory: Any, context: BrowserContext, tmp_path: Path
+) -> None:
+    db = str(tmp_path / "history.sqlite3")
+    first: Server = server_factory("--db", db, "--drain-seconds", "0")
+    page = open_chat(context, first, "alice", "r")
+    with v1(first, "carol", room="r") as carol:
+        say(carol, "m1")
+        expect(page.locator("#messages li.message .text")).to_have_text(["m1"])
+
+    first.stop()
+    expect(page.locator("#state")).to_have_attribute("data-state", "reconnecting")
+    expect(page.locator("#state")).to_contain_text("reconnecting in")
+    time.sleep(1.5)  # stay down long enough for the page's backoff to grow past a restart
+
+    second: Server = server_factory("--db", db, "--port", str(first.port))
+    with v1(second, "carol", room="r") as carol:
+        for text in ("m2", "m3", "m4"):
+            say(carol, text)
+        expect(page.locator("#state")).to_have_attribute("data-state", "connected")
+        say(carol, "m5")
+        expect(page.locator("#messages li.message .text")).to_have_text(
+            ["m1", "m2", "m3", "m4", "m5"]
+        )
+    ids = page.locator("#messages li.message").evaluate_all("els => els.map(e => e.dataset.id)")
+    assert ids == ["1", "2", "3", "4", "5"]
+    # The page came back with ?since= and its resume token (redacted in the log).
+    second.stop(signal.SIGTERM)
+    assert re.search(r"WebSocket /ws/alice\?room=r&since=1&resume=\*\*\*", second.log())
+
+
+def test_query_joins_at_once_and_a_taken_name_is_explained(
+    server: Server, context: BrowserContext
+) -> None:
+    first = context.new_page()
+    first.goto(f"{server.http}/?name=alice&room=r")
+    expect(first.locator("#state")).to_have_text("connected as alice in #r")
+    second = context.new_page()
+    second.goto(f"{server.http}/?name=alice&room=r")
+    expect(second.locator("#state")).to_have_attribute("data-state", "offline")
+    expect(second.locator("#login-error")).to_contain_text("taken")
+    expect(second.locator("#login")).to_be_visible()
+    second.fill("#name", "a b")
+    second.click("#connect")
+    expect(second.locator("#login-error")).to_contain_text("spaces or slashes")
+    expect(first.locator("#state")).to_have_attribute("data-state", "connected")

@@ -1,0 +1,28 @@
+"""The benchmark script runs end to end (tiny sizes), so it cannot rot. No timed assertion."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.timeout(180)
+def test_benchmark_smoke_run_writes_the_table(tmp_path: Path) -> None:
+    out = tmp_path / "performance.md"
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "run.py"), "--smoke", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=170,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    table = out.read_text()
+    for column in ("article's ConnectionManager", "websockets broadcast()", "wschat serve"):
+        assert column in table
+    assert "connections failed | 0 | 0 | 0 | 0 |" in table
+    assert "Command: `python benchmarks/run.py --smoke" in table

@@ -1,0 +1,57 @@
+"""The one function ``wschat bench`` calls: check, run, show, write JSON, judge --fail-if.
+
+Kept apart from ``cli.py`` so the CLI stays a thin parser and imports this stack only when
+the command runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from rich.console import Console
+
+from wschat.bench.report import (
+    FAIL_IF_EXIT,
+    document,
+    failures,
+    live,
+    parse_fail_if,
+    table,
+    write_json,
+)
+from wschat.bench.runner import BenchConfig, run_bench
+
+
+def bench(
+    config: BenchConfig,
+    json_path: Path | None = None,
+    fail_if: str | None = None,
+    progress: bool | None = None,
+) -> int:
+    """Run one load test, print its table, write ``--json``; return the exit code.
+
+    Returns 0, or ``FAIL_IF_EXIT`` (3) when a ``--fail-if`` condition does not hold. Raises
+    ``ConfigError`` for a bad ``--fail-if`` before anything runs, and ``BenchError`` when the
+    test cannot run at all (no server, limits too low).
+    """
+    conditions = parse_fail_if(fail_if) if fail_if else []
+    to_stdout = json_path is not None and str(json_path) == "-"
+    out = Console(stderr=to_stdout)
+    err = Console(stderr=True, force_terminal=progress or None)
+    if progress is False:
+        err = Console(stderr=True, force_terminal=False)
+    with live(err) as update:
+        result = asyncio.run(run_bench(config, update))
+    doc = document(result)
+    out.print(table(doc))
+    failed = failures(conditions, doc)
+    if conditions:
+        doc["fail_if"] = {"expression": fail_if, "failed": failed}
+    if json_path is not None:
+        write_json(json_path, doc)
+    if failed:
+        for line in failed:
+            out.print(f"[red]--fail-if failed: {line}[/red]")
+        return FAIL_IF_EXIT
+    return 0

@@ -1,0 +1,139 @@
+"""System limits for many connections: file descriptors, local ports, source addresses.
+
+One process opening 10,000 client sockets runs into two limits: the file-descriptor soft
+limit (often 1024) and the ~28,000 ephemeral ports per (source address, destination) pair.
+``plan`` raises the first as far as the hard limit allows and, when the target is IPv4
+loopback, spreads the sockets' source addresses over 127.0.0.0/8 (every address in it is
+local on Linux), so neither limit is hit; when ``n`` still cannot be reached it raises
+``BenchError`` before a single connection is opened. Stdlib only; no event loop.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+import resource
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+
+from wschat.errors import BenchError
+
+FD_RESERVE = 64  # descriptors the process needs besides the client sockets (stdio, epoll, ...)
+PORT_RANGE_FILE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+DEFAULT_PORT_RANGE = (32768, 60999)
+SOURCE_NET = "127.0.1.0"  # the first source address: 127.0.1.1, 127.0.1.2, ...
+MAX_SOURCES = 250
+# Linux: let connect() pick the source port, so bind() to an address does not reserve a port
+# for every destination (IP_BIND_ADDRESS_NO_PORT, Linux 4.2; not in Python 3.11's socket).
+IP_BIND_ADDRESS_NO_PORT = getattr(socket, "IP_BIND_ADDRESS_NO_PORT", 24)
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """How ``n`` connections will be opened: descriptor limit and source addresses."""
+
+    n: int
+    fd_soft: int
+    fd_hard: int
+    sources: tuple[str, ...]  # empty: let the kernel choose the source address
+    ports_per_source: int
+
+    def source(self, index: int) -> str | None:
+        """Return the source address for connection ``index``, or ``None`` for the default."""
+        return self.sources[index % len(self.sources)] if self.sources else None
+
+
+def ephemeral_ports(path: Path = PORT_RANGE_FILE) -> int:
+    """Return how many local ports the kernel hands out to outgoing connections."""
+    try:
+        low, high = (int(x) for x in path.read_text().split())
+    except (OSError, ValueError):
+        low, high = DEFAULT_PORT_RANGE
+    return high - low + 1
+
+
+def is_loopback_v4(address: str) -> bool:
+    """Return whether ``address`` (an IP literal) is in 127.0.0.0/8."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return ip.version == 4 and ip.is_loopback
+
+
+def source_addresses(n: int, ports: int) -> tuple[str, ...]:
+    """Return enough loopback source addresses for ``n`` connections at ``ports`` each."""
+    count = min(MAX_SOURCES, max(1, math.ceil(n / max(1, ports // 2))))
+    first = int(ipaddress.IPv4Address(SOURCE_NET))
+    return tuple(str(ipaddress.IPv4Address(first + 1 + i)) for i in range(count))
+
+
+def raise_fd_limit(needed: int) -> tuple[int, int]:
+    """Raise the soft RLIMIT_NOFILE to ``needed`` (at most the hard limit); return (soft, hard)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        target = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        soft = target
+    return soft, hard
+
+
+def plan(n: int, target_ip: str, spread: bool | None = None, ports: int | None = None) -> Plan:
+    """Check that ``n`` connections to ``target_ip`` can be opened, and prepare for them.
+
+    Raises the descriptor soft limit as a side effect. ``spread=None`` spreads source addresses
+    when the target is IPv4 loopback. Raises ``BenchError`` with what to change when the hard
+    descriptor limit or the local ports cannot carry ``n`` connections.
+    """
+    if n < 1:
+        raise BenchError(f"-n must be at least 1, not {n}")
+    needed = n + FD_RESERVE
+    soft, hard = raise_fd_limit(needed)
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        raise BenchError(
+            f"{n} connections need {needed} file descriptors but this process may open only "
+            f"{soft} (hard limit {hard}): raise it with 'ulimit -n {needed}' as root "
+            f"(or LimitNOFILE= in a systemd unit), or lower -n"
+        )
+    ports = ephemeral_ports() if ports is None else ports
+    loopback = is_loopback_v4(target_ip)
+    if spread is None:
+        spread = loopback
+    if spread and not loopback:
+        raise BenchError(
+            f"--spread works only for an IPv4 loopback target, not {target_ip}: "
+            f"every 127.0.0.0/8 address is local, other addresses are not"
+        )
+    sources = source_addresses(n, ports) if spread else ()
+    capacity = ports * (len(sources) or 1)
+    if n > capacity:
+        hint = (
+            "use a loopback target (127.0.0.1) so source addresses can be spread"
+            if not loopback
+            else "leave --spread on"
+        )
+        raise BenchError(
+            f"{n} connections to one server need {n} local ports but only {capacity} are "
+            f"available (net.ipv4.ip_local_port_range gives {ports} per source address): "
+            f"{hint}, widen the port range, or lower -n"
+        )
+    return Plan(n, soft, hard, sources, ports)
+
+
+def open_socket(family: socket.AddressFamily, source: str | None) -> socket.socket:
+    """Return a non-blocking TCP socket, bound to ``source`` (port chosen at connect) if given.
+
+    Raises ``OSError`` (EMFILE, EADDRNOTAVAIL, ...) like ``socket.socket`` and ``bind`` do.
+    """
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setblocking(False)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if source is not None:
+            sock.setsockopt(socket.IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, 1)
+            sock.bind((source, 0))
+    except OSError:
+        sock.close()
+        raise
+    return sock

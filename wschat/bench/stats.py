@@ -1,0 +1,235 @@
+"""The measurements of a load test: HDR latency histograms, counters, per-receiver order checks.
+
+Pure: no I/O, no event loop, no clock — every time is passed in by the caller (nanoseconds of
+one monotonic clock), so all of it is unit-tested without sockets. Imports ``hdrh`` and the
+standard library only.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from enum import Enum
+from typing import Any
+
+from hdrh.histogram import HdrHistogram
+
+LATENCY_MAX_US = 3_600_000_000  # one hour: anything slower is clamped and counted as such
+PERCENTILES = (50.0, 90.0, 99.0, 99.9)
+SIGNIFICANT_FIGURES = 3
+LAG_LIMIT_MS = 50.0  # event-loop lag p99 above this: the generator, not the server, was slow
+CPU_LIMIT = 0.85  # one core: asyncio runs on one thread
+
+
+@dataclass(frozen=True, slots=True)
+class LatencySummary:
+    """Percentiles of one histogram, in milliseconds."""
+
+    count: int
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    p999_ms: float
+    max_ms: float
+    mean_ms: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class Latency:
+    """An HDR histogram of durations: microsecond resolution, 3 significant figures, up to 1 h."""
+
+    def __init__(self) -> None:
+        self._hist = HdrHistogram(1, LATENCY_MAX_US, SIGNIFICANT_FIGURES)
+        self.clamped = 0
+
+    @property
+    def count(self) -> int:
+        return int(self._hist.get_total_count())
+
+    def record_ns(self, duration_ns: int) -> None:
+        """Record one duration; negative ones count as 1 µs, those above one hour as one hour."""
+        us = max(1, duration_ns // 1000)
+        if us > LATENCY_MAX_US:
+            us = LATENCY_MAX_US
+            self.clamped += 1
+        self._hist.record_value(us)
+
+    def summary(self) -> LatencySummary | None:
+        """Return the percentiles, or ``None`` when nothing was recorded."""
+        if not self.count:
+            return None
+        values = self._hist.get_percentile_to_value_dict(list(PERCENTILES))
+        return LatencySummary(
+            count=self.count,
+            p50_ms=values[50.0] / 1000,
+            p90_ms=values[90.0] / 1000,
+            p99_ms=values[99.0] / 1000,
+            p999_ms=values[99.9] / 1000,
+            max_ms=self._hist.get_max_value() / 1000,
+            mean_ms=round(self._hist.get_mean_value() / 1000, 3),
+        )
+
+
+class Order(Enum):
+    """What one received sequence number says about its stream."""
+
+    IN_ORDER = "in_order"
+    REORDERED = "reordered"  # new, but a higher number from the same sender came first
+    DUPLICATE = "duplicate"
+
+
+@dataclass(slots=True)
+class _Stream:
+    low: int = 0  # every seq below this has arrived
+    top: int = -1  # the highest seq seen
+    distinct: int = 0
+    above: set[int] = field(default_factory=set)  # seqs > low that arrived early (a gap below)
+
+
+class SequenceCheck:
+    """Check what one receiver got from each sender: loss, duplicates and reordering.
+
+    Senders number their messages 0, 1, 2, ... Memory stays small while streams arrive in
+    order: only numbers that arrive across a gap are remembered.
+    """
+
+    def __init__(self) -> None:
+        self._streams: dict[int, _Stream] = {}
+
+    def record(self, sender: int, seq: int) -> Order:
+        """Note that ``seq`` from ``sender`` arrived; say whether it was new and in order."""
+        stream = self._streams.get(sender)
+        if stream is None:
+            stream = self._streams[sender] = _Stream()
+        if seq < stream.low or seq in stream.above:
+            return Order.DUPLICATE
+        order = Order.REORDERED if seq < stream.top else Order.IN_ORDER
+        stream.distinct += 1
+        stream.top = max(stream.top, seq)
+        if seq == stream.low:
+            stream.low += 1
+            while stream.low in stream.above:
+                stream.above.remove(stream.low)
+                stream.low += 1
+        else:
+            stream.above.add(seq)
+        return order
+
+    def received(self, sender: int) -> int:
+        """Return how many distinct messages from ``sender`` arrived."""
+        stream = self._streams.get(sender)
+        return stream.distinct if stream else 0
+
+    def missing(self, sent: Mapping[int, int]) -> int:
+        """Return how many of the messages in ``sent`` (sender → count sent) never arrived."""
+        return sum(max(0, count - self.received(sender)) for sender, count in sent.items())
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    """One second of a run: cumulative counters and that second's latency."""
+
+    t_s: float
+    open: int
+    sent: int
+    delivered: int
+    errors: int
+    p50_ms: float | None
+    p99_ms: float | None
+    max_ms: float | None
+    cpu: float  # the load generator's CPU use in this second, 1.0 = one core
+    lag_ms: float  # the worst event-loop lag seen in this second
+
+
+@dataclass
+class BenchStats:
+    """Everything one run measures; the runner feeds it, the report reads it."""
+
+    tcp_connect: Latency = field(default_factory=Latency)
+    upgrade: Latency = field(default_factory=Latency)
+    latency: Latency = field(default_factory=Latency)
+    loop_lag: Latency = field(default_factory=Latency)
+    attempted: int = 0
+    opened: int = 0
+    open: int = 0
+    sent: int = 0
+    sent_bytes: int = 0
+    delivered: int = 0
+    received_bytes: int = 0
+    duplicates: int = 0
+    reordered: int = 0
+    foreign: int = 0  # frames carrying no stamp of this run (other users, presence events)
+    lost: int = 0  # set once at the end, from the receivers' sequence checks
+    expected: int = 0  # set once at the end: deliveries that should have happened
+    errors: Counter[str] = field(default_factory=Counter)
+    series: list[Sample] = field(default_factory=list)
+    _second: Latency = field(default_factory=Latency)
+    _second_lag_ns: int = 0
+
+    def record_sent(self, nbytes: int) -> None:
+        self.sent += 1
+        self.sent_bytes += nbytes
+
+    def record_delivery(
+        self, check: SequenceCheck, sender: int, seq: int, sent_ns: int, now_ns: int, nbytes: int
+    ) -> Order:
+        """Count one stamped message a receiver got; its latency counts only the first time."""
+        self.received_bytes += nbytes
+        order = check.record(sender, seq)
+        if order is Order.DUPLICATE:
+            self.duplicates += 1
+            return order
+        if order is Order.REORDERED:
+            self.reordered += 1
+        self.delivered += 1
+        self.latency.record_ns(now_ns - sent_ns)
+        self._second.record_ns(now_ns - sent_ns)
+        return order
+
+    def record_error(self, kind: str) -> None:
+        self.errors[kind] += 1
+
+    def record_lag(self, lag_ns: int) -> None:
+        self.loop_lag.record_ns(lag_ns)
+        self._second_lag_ns = max(self._second_lag_ns, lag_ns)
+
+    @property
+    def error_count(self) -> int:
+        return sum(self.errors.values())
+
+    def tick(self, t_s: float, cpu: float) -> Sample:
+        """Close one second of the series and return its sample."""
+        second = self._second.summary()
+        sample = Sample(
+            t_s=round(t_s, 3),
+            open=self.open,
+            sent=self.sent,
+            delivered=self.delivered,
+            errors=self.error_count,
+            p50_ms=second.p50_ms if second else None,
+            p99_ms=second.p99_ms if second else None,
+            max_ms=second.max_ms if second else None,
+            cpu=round(cpu, 3),
+            lag_ms=round(self._second_lag_ns / 1e6, 3),
+        )
+        self.series.append(sample)
+        self._second = Latency()
+        self._second_lag_ns = 0
+        return sample
+
+
+def generator_limited(cpu: float, lag: LatencySummary | None) -> str | None:
+    """Return why the load generator (not the server) limited the run, or ``None`` if it did not.
+
+    ``cpu`` is the generator's average CPU use while loading (1.0 = one full core, which is all
+    one asyncio thread can use); ``lag`` is its event-loop lag.
+    """
+    reasons = []
+    if cpu >= CPU_LIMIT:
+        reasons.append(f"its CPU use was {cpu:.0%} of one core")
+    if lag is not None and lag.p99_ms > LAG_LIMIT_MS:
+        reasons.append(f"its event loop lagged {lag.p99_ms:.0f} ms (p99)")
+    return " and ".join(reasons) or None
