@@ -246,6 +246,10 @@ class ChatSession:
         The first connection must succeed (no server at the URL is an error, not a retry
         loop); after that, network errors and the close codes in ``RETRY_CODES`` lead to a
         reconnection after ``config.backoff()`` delays, reset by each ``welcome``.
+
+        This is the loop of websockets' ``async for ws in connect(...)``, written out because
+        each attempt needs a new URL (``since`` and ``resume`` move on) and the status line
+        needs to know the delay and the attempt number before the wait starts.
         """
         delays: Iterator[float] | None = None
         attempt = 0
