@@ -123,3 +123,18 @@ def test_json_lines_are_ascii() -> None:
     line = render_json(msg("é\x1b\x9b"))
     assert line.isascii()
     assert json.loads(line)["text"] == "é\x1b\x9b"
+
+
+def test_welcome_names_the_room_and_a_gap() -> None:
+    welcome = {"type": "welcome", "name": "alice", "room": "ops", "members": ["alice", "bob"]}
+    assert (render_plain(welcome) or "").endswith(
+        "you are alice in #ops with 2 members: alice, bob"
+    )
+    assert "some older messages are no longer stored" in (
+        render_plain(welcome | {"gap": True}) or ""
+    )
+
+
+def test_a_notice_style_is_one_of_ours() -> None:
+    text = render_event({"type": "notice", "text": "x", "style": "[link=evil]"})
+    assert text is not None and all(str(span.style) == "dim" for span in text.spans[1:])

@@ -83,6 +83,7 @@ class FakeServer:
     history: list[dict[str, Any]] = field(default_factory=list)
     urls: list[str] = field(default_factory=list)
     close_with: int | None = None  # close every new connection at once with this code
+    close_after_welcome: list[int] = field(default_factory=list)  # codes for the next ones
     replay_overlap: int = 0  # replay this many already-seen messages too (the client drops them)
     conns: set[ServerConnection] = field(default_factory=set)
     server: Server | None = None
@@ -125,6 +126,10 @@ class FakeServer:
         await ws.send(json.dumps(welcome))
         for message in replay:
             await ws.send(json.dumps(message))
+        if self.close_after_welcome:
+            await ws.send(json.dumps({"type": "notice", "text": "spoof", "style": "[bad"}))
+            await ws.close(self.close_after_welcome.pop(0), "scripted")
+            return
         self.conns.add(ws)
         try:
             async for frame in ws:
@@ -331,3 +336,18 @@ async def test_wss_with_cafile_insecure_or_neither(certificate: tuple[str, str])
                 await build_session(JoinOptions("alice", url, "lobby")).run()
     finally:
         await fake.stop()
+
+
+@pytest.mark.parametrize("code", [1001, 1011, 1012, 1013, 4001])
+async def test_retryable_close_codes_reconnect(fake: FakeServer, code: int) -> None:
+    fake.close_after_welcome = [code]
+    session = make_session(fake)
+    async with asyncio.TaskGroup() as tg:
+        runner = tg.create_task(session.run())
+        await next_event(session, "welcome")
+        await next_event(session, "welcome")  # the second connection
+        await session.close()
+        await runner
+    assert len(fake.urls) == 2
+    # A server cannot make the client show a local notice.
+    assert all(e["type"] != "notice" for e in await drain_events(session))
