@@ -18,7 +18,7 @@ from fastapi.responses import HTMLResponse
 from wschat import __version__
 from wschat.broker.memory import MemoryBroker
 from wschat.server.chat import ChatService
-from wschat.server.endpoint import serve_chat, serve_echo
+from wschat.server.endpoint import serve_chat, serve_echo, serve_raw_echo
 from wschat.server.hub import Hub
 from wschat.server.settings import ServerSettings
 from wschat.store.sqlite import SqliteStore
@@ -70,6 +70,10 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     @app.websocket("/ws")
     async def echo(websocket: WebSocket) -> None:
         await serve_echo(websocket, hub, settings)
+
+    @app.websocket("/echo")
+    async def raw_echo(websocket: WebSocket) -> None:
+        await serve_raw_echo(websocket, hub, settings)
 
     @app.websocket("/ws/{client_id}")
     async def chat_endpoint(websocket: WebSocket, client_id: str) -> None:

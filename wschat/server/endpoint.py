@@ -98,6 +98,21 @@ async def serve_echo(websocket: WebSocket, hub: Hub, settings: ServerSettings) -
     await run_connection(_connection(websocket, "echo", None, settings), hub, on_frame)
 
 
+async def serve_raw_echo(websocket: WebSocket, hub: Hub, settings: ServerSettings) -> None:
+    """Echo each message back unchanged (``/echo``): the target of the Autobahn testsuite."""
+    await websocket.accept()
+
+    async def on_frame(conn: Connection, message: Frame) -> None:
+        text = message.get("text")
+        if text is not None:
+            reply: Message = {"type": "websocket.send", "text": text}
+        else:
+            reply = {"type": "websocket.send", "bytes": message.get("bytes") or b""}
+        _offer_or_drop(hub, conn, reply)
+
+    await run_connection(_connection(websocket, "echo", None, settings), hub, on_frame)
+
+
 async def serve_chat(websocket: WebSocket, client_id: str, chat: ChatService) -> None:
     """Serve ``/ws/{client_id}``: the v1 JSON protocol if offered, else the article's text."""
     if SUBPROTOCOL in websocket.scope.get("subprotocols", ()):
