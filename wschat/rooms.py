@@ -1,7 +1,8 @@
 """Presence: who holds which name, in which room, and the grace period of a dropped client.
 
 Pure state, no I/O and no clock: callers pass ``now`` and schedule the deadlines this module
-returns. It must not import anything outside the standard library and ``wschat.protocol``.
+returns. It must not import anything outside the standard library, ``wschat.protocol`` and
+``wschat.names``.
 
 A *holder* owns a name. It is either attached to a live connection (identified by an opaque
 ``key``) or, after its connection dropped, held in grace until ``grace_until``: still listed
@@ -14,6 +15,8 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass, field
 from enum import Enum
+
+from wschat.names import confusable_keys
 
 
 class ClaimResult(Enum):
@@ -38,6 +41,7 @@ class Claim:
     holder: Holder | None = None
     replaced: object | None = None  # a stale live connection the caller must close (4010)
     previous_room: str | None = None  # the room the holder was in, when it was resumed
+    lookalike: str | None = None  # TAKEN because this held name looks the same (issue 7)
 
 
 @dataclass(slots=True)
@@ -47,6 +51,7 @@ class Presence:
     grace_s: float
     holders: dict[str, Holder] = field(default_factory=dict)
     rooms: dict[str, set[str]] = field(default_factory=dict)
+    lookalikes: dict[str, str] = field(default_factory=dict)  # confusable key -> held name
 
     def claim(
         self, name: str, room: str, key: object, token: str | None, *, reclaimable: bool = True
@@ -71,8 +76,15 @@ class Presence:
             holder.grace_until = None
             self._place(holder, room)
             return Claim(ClaimResult.RESUMED, holder, replaced, previous)
+        keys = confusable_keys(name)
+        for look in keys:
+            other = self.lookalikes.get(look)
+            if other is not None and other != name:
+                return Claim(ClaimResult.TAKEN, lookalike=other)
         holder = Holder(name, room, secrets.token_urlsafe(18), key, reclaimable=reclaimable)
         self.holders[name] = holder
+        for look in keys:
+            self.lookalikes[look] = name
         self.rooms.setdefault(room, set()).add(name)
         return Claim(ClaimResult.NEW, holder)
 
@@ -136,3 +148,6 @@ class Presence:
     def _drop(self, holder: Holder) -> None:
         self._unlist(holder)
         del self.holders[holder.name]
+        for look in confusable_keys(holder.name):
+            if self.lookalikes.get(look) == holder.name:
+                del self.lookalikes[look]

@@ -19,6 +19,7 @@ from wschat import __version__
 from wschat.broker.memory import MemoryBroker
 from wschat.server.chat import ChatService
 from wschat.server.endpoint import serve_chat, serve_echo, serve_raw_echo
+from wschat.server.guard import Guard
 from wschat.server.hub import Hub
 from wschat.server.settings import ServerSettings
 from wschat.store.sqlite import SqliteStore
@@ -43,6 +44,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     app = FastAPI(
         title="wschat", version=__version__, docs_url=None, redoc_url=None, lifespan=lifespan
     )
+    app.add_middleware(Guard, settings=settings)  # origin, caps and tokens (issue 7)
     app.state.settings = settings
     app.state.hub = hub
     app.state.chat = chat

@@ -33,6 +33,7 @@ from wschat.protocol import (
 from wschat.rooms import ClaimResult
 from wschat.server.chat import ChatService, text_frame
 from wschat.server.connection import Connection, Message
+from wschat.server.guard import rate_limit
 from wschat.server.hub import Hub
 from wschat.server.settings import ServerSettings
 
@@ -126,6 +127,12 @@ async def _refuse(websocket: WebSocket, code: int, reason: str) -> None:
     await websocket.close(code, reason.encode()[:123].decode(errors="ignore"))
 
 
+def _taken(name: str, lookalike: str | None) -> str:
+    if lookalike is not None:
+        return f"name {name!r} looks like {lookalike!r}, which is in use"
+    return f"name {name!r} is taken"
+
+
 async def _serve_plain(websocket: WebSocket, client_id: str, chat: ChatService) -> None:
     await websocket.accept()
     try:
@@ -135,8 +142,9 @@ async def _serve_plain(websocket: WebSocket, client_id: str, chat: ChatService) 
         await _refuse(websocket, CloseCode.INVALID_NAME, exc.detail)
         return
     conn = _connection(websocket, name, room, chat.settings)
-    if chat.claim(conn, None).result is ClaimResult.TAKEN:
-        await _refuse(websocket, CloseCode.NAME_TAKEN, f"name {name!r} is taken")
+    claim = chat.claim(conn, None)
+    if claim.result is ClaimResult.TAKEN:
+        await _refuse(websocket, CloseCode.NAME_TAKEN, _taken(name, claim.lookalike))
         return
 
     async def on_frame(conn: Connection, message: Frame) -> None:
@@ -148,7 +156,7 @@ async def _serve_plain(websocket: WebSocket, client_id: str, chat: ChatService) 
 
     code: int | None = None
     try:
-        code = await run_connection(conn, chat.hub, on_frame)
+        code = await run_connection(conn, chat.hub, rate_limit(on_frame, chat.hub, chat.settings))
     finally:
         chat.leave(conn, code)
 
@@ -179,7 +187,7 @@ async def _serve_v1(websocket: WebSocket, client_id: str, chat: ChatService) -> 
     conn = _connection(websocket, name, room, settings, v1=True)
     claim = chat.claim(conn, params.get("resume"))
     if claim.result is ClaimResult.TAKEN or claim.holder is None:
-        await _refuse(websocket, CloseCode.NAME_TAKEN, f"name {name!r} is taken")
+        await _refuse(websocket, CloseCode.NAME_TAKEN, _taken(name, claim.lookalike))
         return
     token = claim.holder.token
 
@@ -207,7 +215,7 @@ async def _serve_v1(websocket: WebSocket, client_id: str, chat: ChatService) -> 
     code: int | None = None
     try:
         await chat.enter(conn, since, token)
-        code = await run_connection(conn, chat.hub, on_frame)
+        code = await run_connection(conn, chat.hub, rate_limit(on_frame, chat.hub, settings))
     finally:
         chat.hub.remove(conn, code)
         chat.leave(conn, code)

@@ -15,7 +15,9 @@ from collections.abc import Callable
 import uvicorn
 
 from wschat.protocol import CloseCode
+from wschat.server import redact
 from wschat.server.app import create_app
+from wschat.server.httpprotocol import WschatHttpProtocol
 from wschat.server.hub import Hub
 from wschat.server.settings import ServerSettings
 from wschat.server.wsprotocol import WschatWebSocketProtocol
@@ -71,7 +73,7 @@ def serve(settings: ServerSettings, announce: Callable[[str], None] | None = Non
     app = create_app(settings)
     config = uvicorn.Config(
         app,
-        http="httptools",
+        http=WschatHttpProtocol.with_deadline(settings.handshake_timeout_s),
         ws=WschatWebSocketProtocol,
         ws_max_size=settings.max_message_bytes,
         ws_ping_interval=settings.ping_interval_s or None,
@@ -82,6 +84,8 @@ def serve(settings: ServerSettings, announce: Callable[[str], None] | None = Non
         timeout_graceful_shutdown=max(1, round(settings.shutdown_timeout_s)),
         server_header=False,
     )
+
+    redact.install()  # after uvicorn.Config, which configures logging
 
     def on_ready() -> None:
         (announce or _print_url)(url)
