@@ -33,7 +33,7 @@ from wschat.protocol import (
 from wschat.rooms import ClaimResult
 from wschat.server.chat import ChatService, text_frame
 from wschat.server.connection import Connection, Message
-from wschat.server.guard import rate_limit
+from wschat.server.guard import USER_SCOPE_KEY, rate_limit
 from wschat.server.hub import Hub
 from wschat.server.settings import ServerSettings
 
@@ -127,6 +127,10 @@ async def _refuse(websocket: WebSocket, code: int, reason: str) -> None:
     await websocket.close(code, reason.encode()[:123].decode(errors="ignore"))
 
 
+def _signed_in(websocket: WebSocket, name: str) -> bool:
+    return bool(websocket.scope.get(USER_SCOPE_KEY) == name)
+
+
 def _taken(name: str, lookalike: str | None) -> str:
     if lookalike is not None:
         return f"name {name!r} looks like {lookalike!r}, which is in use"
@@ -142,7 +146,7 @@ async def _serve_plain(websocket: WebSocket, client_id: str, chat: ChatService) 
         await _refuse(websocket, CloseCode.INVALID_NAME, exc.detail)
         return
     conn = _connection(websocket, name, room, chat.settings)
-    claim = chat.claim(conn, None)
+    claim = chat.claim(conn, None, shared=_signed_in(websocket, name))
     if claim.result is ClaimResult.TAKEN:
         await _refuse(websocket, CloseCode.NAME_TAKEN, _taken(name, claim.lookalike))
         return
@@ -185,7 +189,7 @@ async def _serve_v1(websocket: WebSocket, client_id: str, chat: ChatService) -> 
         return
     settings = chat.settings
     conn = _connection(websocket, name, room, settings, v1=True)
-    claim = chat.claim(conn, params.get("resume"))
+    claim = chat.claim(conn, params.get("resume"), shared=_signed_in(websocket, name))
     if claim.result is ClaimResult.TAKEN or claim.holder is None:
         await _refuse(websocket, CloseCode.NAME_TAKEN, _taken(name, claim.lookalike))
         return

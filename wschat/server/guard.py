@@ -189,7 +189,7 @@ def rate_limit(on_frame: OnFrame, hub: Hub, settings: ServerSettings) -> OnFrame
                 frame = text_frame(error_event(ErrorCode.RATE_LIMITED, detail))
                 hub.deliver_each([(conn, frame)])
         else:
-            log.info("closing %s: rate limit exceeded again and again", conn.name)
+            log.warning("closing %s: rate limit exceeded again and again", conn.name)
             conn.close(CloseCode.POLICY_VIOLATION, "rate limit exceeded")
 
     return limited

@@ -12,14 +12,11 @@ closes the TCP connection (issue 7).
 from __future__ import annotations
 
 import asyncio
-import logging
 from typing import Any
 
 from uvicorn.config import Config
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import ServerState
-
-log = logging.getLogger("wschat.server")
 
 
 class WschatHttpProtocol(HttpToolsProtocol):
@@ -56,7 +53,7 @@ class WschatHttpProtocol(HttpToolsProtocol):
         self._head_timer = None
         if not self.transport.is_closing():
             client = f"{self.client[0]}:{self.client[1]}" if self.client else "-"
-            log.info(
+            self.logger.info(
                 "%s - closing: no complete request within %gs", client, self.handshake_timeout_s
             )
             self.transport.close()

@@ -9,10 +9,14 @@ implementation:
   extension and fall back to a close with a deadline;
 - closes a text message that is not UTF-8 with 1007 and logs one line, where uvicorn logs a
   traceback per message (issue 7); every other frame-level failure (1002 malformed frame,
-  1009 too big) is logged once, without a traceback, too.
+  1009 too big) is logged once, without a traceback, too;
+- marks a handshake refused with an HTTP response (``websocket.http.response``) as complete,
+  so uvicorn does not log it as an app error.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
@@ -29,6 +33,13 @@ class WschatWebSocketProtocol(WebSocketsSansIOProtocol):
         if extensions is not None:
             extensions[ABORT_EXTENSION] = {"abort": self.transport.abort}
         await super().run_asgi()
+
+    async def send(self, message: Any) -> None:
+        await super().send(message)
+        if message["type"] == "websocket.http.response.body" and not message.get("more_body"):
+            # A handshake refused with an HTTP response (wschat.server.guard) is complete:
+            # without this uvicorn logs "ASGI callable returned without completing handshake".
+            self.handshake_complete = True
 
     def _peer(self) -> str:
         return f"{self.client[0]}:{self.client[1]}" if self.client else "-"
