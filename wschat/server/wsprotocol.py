@@ -10,23 +10,56 @@ implementation:
 - closes a text message that is not UTF-8 with 1007 and logs one line, where uvicorn logs a
   traceback per message (issue 7); every other frame-level failure (1002 malformed frame,
   1009 too big) is logged once, without a traceback, too;
+- answers a close frame that arrives between the fragments of a message with a normal close
+  (RFC 6455 §5.4), where the websockets core fails the connection with 1002;
 - marks a handshake refused with an HTTP response (``websocket.http.response``) as complete,
   so uvicorn does not log it as an app error.
 """
 
 from __future__ import annotations
 
+import asyncio
+import codecs
+import logging
 from typing import Any
 
+from uvicorn.config import Config
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from uvicorn.server import ServerState
+from websockets.frames import Frame, Opcode
+from websockets.server import ServerProtocol
 
 from wschat.protocol import CloseCode
 
 ABORT_EXTENSION = "wschat.abort"
 
 
+class _ServerProtocol(ServerProtocol):
+    def recv_frame(self, frame: Frame) -> None:
+        if frame.opcode is Opcode.CLOSE and self.current_size is not None:
+            # RFC 6455 §5.4: control frames may come between the fragments of a message. A
+            # close there ends the unfinished message; answer it like any close, where the
+            # websockets core fails the connection with 1002 (Autobahn case 7.1.5).
+            self.current_size = None
+        super().recv_frame(frame)
+
+
 class WschatWebSocketProtocol(WebSocketsSansIOProtocol):
     """uvicorn's websockets-sansio protocol that lets the app abort its transport."""
+
+    def __init__(
+        self,
+        config: Config,
+        server_state: ServerState,
+        app_state: dict[str, Any],
+        _loop: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
+        super().__init__(config, server_state, app_state, _loop)
+        self.conn = _ServerProtocol(
+            extensions=self.conn.available_extensions,
+            max_size=self.config.ws_max_size,
+            logger=logging.getLogger("uvicorn.error"),
+        )
 
     async def run_asgi(self) -> None:
         extensions = self.scope.setdefault("extensions", {})
@@ -44,19 +77,40 @@ class WschatWebSocketProtocol(WebSocketsSansIOProtocol):
     def _peer(self) -> str:
         return f"{self.client[0]}:{self.client[1]}" if self.client else "-"
 
+    def handle_text(self, event: Any) -> None:
+        # Validate each fragment as it arrives (RFC 6455 §8.1: fail fast), not the whole
+        # message once it is complete: a stream of bad fragments is refused at the first.
+        self._utf8 = codecs.getincrementaldecoder("utf-8")()
+        if self._valid_utf8(event.data, event.fin):
+            super().handle_text(event)
+
+    def handle_cont(self, event: Any) -> None:
+        if self.curr_msg_data_type != "text" or self._valid_utf8(event.data, event.fin):
+            super().handle_cont(event)
+
+    def _valid_utf8(self, data: bytes, final: bool) -> bool:
+        try:
+            self._utf8.decode(data, final)
+        except UnicodeDecodeError as exc:
+            self._fail_utf8(exc)
+            return False
+        return True
+
+    def _fail_utf8(self, exc: UnicodeDecodeError) -> None:
+        self.frames = []
+        if self.close_sent:
+            return
+        self.conn.send_close(CloseCode.INVALID_DATA, "invalid UTF-8")
+        self.handle_parser_exception()
+        self.logger.info("%s - WebSocket closed 1007: invalid UTF-8", self._peer())
+
     def send_receive_event_to_app(self) -> None:
         if self.curr_msg_data_type == "text" and not self.close_sent:
             data = self.frames[0] if len(self.frames) == 1 else b"".join(self.frames)
             try:
                 data.decode()
-            except UnicodeDecodeError as exc:
-                # RFC 6455 §8.1: a text message that is not UTF-8 fails the connection (1007).
-                self.frames = []
-                self.conn.send_close(CloseCode.INVALID_DATA, "invalid UTF-8")
-                self.handle_parser_exception()
-                self.logger.info(
-                    "%s - WebSocket closed 1007: invalid UTF-8 at byte %d", self._peer(), exc.start
-                )
+            except UnicodeDecodeError as exc:  # RFC 6455 §8.1: not UTF-8 fails the connection
+                self._fail_utf8(exc)
                 return
         super().send_receive_event_to_app()
 
