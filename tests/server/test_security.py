@@ -6,6 +6,7 @@ import asyncio
 import json
 import socket
 import time
+import urllib.request
 from typing import Any
 
 import pytest
@@ -81,9 +82,18 @@ async def test_each_way_of_presenting_a_token_works_and_none_is_logged(server_fa
         assert (await next_of(browser, "message"))["text"] == "from the header"
         for ws in (header, browser, query):
             await ws.close()
+    await asyncio.to_thread(_get, f"{server.http}/healthz?token={token}")
     await wait_until(lambda: "/ws/alice?token=[redacted]&resume=[redacted]" in server.log())
-    log = server.log()
+    server.stop()
+    assert server.proc.stdout is not None
+    log = server.log() + server.proc.stdout.read()  # uvicorn's access log goes to stdout
+    assert "/healthz?token=[redacted]" in log
     assert token not in log and "s3cr3t" not in log
+
+
+def _get(url: str) -> None:
+    with urllib.request.urlopen(url, timeout=5) as resp:
+        assert resp.status == 200
 
 
 async def test_a_signed_in_name_is_theirs_alone_but_on_several_devices(server_factory) -> None:  # type: ignore[no-untyped-def]
