@@ -60,6 +60,8 @@ class WschatWebSocketProtocol(WebSocketsSansIOProtocol):
             max_size=self.config.ws_max_size,
             logger=logging.getLogger("uvicorn.error"),
         )
+        self._utf8 = codecs.getincrementaldecoder("utf-8")()
+        self._failure_logged = False
 
     async def run_asgi(self) -> None:
         extensions = self.scope.setdefault("extensions", {})
@@ -96,7 +98,7 @@ class WschatWebSocketProtocol(WebSocketsSansIOProtocol):
             return False
         return True
 
-    def _fail_utf8(self, exc: UnicodeDecodeError) -> None:
+    def _fail_utf8(self, exc: UnicodeDecodeError) -> None:  # uvicorn would log a traceback
         self.frames = []
         if self.close_sent:
             return
@@ -104,19 +106,9 @@ class WschatWebSocketProtocol(WebSocketsSansIOProtocol):
         self.handle_parser_exception()
         self.logger.info("%s - WebSocket closed 1007: invalid UTF-8", self._peer())
 
-    def send_receive_event_to_app(self) -> None:
-        if self.curr_msg_data_type == "text" and not self.close_sent:
-            data = self.frames[0] if len(self.frames) == 1 else b"".join(self.frames)
-            try:
-                data.decode()
-            except UnicodeDecodeError as exc:  # RFC 6455 §8.1: not UTF-8 fails the connection
-                self._fail_utf8(exc)
-                return
-        super().send_receive_event_to_app()
-
     def handle_parser_exception(self) -> None:
         exc = self.conn.parser_exc
-        logged = getattr(self, "_failure_logged", False)
+        logged = self._failure_logged
         super().handle_parser_exception()
         if exc is not None and not logged:
             self._failure_logged = True
