@@ -168,6 +168,64 @@ def serve(
             help="Seconds a dropped v1 client keeps its name and place before 'left' is sent.",
         ),
     ] = 5.0,
+    secret: Annotated[
+        str | None,
+        typer.Option(
+            envvar="WSCHAT_SECRET",
+            help="Require a token signed with this secret on every chat connection (see 'wschat token').",
+            show_default=False,
+        ),
+    ] = None,
+    allow_origin: Annotated[
+        list[str] | None,
+        typer.Option(
+            envvar="WSCHAT_ALLOW_ORIGIN",
+            help="A browser origin allowed besides the server's own (repeatable; '*' allows all).",
+            show_default=False,
+        ),
+    ] = None,
+    rate: Annotated[
+        float,
+        typer.Option(
+            "--rate-limit",
+            envvar="WSCHAT_RATE_LIMIT",
+            min=0,
+            help="Chat messages per second per connection; 0: no limit.",
+        ),
+    ] = 20.0,
+    burst: Annotated[
+        int,
+        typer.Option(
+            "--rate-burst",
+            envvar="WSCHAT_RATE_BURST",
+            min=1,
+            help="Messages a connection may send at once (bucket size).",
+        ),
+    ] = 40,
+    max_connections: Annotated[
+        int,
+        typer.Option(
+            envvar="WSCHAT_MAX_CONNECTIONS",
+            min=0,
+            help="Open WebSockets in total; past it handshakes get HTTP 503. 0: no limit.",
+        ),
+    ] = 10_000,
+    max_connections_per_ip: Annotated[
+        int,
+        typer.Option(
+            envvar="WSCHAT_MAX_CONNECTIONS_PER_IP",
+            min=0,
+            help="Open WebSockets per client address; past it handshakes get HTTP 429. 0: no limit.",
+        ),
+    ] = 1_000,
+    handshake_timeout: Annotated[
+        float,
+        typer.Option(
+            envvar="WSCHAT_HANDSHAKE_TIMEOUT",
+            min=0,
+            help="Seconds a client has to send a complete HTTP request or upgrade; 0: no limit.",
+        ),
+    ] = 10.0,
 ) -> None:
     """Run the chat server (echo at /ws, chat at /ws/{client_id}, a page at /)."""
     from wschat.server.runner import serve as run_server
@@ -189,11 +247,39 @@ def serve(
         history_size=history_size,
         replay_count=replay_count,
         presence_grace_s=presence_grace,
+        secret=secret or None,
+        allow_origins=tuple(allow_origin or ()),
+        rate_per_s=rate,
+        burst=burst,
+        max_connections=max_connections,
+        max_connections_per_ip=max_connections_per_ip,
+        handshake_timeout_s=handshake_timeout,
     )
     try:
         run_server(settings)
     except OSError as exc:
         _fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
+
+
+@app.command()
+def token(
+    name: Annotated[str, typer.Argument(help="The name the token lets its holder chat as.")],
+    secret: Annotated[
+        str,
+        typer.Option(
+            envvar="WSCHAT_SECRET",
+            help="The server's --secret.",
+            show_default=False,
+            prompt=True,
+            hide_input=True,
+        ),
+    ],
+    ttl: Annotated[str, typer.Option(help="How long the token is valid: 90s, 15m, 1h, 7d.")] = "1h",
+) -> None:
+    """Print a signed token for NAME (send it as 'Authorization: Bearer TOKEN')."""
+    from wschat.auth import issue_token, parse_ttl
+
+    typer.echo(issue_token(name, secret, parse_ttl(ttl)))
 
 
 @app.command()

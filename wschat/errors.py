@@ -3,6 +3,7 @@
 WschatError
  ├── ConfigError         a setting or flag has a value we cannot use
  ├── ProtocolError       a peer sent something the protocol does not allow (has a code)
+ ├── AuthError           a token is missing, expired, forged or for another name
  ├── ConnectFailed       a client could not reach or was refused by a server
  └── BenchError          a load test cannot start or run (no server, limits too low)
 """
@@ -28,6 +29,15 @@ class ProtocolError(WschatError):
     def __init__(self, code: str, detail: str) -> None:
         super().__init__(f"{code}: {detail}")
         self.code = code
+        self.detail = detail
+
+
+class AuthError(WschatError):
+    """A chat token cannot be accepted; ``reason`` says why (missing, expired, forged, name)."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
         self.detail = detail
 
 

@@ -75,11 +75,17 @@ class ChatService:
 
     # --- entering and leaving ---------------------------------------------------------------
 
-    def claim(self, conn: Connection, token: str | None) -> Claim:
-        """Give ``conn`` its name, or say it is taken; announce arrivals. Call before ``enter``."""
+    def claim(self, conn: Connection, token: str | None, *, shared: bool = False) -> Claim:
+        """Give ``conn`` its name, or say it is taken; announce arrivals. Call before ``enter``.
+
+        ``shared``: the connection's name is proven by a signed token, so the same user may
+        hold several connections at once (issue 7).
+        """
         assert conn.room is not None
-        claim = self.presence.claim(conn.name, conn.room, conn, token, reclaimable=conn.v1)
-        if claim.result is ClaimResult.TAKEN:
+        claim = self.presence.claim(
+            conn.name, conn.room, conn, token, reclaimable=conn.v1, shared=shared
+        )
+        if claim.result in (ClaimResult.TAKEN, ClaimResult.ADDED):
             return claim
         timer = self._grace_timers.pop(conn.name, None)
         if timer is not None:
@@ -155,6 +161,8 @@ class ChatService:
             self._announce("left", holder.room, holder.name)
             return
         held = self.presence.holders.get(conn.name)
+        if held is not None and isinstance(held.key, Connection):
+            self.connections_by_name.setdefault(conn.name, held.key)  # another device carries on
         if held is not None and held.grace_until is not None:
             delay = max(0.0, held.grace_until - loop.time())
             self._grace_timers[conn.name] = loop.call_later(delay, self._expire, conn.name)
@@ -265,12 +273,19 @@ class ChatService:
         receivers: list[tuple[Connection, Outgoing]] = []
         v1_frame = text_frame(dm_event(env["from"], env["to"], env["text"], env["ts"]))
         for name in dict.fromkeys((env["to"], env["from"])):
-            conn = self.connections_by_name.get(name)
-            if conn is None:
-                continue
-            if conn.v1:
-                receivers.append((conn, v1_frame))
-            else:
-                line = f"DM from {env['from']}: {env['text']}"
-                receivers.append((conn, Outgoing(line)))
+            for conn in self._connections_of(name):
+                if conn.v1:
+                    receivers.append((conn, v1_frame))
+                else:
+                    line = f"DM from {env['from']}: {env['text']}"
+                    receivers.append((conn, Outgoing(line)))
         self.dms_out += self.hub.deliver_each(receivers)
+
+    def _connections_of(self, name: str) -> list[Connection]:
+        """Return every live connection of ``name`` here (several for a signed-in user)."""
+        conn = self.connections_by_name.get(name)
+        found = [conn] if conn is not None else []
+        holder = self.presence.holders.get(name)
+        if holder is not None:
+            found += [c for c in holder.extra if isinstance(c, Connection) and c is not conn]
+        return found

@@ -17,6 +17,7 @@ import uvicorn
 
 from wschat.protocol import CloseCode
 from wschat.server.app import create_app
+from wschat.server.httpprotocol import WschatHttpProtocol
 from wschat.server.hub import Hub
 from wschat.server.logs import log_config
 from wschat.server.settings import ServerSettings
@@ -79,7 +80,7 @@ def serve(settings: ServerSettings, announce: Callable[[str], None] | None = Non
     app = create_app(settings)
     config = uvicorn.Config(
         app,
-        http="httptools",
+        http=WschatHttpProtocol.with_deadline(settings.handshake_timeout_s),
         ws=WschatWebSocketProtocol,
         ws_max_size=settings.max_message_bytes,
         ws_ping_interval=settings.ping_interval_s or None,
