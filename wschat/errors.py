@@ -3,7 +3,8 @@
 WschatError
  ├── ConfigError         a setting or flag has a value we cannot use
  ├── ProtocolError       a peer sent something the protocol does not allow (has a code)
- └── ConnectFailed       a client could not reach or was refused by a server
+ ├── ConnectFailed       a client could not reach or was refused by a server
+ └── Unavailable         a shared backend (Redis) cannot be reached right now
 """
 
 from __future__ import annotations
@@ -32,3 +33,7 @@ class ProtocolError(WschatError):
 
 class ConnectFailed(WschatError):
     """A client could not connect, or the server refused the connection."""
+
+
+class Unavailable(WschatError):
+    """A shared backend (the Redis broker or store) cannot be reached right now; retry later."""

@@ -120,7 +120,7 @@ async def _serve_plain(websocket: WebSocket, client_id: str, chat: ChatService) 
         await _refuse(websocket, CloseCode.INVALID_NAME, exc.detail)
         return
     conn = _connection(websocket, name, room, chat.settings)
-    if chat.claim(conn, None).result is ClaimResult.TAKEN:
+    if (await chat.claim(conn, None)).result is ClaimResult.TAKEN:
         await _refuse(websocket, CloseCode.NAME_TAKEN, f"name {name!r} is taken")
         return
 
@@ -162,7 +162,7 @@ async def _serve_v1(websocket: WebSocket, client_id: str, chat: ChatService) -> 
         return
     settings = chat.settings
     conn = _connection(websocket, name, room, settings, v1=True)
-    claim = chat.claim(conn, params.get("resume"))
+    claim = await chat.claim(conn, params.get("resume"))
     if claim.result is ClaimResult.TAKEN or claim.holder is None:
         await _refuse(websocket, CloseCode.NAME_TAKEN, f"name {name!r} is taken")
         return

@@ -27,3 +27,5 @@ class ServerSettings:
     history_size: int = 10_000  # messages kept per room
     replay_count: int = 50  # messages replayed to a client that gives no ``since``
     presence_grace_s: float = 5.0  # a dropped v1 client keeps its name and place this long
+    broker: str = "memory"  # or redis://HOST:PORT/DB: many processes act as one server
+    node_ttl_s: float = 10.0  # Redis: a dead node's users leave everyone's presence this soon
