@@ -330,8 +330,11 @@ class ChatService:
             frame = text_frame(
                 presence_event(envelope["event"], envelope["room"], envelope["name"])
             )
+            # A connection still entering gets the members in its welcome instead.
             receivers = [
-                c for c in self.hub.members(envelope["room"]) if c.v1 and c.name != envelope["name"]
+                c
+                for c in self.hub.members(envelope["room"])
+                if c.v1 and c.name != envelope["name"] and c.pending is None
             ]
             self.hub.deliver(receivers, frame)
         elif kind == "dm":
