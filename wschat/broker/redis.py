@@ -133,6 +133,7 @@ class RedisBroker:
             pubsub = self.client.pubsub()
             try:
                 await pubsub.subscribe(EVENTS_CHANNEL)
+                await self._confirmed(pubsub)
                 self._state = "ok"
                 if self._subscribed.is_set():
                     self.resubscriptions += 1
@@ -145,7 +146,7 @@ class RedisBroker:
                     message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
                     if message is not None and message.get("type") == "message":
                         self._dispatch(message["data"])
-            except REDIS_DOWN as exc:
+            except (*REDIS_DOWN, TimeoutError) as exc:
                 if self._state == "ok":
                     log.warning("lost the Redis subscription (%s); reconnecting", exc)
                 self._state = "down"
@@ -154,6 +155,16 @@ class RedisBroker:
                     await pubsub.aclose()  # type: ignore[no-untyped-call]
             await asyncio.sleep(delay)
             delay = min(BACKOFF_MAX_S, delay * 2)
+
+    @staticmethod
+    async def _confirmed(pubsub: Any) -> None:
+        """Wait for Redis to confirm the subscription: SUBSCRIBE itself only sends, so a
+        socket that died with the last Redis would otherwise look subscribed."""
+        async with asyncio.timeout(COMMAND_TIMEOUT_S):
+            while True:
+                reply = await pubsub.get_message(timeout=COMMAND_TIMEOUT_S)
+                if reply is not None and reply.get("type") == "subscribe":
+                    return
 
     def _dispatch(self, data: Any) -> None:
         try:
