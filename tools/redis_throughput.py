@@ -87,12 +87,22 @@ def main() -> None:
         redis = RedisServer(tmp)
         redis.start()
         if not args.aof:
-            subprocess.run(["redis-cli", "-p", str(redis.port), "config", "set", "appendonly", "no"], check=True, capture_output=True)
+            subprocess.run(
+                ["redis-cli", "-p", str(redis.port), "config", "set", "appendonly", "no"],
+                check=True,
+                capture_output=True,
+            )
         servers = [start_server(tmp, *common, "--broker", redis.url) for _ in range(args.nodes)]
     try:
         rate = asyncio.run(run([s.ws for s in servers], args.talkers, args.messages))
-        engine = "memory" if args.memory else f"redis x{args.nodes} nodes" + (" (AOF always)" if args.aof else "")
-        print(f"{engine}: {args.talkers} talkers x {args.messages} msgs: {rate:,.0f} msg/s delivered to each reader")
+        engine = (
+            "memory"
+            if args.memory
+            else f"redis x{args.nodes} nodes" + (" (AOF always)" if args.aof else "")
+        )
+        print(
+            f"{engine}: {args.talkers} talkers x {args.messages} msgs: {rate:,.0f} msg/s delivered to each reader"
+        )
     finally:
         for s in servers:
             s.stop()
