@@ -67,6 +67,12 @@ class RedisServer:
         except OSError:
             return False
 
+    def command(self, inline: bytes) -> bytes:
+        """Send one inline command and return the start of its reply."""
+        with socket.create_connection(("127.0.0.1", self.port), timeout=2) as sock:
+            sock.sendall(inline + b"\r\n")
+            return sock.recv(256)
+
     def kill(self) -> None:
         """kill -9 the server, as a crash would."""
         if self.proc is not None and self.proc.poll() is None:

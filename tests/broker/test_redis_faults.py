@@ -164,3 +164,36 @@ async def test_workers_share_one_port_and_one_chat(
             await c.ws.close()
             c.task.cancel()
     assert server.stop() == 0
+
+
+async def test_messages_missed_by_a_dropped_subscriber_are_repaired(
+    server_factory,  # type: ignore[no-untyped-def]
+    redis_server: RedisServer,
+) -> None:
+    # Redis stays up but drops every subscriber (as a network blip would): messages stored
+    # meanwhile reach no node through pub/sub, and must come back from the streams.
+    args = ("--broker", redis_server.url)
+    nodes: list[Server] = [server_factory(*args), server_factory(*args)]
+    async with asyncio.timeout(30):
+        talker = Collector((await connect(nodes[0], "talker"))[0], "talker")
+        reader = Collector((await connect(nodes[1], "reader"))[0], "reader")
+
+        async def drop_subscribers() -> None:
+            for _ in range(3):
+                await asyncio.sleep(0.1)
+                redis_server.command(b"CLIENT KILL TYPE pubsub")
+
+        async def talk() -> None:
+            for i in range(60):
+                await say(talker.ws, f"m{i}")
+                await asyncio.sleep(0.01)
+
+        await asyncio.gather(talk(), drop_subscribers())
+        await wait_until(lambda: len(reader.messages) >= 60 and len(talker.messages) >= 60)
+        assert all("resubscribed" in node.log() for node in nodes)
+        for c in (talker, reader):
+            assert [m["id"] for m in c.messages] == list(range(1, 61)), c.name
+            assert [m["text"] for m in c.messages] == [f"m{i}" for i in range(60)]
+            assert c.ws.close_code is None
+            await c.ws.close()
+            c.task.cancel()

@@ -42,7 +42,7 @@ BACKOFF_MAX_S = 2.0
 REDIS_DOWN = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
 
 
-def connect(url: str) -> aioredis.Redis:
+def connect(url: str, retries: int = 1) -> aioredis.Redis:
     """Return an asyncio client for ``url`` whose commands fail fast while Redis is away.
 
     One retry on a fresh connection covers a pooled socket that died with a Redis restart;
@@ -53,7 +53,7 @@ def connect(url: str) -> aioredis.Redis:
         decode_responses=True,
         socket_connect_timeout=CONNECT_TIMEOUT_S,
         socket_timeout=COMMAND_TIMEOUT_S,
-        retry=Retry(NoBackoff(), 1),
+        retry=Retry(NoBackoff(), retries),
         health_check_interval=0,
     )
     return client
@@ -94,6 +94,9 @@ class RedisBroker:
         self._state = "connecting"
         self._task: asyncio.Task[None] | None = None
         self._subscribed = asyncio.Event()
+        # The subscriber must not reconnect behind our back (redis-py's retry would silently
+        # resubscribe, and what was published meanwhile would never be repaired).
+        self._subscriber = connect(url, retries=0)
 
     async def start(self, deliver: Deliver) -> None:
         """Start the subscriber; wait (bounded) for the first subscription so that a node
@@ -125,12 +128,13 @@ class RedisBroker:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._deliver = None
+        await self._subscriber.aclose()
         await self.client.aclose()
 
     async def _listen(self) -> None:
         delay = BACKOFF_MIN_S
         while True:
-            pubsub = self.client.pubsub()
+            pubsub = self._subscriber.pubsub()
             try:
                 await pubsub.subscribe(EVENTS_CHANNEL)
                 await self._confirmed(pubsub)
