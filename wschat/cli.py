@@ -226,10 +226,42 @@ def serve(
             help="Seconds a client has to send a complete HTTP request or upgrade; 0: no limit.",
         ),
     ] = 10.0,
+    broker: Annotated[
+        str,
+        typer.Option(
+            envvar="WSCHAT_BROKER",
+            help="'memory' (one process), or redis://HOST:PORT/DB to share rooms, names and "
+            "history with every wschat process using that Redis.",
+        ),
+    ] = "memory",
+    workers: Annotated[
+        int,
+        typer.Option(
+            envvar="WSCHAT_WORKERS",
+            min=1,
+            help="Worker processes sharing the port; more than 1 needs --broker redis://...",
+        ),
+    ] = 1,
+    node_ttl: Annotated[
+        float,
+        typer.Option(
+            envvar="WSCHAT_NODE_TTL",
+            min=0.3,
+            help="With Redis: seconds after which a dead process's users leave everyone's presence.",
+        ),
+    ] = 10.0,
 ) -> None:
     """Run the chat server (echo at /ws, chat at /ws/{client_id}, a page at /)."""
+    from wschat.server.engine import is_redis
     from wschat.server.runner import serve as run_server
     from wschat.server.settings import ServerSettings
+
+    if workers > 1 and not is_redis(broker):
+        _fail(
+            "--workers needs --broker redis://...: with the in-memory broker each worker "
+            "would be a separate chat",
+            code=2,
+        )
 
     settings = ServerSettings(
         host=host,
@@ -254,9 +286,16 @@ def serve(
         max_connections=max_connections,
         max_connections_per_ip=max_connections_per_ip,
         handshake_timeout_s=handshake_timeout,
+        broker=broker,
+        node_ttl_s=node_ttl,
     )
     try:
-        run_server(settings)
+        if workers > 1:
+            from wschat.server.workers import serve_workers
+
+            serve_workers(settings, workers)
+        else:
+            run_server(settings)
     except OSError as exc:
         _fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
 

@@ -5,7 +5,8 @@ WschatError
  ├── ProtocolError       a peer sent something the protocol does not allow (has a code)
  ├── AuthError           a token is missing, expired, forged or for another name
  ├── ConnectFailed       a client could not reach or was refused by a server
- └── BenchError          a load test cannot start or run (no server, limits too low)
+ ├── BenchError          a load test cannot start or run (no server, limits too low)
+ └── Unavailable         a shared backend (Redis) cannot be reached right now
 """
 
 from __future__ import annotations
@@ -47,3 +48,7 @@ class ConnectFailed(WschatError):
 
 class BenchError(WschatError):
     """A load test cannot start or run: no server at the URL, or a system limit below ``-n``."""
+
+
+class Unavailable(WschatError):
+    """A shared backend (the Redis broker or store) cannot be reached right now; retry later."""

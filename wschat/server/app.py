@@ -18,24 +18,20 @@ from fastapi.responses import HTMLResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from wschat import __version__
-from wschat.broker.memory import MemoryBroker
-from wschat.server.chat import ChatService
 from wschat.server.endpoint import serve_chat, serve_echo, serve_raw_echo
+from wschat.server.engine import build_chat
 from wschat.server.guard import Guard
 from wschat.server.hub import Hub
 from wschat.server.metrics import CONTENT_TYPE, make_registry, render
 from wschat.server.settings import ServerSettings
 from wschat.server.wsroute import WebSocketRoutes
-from wschat.store.sqlite import SqliteStore
 
 
 def create_app(settings: ServerSettings | None = None) -> FastAPI:
     """Return a new app with its own hub; nothing is shared between two apps."""
     settings = settings or ServerSettings()
     hub = Hub()
-    chat = ChatService(
-        hub, SqliteStore(settings.db, settings.history_size), MemoryBroker(), settings
-    )
+    chat = build_chat(hub, settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -196,7 +196,7 @@ async def _serve_plain(websocket: WebSocket, client_id: str, chat: ChatService) 
         await _refuse(websocket, CloseCode.INVALID_NAME, exc.detail)
         return
     conn = _connection(websocket, name, room, chat.settings, chat.hub)
-    claim = chat.claim(conn, None, shared=_signed_in(websocket, name))
+    claim = await chat.claim(conn, None, shared=_signed_in(websocket, name))
     if claim.result is ClaimResult.TAKEN:
         await _refuse(websocket, CloseCode.NAME_TAKEN, _taken(name, claim.lookalike))
         return
@@ -239,7 +239,7 @@ async def _serve_v1(websocket: WebSocket, client_id: str, chat: ChatService) -> 
         return
     settings = chat.settings
     conn = _connection(websocket, name, room, settings, chat.hub, v1=True)
-    claim = chat.claim(conn, params.get("resume"), shared=_signed_in(websocket, name))
+    claim = await chat.claim(conn, params.get("resume"), shared=_signed_in(websocket, name))
     if claim.result is ClaimResult.TAKEN or claim.holder is None:
         await _refuse(websocket, CloseCode.NAME_TAKEN, _taken(name, claim.lookalike))
         return

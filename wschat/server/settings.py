@@ -38,3 +38,5 @@ class ServerSettings:
     max_connections: int = 10_000  # open WebSockets in total; past it HTTP 503
     max_connections_per_ip: int = 1_000  # open WebSockets per client address; past it HTTP 429
     handshake_timeout_s: float = 10.0  # to send a complete HTTP request (upgrade or not)
+    broker: str = "memory"  # or redis://HOST:PORT/DB: many processes act as one server
+    node_ttl_s: float = 10.0  # Redis: a dead node's users leave everyone's presence this soon
