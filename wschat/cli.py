@@ -160,6 +160,14 @@ def serve(
             help="Messages a v1 client gets on entering a room without ?since=.",
         ),
     ] = 50,
+    presence_limit: Annotated[
+        int,
+        typer.Option(
+            envvar="WSCHAT_PRESENCE_LIMIT",
+            min=0,
+            help="Rooms with more members than this send no joined/left (clients ask with who).",
+        ),
+    ] = 1000,
     presence_grace: Annotated[
         float,
         typer.Option(
@@ -279,6 +287,7 @@ def serve(
         history_size=history_size,
         replay_count=replay_count,
         presence_grace_s=presence_grace,
+        presence_limit=presence_limit,
         secret=secret or None,
         allow_origins=tuple(allow_origin or ()),
         rate_per_s=rate,

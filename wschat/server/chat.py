@@ -69,6 +69,7 @@ class ChatService:
         self.presence = Presence(settings.presence_grace_s)
         self.connections_by_name: dict[str, Connection] = {}
         self.replays = 0
+        self.presence_suppressed = 0  # joined/left not sent because the room was too big
         # Plain ints read by the metrics collector at scrape time (see metrics.py).
         self.replayed = 0
         self.messages_in = 0
@@ -347,11 +348,16 @@ class ChatService:
             frame = text_frame(
                 presence_event(envelope["event"], envelope["room"], envelope["name"])
             )
+            members = self.hub.members(envelope["room"])
+            size = max(len(members), len(self.presence.rooms.get(envelope["room"], ())))
+            if size > self.settings.presence_limit:
+                # Past the limit, presence is quadratic (N arrivals x N members): clients of big
+                # rooms ask with `who` instead (docs/protocol.md).
+                self.presence_suppressed += 1
+                return
             # A connection still entering gets the members in its welcome instead.
             receivers = [
-                c
-                for c in self.hub.members(envelope["room"])
-                if c.v1 and c.name != envelope["name"] and c.pending is None
+                c for c in members if c.v1 and c.name != envelope["name"] and c.pending is None
             ]
             self.hub.deliver(receivers, frame)
         elif kind == "dm":

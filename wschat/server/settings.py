@@ -29,6 +29,7 @@ class ServerSettings:
     db: str = ":memory:"  # the SQLite history file; the CLI defaults to the user's data dir
     history_size: int = 10_000  # messages kept per room
     replay_count: int = 50  # messages replayed to a client that gives no ``since``
+    presence_limit: int = 1000  # rooms bigger than this get no joined/left events
     presence_grace_s: float = 5.0  # a dropped v1 client keeps its name and place this long
     # --- security and abuse limits (issue 7; docs/security.md) ---
     secret: str | None = None  # when set, every chat connection needs a token signed with it
