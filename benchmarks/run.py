@@ -85,6 +85,8 @@ class ServerKind:
         return [
             sys.executable, "-m", "wschat", "serve", "--host", "127.0.0.1", "--port", str(port),
             "--db", str(db), "--log-level", "warning",
+            # Raw capacity, as the baselines have no limits: no rate limit, caps above the load.
+            "--rate-limit", "0", "--max-connections", "20000", "--max-connections-per-ip", "20000",
         ]  # fmt: skip
 
 

@@ -54,3 +54,41 @@ def test_port_in_use_is_one_clear_line() -> None:
     assert out.returncode == 1
     assert "cannot listen on 127.0.0.1" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+def test_token_prints_a_token_for_the_name() -> None:
+    from wschat.auth import verify_token
+
+    result = runner.invoke(app, ["token", "alice", "--secret", "S", "--ttl", "15m"])
+    assert result.exit_code == 0, result.output
+    assert verify_token(result.output.strip(), "S", "alice") == "alice"
+    result = runner.invoke(app, ["token", "alice"], env={"WSCHAT_SECRET": "S"})
+    assert verify_token(result.output.strip(), "S", "alice") == "alice"
+
+
+def test_token_refuses_a_bad_name_or_ttl() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "wschat", "token", "a b", "--secret", "S"],
+        capture_output=True,
+        text=True,
+    )
+    assert out.returncode == 1 and "invalid name" in out.stderr
+    out = subprocess.run(
+        [sys.executable, "-m", "wschat", "token", "alice", "--secret", "S", "--ttl", "soon"],
+        capture_output=True,
+        text=True,
+    )
+    assert out.returncode == 1 and "invalid ttl" in out.stderr
+
+
+def test_serve_help_lists_the_security_flags() -> None:
+    result = runner.invoke(app, ["serve", "--help"], terminal_width=200)
+    for flag in (
+        "--secret",
+        "--allow-origin",
+        "--rate-limit",
+        "--rate-burst",
+        "--max-connections",
+        "--handshake-timeout",
+    ):
+        assert flag in result.output

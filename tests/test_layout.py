@@ -10,7 +10,18 @@ import pytest
 FRAMEWORKS = ("fastapi", "starlette", "uvicorn", "websockets", "rich", "prompt_toolkit", "typer")
 
 
-@pytest.mark.parametrize("module", ["wschat", "wschat.protocol", "wschat.errors"])
+@pytest.mark.parametrize(
+    "module",
+    [
+        "wschat",
+        "wschat.protocol",
+        "wschat.errors",
+        "wschat.ratelimit",
+        "wschat.origin",
+        "wschat.names",
+        "wschat.auth",
+    ],
+)
 def test_core_imports_no_framework(module: str) -> None:
     code = f"import sys, {module}; print(' '.join(sorted(sys.modules)))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -53,3 +53,32 @@ def test_move_returns_the_old_room() -> None:
     assert p.move("alice", "ops") == "lobby"
     assert p.members("ops") == ["alice"]
     assert p.move("nobody", "ops") is None
+
+
+# --- issue 7: look-alike names and signed-in users with several connections -----------------
+
+
+def test_a_look_alike_of_a_held_name_is_taken() -> None:
+    p = Presence(grace_s=5)
+    p.claim("alice", "lobby", "k1", None)
+    claim = p.claim("\u0430lice", "lobby", "k2", None)  # Cyrillic a
+    assert (claim.result, claim.lookalike) == (ClaimResult.TAKEN, "alice")
+    assert p.claim("ALICE", "lobby", "k3", None).result is ClaimResult.TAKEN
+    p.release("alice", "k1", now=0, grace=False)
+    assert p.claim("\u0430lice", "lobby", "k2", None).result is ClaimResult.NEW
+
+
+def test_a_signed_in_user_may_hold_several_connections() -> None:
+    p = Presence(grace_s=5)
+    assert p.claim("alice", "lobby", "k1", None, shared=True).result is ClaimResult.NEW
+    assert p.claim("alice", "lobby", "k2", None, shared=True).result is ClaimResult.ADDED
+    assert p.claim("alice", "lobby", "k3", None).result is ClaimResult.TAKEN  # not signed in
+    assert p.members("lobby") == ["alice"]
+    assert p.release("alice", "k1", now=0, grace=True) is None  # k2 carries on, no grace
+    assert p.holders["alice"].key == "k2" and p.holders["alice"].grace_until is None
+    assert p.release("alice", "k2", now=0, grace=True) is None  # the last one: grace
+    assert p.holders["alice"].grace_until == 5
+    resumed = p.claim("alice", "lobby", "k4", None, shared=True)  # no resume token needed
+    assert (resumed.result, resumed.replaced) == (ClaimResult.RESUMED, None)
+    left = p.release("alice", "k4", now=1, grace=False)
+    assert left is not None and not p.holds("alice")

@@ -160,6 +160,14 @@ def serve(
             help="Messages a v1 client gets on entering a room without ?since=.",
         ),
     ] = 50,
+    presence_limit: Annotated[
+        int,
+        typer.Option(
+            envvar="WSCHAT_PRESENCE_LIMIT",
+            min=0,
+            help="Rooms with more members than this send no joined/left (clients ask with who).",
+        ),
+    ] = 1000,
     presence_grace: Annotated[
         float,
         typer.Option(
@@ -168,10 +176,100 @@ def serve(
             help="Seconds a dropped v1 client keeps its name and place before 'left' is sent.",
         ),
     ] = 5.0,
+    secret: Annotated[
+        str | None,
+        typer.Option(
+            envvar="WSCHAT_SECRET",
+            help="Require a token signed with this secret on every chat connection (see 'wschat token').",
+            show_default=False,
+        ),
+    ] = None,
+    allow_origin: Annotated[
+        list[str] | None,
+        typer.Option(
+            envvar="WSCHAT_ALLOW_ORIGIN",
+            help="A browser origin allowed besides the server's own (repeatable; '*' allows all).",
+            show_default=False,
+        ),
+    ] = None,
+    rate: Annotated[
+        float,
+        typer.Option(
+            "--rate-limit",
+            envvar="WSCHAT_RATE_LIMIT",
+            min=0,
+            help="Chat messages per second per connection; 0: no limit.",
+        ),
+    ] = 20.0,
+    burst: Annotated[
+        int,
+        typer.Option(
+            "--rate-burst",
+            envvar="WSCHAT_RATE_BURST",
+            min=1,
+            help="Messages a connection may send at once (bucket size).",
+        ),
+    ] = 40,
+    max_connections: Annotated[
+        int,
+        typer.Option(
+            envvar="WSCHAT_MAX_CONNECTIONS",
+            min=0,
+            help="Open WebSockets in total; past it handshakes get HTTP 503. 0: no limit.",
+        ),
+    ] = 10_000,
+    max_connections_per_ip: Annotated[
+        int,
+        typer.Option(
+            envvar="WSCHAT_MAX_CONNECTIONS_PER_IP",
+            min=0,
+            help="Open WebSockets per client address; past it handshakes get HTTP 429. 0: no limit.",
+        ),
+    ] = 1_000,
+    handshake_timeout: Annotated[
+        float,
+        typer.Option(
+            envvar="WSCHAT_HANDSHAKE_TIMEOUT",
+            min=0,
+            help="Seconds a client has to send a complete HTTP request or upgrade; 0: no limit.",
+        ),
+    ] = 10.0,
+    broker: Annotated[
+        str,
+        typer.Option(
+            envvar="WSCHAT_BROKER",
+            help="'memory' (one process), or redis://HOST:PORT/DB to share rooms, names and "
+            "history with every wschat process using that Redis.",
+        ),
+    ] = "memory",
+    workers: Annotated[
+        int,
+        typer.Option(
+            envvar="WSCHAT_WORKERS",
+            min=1,
+            help="Worker processes sharing the port; more than 1 needs --broker redis://...",
+        ),
+    ] = 1,
+    node_ttl: Annotated[
+        float,
+        typer.Option(
+            envvar="WSCHAT_NODE_TTL",
+            min=0.3,
+            help="With Redis: seconds after which a dead process's users leave everyone's presence.",
+        ),
+    ] = 10.0,
 ) -> None:
     """Run the chat server (echo at /ws, chat at /ws/{client_id}, a page at /)."""
+    from wschat.server.engine import is_redis
     from wschat.server.runner import serve as run_server
     from wschat.server.settings import ServerSettings
+
+    if workers > 1 and not is_redis(broker):
+        _fail(
+            "--workers needs --broker redis://...: with the in-memory broker each worker "
+            "would be a separate chat",
+            code=2,
+        )
 
     settings = ServerSettings(
         host=host,
@@ -189,11 +287,47 @@ def serve(
         history_size=history_size,
         replay_count=replay_count,
         presence_grace_s=presence_grace,
+        presence_limit=presence_limit,
+        secret=secret or None,
+        allow_origins=tuple(allow_origin or ()),
+        rate_per_s=rate,
+        burst=burst,
+        max_connections=max_connections,
+        max_connections_per_ip=max_connections_per_ip,
+        handshake_timeout_s=handshake_timeout,
+        broker=broker,
+        node_ttl_s=node_ttl,
     )
     try:
-        run_server(settings)
+        if workers > 1:
+            from wschat.server.workers import serve_workers
+
+            serve_workers(settings, workers)
+        else:
+            run_server(settings)
     except OSError as exc:
         _fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
+
+
+@app.command()
+def token(
+    name: Annotated[str, typer.Argument(help="The name the token lets its holder chat as.")],
+    secret: Annotated[
+        str,
+        typer.Option(
+            envvar="WSCHAT_SECRET",
+            help="The server's --secret.",
+            show_default=False,
+            prompt=True,
+            hide_input=True,
+        ),
+    ],
+    ttl: Annotated[str, typer.Option(help="How long the token is valid: 90s, 15m, 1h, 7d.")] = "1h",
+) -> None:
+    """Print a signed token for NAME (send it as 'Authorization: Bearer TOKEN')."""
+    from wschat.auth import issue_token, parse_ttl
+
+    typer.echo(issue_token(name, secret, parse_ttl(ttl)))
 
 
 @app.command()

@@ -3,11 +3,13 @@
 WschatError
  ├── ConfigError         a setting or flag has a value we cannot use
  ├── ProtocolError       a peer sent something the protocol does not allow (has a code)
+ ├── AuthError           a token is missing, expired, forged or for another name
  ├── ConnectFailed       a client could not reach or was refused by a server
  │    ├── NameRejected    the server refused the name or room (4003 invalid, 4009 taken)
  │    └── AccessDenied    the server refused the handshake (HTTP 401/403) or closed 1008
  ├── ClosedByServer      the server closed a live connection with a code we cannot recover from
- └── BenchError          a load test cannot start or run (no server, limits too low)
+ ├── BenchError          a load test cannot start or run (no server, limits too low)
+ └── Unavailable         a shared backend (Redis) cannot be reached right now
 """
 
 from __future__ import annotations
@@ -31,6 +33,15 @@ class ProtocolError(WschatError):
     def __init__(self, code: str, detail: str) -> None:
         super().__init__(f"{code}: {detail}")
         self.code = code
+        self.detail = detail
+
+
+class AuthError(WschatError):
+    """A chat token cannot be accepted; ``reason`` says why (missing, expired, forged, name)."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
         self.detail = detail
 
 
@@ -60,3 +71,7 @@ class ClosedByServer(WschatError):
 
 class BenchError(WschatError):
     """A load test cannot start or run: no server at the URL, or a system limit below ``-n``."""
+
+
+class Unavailable(WschatError):
+    """A shared backend (the Redis broker or store) cannot be reached right now; retry later."""

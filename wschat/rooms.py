@@ -1,7 +1,8 @@
 """Presence: who holds which name, in which room, and the grace period of a dropped client.
 
 Pure state, no I/O and no clock: callers pass ``now`` and schedule the deadlines this module
-returns. It must not import anything outside the standard library and ``wschat.protocol``.
+returns. It must not import anything outside the standard library, ``wschat.protocol`` and
+``wschat.names``.
 
 A *holder* owns a name. It is either attached to a live connection (identified by an opaque
 ``key``) or, after its connection dropped, held in grace until ``grace_until``: still listed
@@ -15,11 +16,14 @@ import secrets
 from dataclasses import dataclass, field
 from enum import Enum
 
+from wschat.names import confusable_keys
+
 
 class ClaimResult(Enum):
     NEW = "new"  # the name was free: announce a join
     RESUMED = "resumed"  # the token's holder came back: no announcement in the same room
     TAKEN = "taken"  # somebody else holds the name: refuse
+    ADDED = "added"  # one more connection of an authenticated user already here: no announcement
 
 
 @dataclass(slots=True)
@@ -30,6 +34,8 @@ class Holder:
     key: object | None  # the live connection, or None while in grace
     grace_until: float | None = None
     reclaimable: bool = True  # plain clients have no token: their name is freed at once
+    shared: bool = False  # held by an authenticated user, who may open several connections
+    extra: list[object] = field(default_factory=list)  # its other live connections
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +44,7 @@ class Claim:
     holder: Holder | None = None
     replaced: object | None = None  # a stale live connection the caller must close (4010)
     previous_room: str | None = None  # the room the holder was in, when it was resumed
+    lookalike: str | None = None  # TAKEN because this held name looks the same (issue 7)
 
 
 @dataclass(slots=True)
@@ -47,17 +54,37 @@ class Presence:
     grace_s: float
     holders: dict[str, Holder] = field(default_factory=dict)
     rooms: dict[str, set[str]] = field(default_factory=dict)
+    lookalikes: dict[str, str] = field(default_factory=dict)  # confusable key -> held name
 
     def claim(
-        self, name: str, room: str, key: object, token: str | None, *, reclaimable: bool = True
+        self,
+        name: str,
+        room: str,
+        key: object,
+        token: str | None,
+        *,
+        reclaimable: bool = True,
+        shared: bool = False,
     ) -> Claim:
         """Try to give ``name`` to the connection ``key`` entering ``room``.
 
         On ``NEW`` announce ``joined`` to the room; on ``RESUMED`` announce only if
         ``previous_room`` differs from ``room`` (via ``move``, already applied here); close
-        ``replaced`` with 4010. On ``TAKEN`` refuse the connection (4009).
+        ``replaced`` with 4010. On ``TAKEN`` refuse the connection (4009). ``shared`` says the
+        caller proved the name is its own (a signed token, issue 7): then a live holder that is
+        shared too gets ``key`` as one more connection (``ADDED``, nothing to announce; the
+        holder stays listed in its room) and one in grace is resumed without a resume token.
         """
         holder = self.holders.get(name)
+        if holder is not None and shared and holder.shared:
+            if holder.key is not None:
+                holder.extra.append(key)
+                return Claim(ClaimResult.ADDED, holder, previous_room=holder.room)
+            previous = holder.room
+            holder.key = key
+            holder.grace_until = None
+            self._place(holder, room)
+            return Claim(ClaimResult.RESUMED, holder, None, previous)
         if holder is not None:
             if (
                 token is None
@@ -71,8 +98,17 @@ class Presence:
             holder.grace_until = None
             self._place(holder, room)
             return Claim(ClaimResult.RESUMED, holder, replaced, previous)
-        holder = Holder(name, room, secrets.token_urlsafe(18), key, reclaimable=reclaimable)
+        keys = confusable_keys(name)
+        for look in keys:
+            other = self.lookalikes.get(look)
+            if other is not None and other != name:
+                return Claim(ClaimResult.TAKEN, lookalike=other)
+        holder = Holder(
+            name, room, secrets.token_urlsafe(18), key, reclaimable=reclaimable, shared=shared
+        )
         self.holders[name] = holder
+        for look in keys:
+            self.lookalikes[look] = name
         self.rooms.setdefault(room, set()).add(name)
         return Claim(ClaimResult.NEW, holder)
 
@@ -93,7 +129,15 @@ class Presence:
         (then schedule ``expire(name, now)`` at its ``grace_until``).
         """
         holder = self.holders.get(name)
-        if holder is None or holder.key is not key:
+        if holder is None:
+            return None
+        if key in holder.extra:
+            holder.extra.remove(key)
+            return None
+        if holder.key is not key:
+            return None
+        if holder.extra:  # another connection of the same user carries on
+            holder.key = holder.extra.pop(0)
             return None
         if grace and holder.reclaimable and self.grace_s > 0:
             holder.key = None
@@ -136,3 +180,6 @@ class Presence:
     def _drop(self, holder: Holder) -> None:
         self._unlist(holder)
         del self.holders[holder.name]
+        for look in confusable_keys(holder.name):
+            if self.lookalikes.get(look) == holder.name:
+                del self.lookalikes[look]

@@ -66,7 +66,9 @@ async def test_resume_under_concurrent_traffic_has_no_gap_and_no_duplicate(
 ) -> None:
     # Two talkers keep the room busy while readers connect with ``since`` in the middle of it:
     # the history read races the live subscription, and must lose nothing and double nothing.
-    server: Server = server_factory("--outbox-size", "10000")
+    server: Server = server_factory(
+        "--outbox-size", "10000", "--rate-limit", "0"
+    )  # floods on purpose
     total = 600
     async with asyncio.timeout(40):
         talkers = [(await connect(server, f"talker{i}"))[0] for i in range(2)]

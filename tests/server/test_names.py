@@ -127,3 +127,19 @@ async def test_a_client_that_does_not_come_back_leaves_after_the_grace(server_fa
         newcomer, _ = await connect(server, "alice")  # free again afterwards
         await newcomer.close()
         await watcher.close()
+
+
+async def test_big_rooms_send_no_presence(server_factory) -> None:  # type: ignore[no-untyped-def]
+    server: Server = server_factory("--presence-limit", "2")
+    async with asyncio.timeout(10):
+        alice, _ = await connect(server, "alice")
+        bob, _ = await connect(server, "bob")
+        assert (await next_of(alice, "joined"))["name"] == "bob"  # 2 members: at the limit
+        carol, welcome = await connect(server, "carol")  # 3 members: past it
+        assert welcome["members"] == ["alice", "bob", "carol"]
+        quiet = await nothing_within(alice, 0.5)
+        assert [e for e in quiet if e["type"] in ("joined", "left")] == []
+        await alice.send('{"type": "who"}')
+        assert (await next_of(alice, "members"))["names"] == ["alice", "bob", "carol"]
+        for ws in (alice, bob, carol):
+            await ws.close()

@@ -232,3 +232,23 @@ def test_query_joins_at_once_and_a_taken_name_is_explained(
     second.click("#connect")
     expect(second.locator("#login-error")).to_contain_text("spaces or slashes")
     expect(first.locator("#state")).to_have_attribute("data-state", "connected")
+
+
+def test_a_signed_token_in_the_fragment_lets_the_page_in(
+    context: BrowserContext,
+    server_factory,  # type: ignore[no-untyped-def]
+) -> None:
+    from wschat.auth import issue_token
+
+    server: Server = server_factory("--secret", "page-secret")
+    page = context.new_page()
+    page.goto(f"{server.http}/?name=alice#token={issue_token('alice', 'page-secret')}")
+    expect(page.locator("#state")).to_have_attribute("data-state", "connected")
+    send(page, "signed in")
+    expect(page.locator("#messages")).to_contain_text("signed in")
+    # Without the token the server refuses the handshake: the page never connects.
+    other = context.new_page()
+    other.goto(f"{server.http}/?name=bob")
+    time.sleep(1.0)
+    expect(other.locator("#state")).not_to_have_attribute("data-state", "connected")
+    assert "page-secret" not in server.log()

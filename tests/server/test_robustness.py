@@ -23,7 +23,7 @@ def _established(server: Server) -> int:
 
 
 async def test_slow_receiver_does_not_stall_others(server_factory) -> None:  # type: ignore[no-untyped-def]
-    server: Server = server_factory("--outbox-size", "8")
+    server: Server = server_factory("--outbox-size", "8", "--rate-limit", "0")  # floods on purpose
     # A peer that completes the handshake and then never reads, with a tiny receive buffer.
     stalled = raw_handshake(server.port, "/ws/stalled", rcvbuf=4096)
     payload = "x" * 30_000
@@ -57,7 +57,7 @@ async def test_slow_receiver_does_not_stall_others(server_factory) -> None:  # t
 
 
 async def test_slow_consumer_gets_close_code_4001(server_factory) -> None:  # type: ignore[no-untyped-def]
-    server: Server = server_factory("--outbox-size", "4")
+    server: Server = server_factory("--outbox-size", "4", "--rate-limit", "0")  # floods on purpose
     async with asyncio.timeout(30):
         # max_queue=1 + a small read limit: the websockets client stops reading the socket.
         slow = await websockets.connect(f"{server.ws}/ws/slow", max_queue=1, max_size=None)

@@ -18,23 +18,20 @@ from fastapi.responses import HTMLResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from wschat import __version__
-from wschat.broker.memory import MemoryBroker
-from wschat.server.chat import ChatService
-from wschat.server.endpoint import serve_chat, serve_echo
+from wschat.server.endpoint import serve_chat, serve_echo, serve_raw_echo
+from wschat.server.engine import build_chat
+from wschat.server.guard import Guard
 from wschat.server.hub import Hub
 from wschat.server.metrics import CONTENT_TYPE, make_registry, render
 from wschat.server.settings import ServerSettings
 from wschat.server.wsroute import WebSocketRoutes
-from wschat.store.sqlite import SqliteStore
 
 
 def create_app(settings: ServerSettings | None = None) -> FastAPI:
     """Return a new app with its own hub; nothing is shared between two apps."""
     settings = settings or ServerSettings()
     hub = Hub()
-    chat = ChatService(
-        hub, SqliteStore(settings.db, settings.history_size), MemoryBroker(), settings
-    )
+    chat = build_chat(hub, settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -82,8 +79,14 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     async def echo(websocket: WebSocket) -> None:
         await serve_echo(websocket, hub, settings)
 
+    @app.websocket("/echo")
+    async def raw_echo(websocket: WebSocket) -> None:
+        await serve_raw_echo(websocket, hub, settings)
+
     async def chat_endpoint(websocket: WebSocket, client_id: str) -> None:
         await serve_chat(websocket, client_id, chat)
 
     app.add_middleware(WebSocketRoutes, echo=echo, chat=chat_endpoint)
+    # Added last, so outermost: origin, caps and tokens are checked before any route (issue 7).
+    app.add_middleware(Guard, settings=settings)
     return app

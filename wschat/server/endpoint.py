@@ -33,6 +33,7 @@ from wschat.protocol import (
 from wschat.rooms import ClaimResult
 from wschat.server.chat import ChatService, text_frame
 from wschat.server.connection import Connection, Outgoing
+from wschat.server.guard import USER_SCOPE_KEY, rate_limit
 from wschat.server.hub import Hub
 from wschat.server.settings import ServerSettings
 
@@ -140,6 +141,21 @@ async def serve_echo(websocket: WebSocket, hub: Hub, settings: ServerSettings) -
     await run_connection(_connection(websocket, "echo", None, settings, hub), hub, on_frame)
 
 
+async def serve_raw_echo(websocket: WebSocket, hub: Hub, settings: ServerSettings) -> None:
+    """Echo each message back unchanged (``/echo``): the target of the Autobahn testsuite."""
+    await websocket.accept()
+
+    async def on_frame(conn: Connection, message: Frame) -> None:
+        text = message.get("text")
+        if text is not None:
+            reply = Outgoing(text)
+        else:
+            reply = Outgoing(data=message.get("bytes") or b"")
+        _offer_or_drop(hub, conn, reply)
+
+    await run_connection(_connection(websocket, "echo", None, settings, hub), hub, on_frame)
+
+
 async def serve_chat(websocket: WebSocket, client_id: str, chat: ChatService) -> None:
     """Serve ``/ws/{client_id}``: the v1 JSON protocol if offered, else the article's text."""
     if SUBPROTOCOL in websocket.scope.get("subprotocols", ()):
@@ -161,6 +177,16 @@ async def _refuse(websocket: WebSocket, code: int, reason: str) -> None:
     await websocket.close(code, reason.encode()[:123].decode(errors="ignore"))
 
 
+def _signed_in(websocket: WebSocket, name: str) -> bool:
+    return bool(websocket.scope.get(USER_SCOPE_KEY) == name)
+
+
+def _taken(name: str, lookalike: str | None) -> str:
+    if lookalike is not None:
+        return f"name {name!r} looks like {lookalike!r}, which is in use"
+    return f"name {name!r} is taken"
+
+
 async def _serve_plain(websocket: WebSocket, client_id: str, chat: ChatService) -> None:
     await websocket.accept()
     try:
@@ -170,8 +196,9 @@ async def _serve_plain(websocket: WebSocket, client_id: str, chat: ChatService) 
         await _refuse(websocket, CloseCode.INVALID_NAME, exc.detail)
         return
     conn = _connection(websocket, name, room, chat.settings, chat.hub)
-    if chat.claim(conn, None).result is ClaimResult.TAKEN:
-        await _refuse(websocket, CloseCode.NAME_TAKEN, f"name {name!r} is taken")
+    claim = await chat.claim(conn, None, shared=_signed_in(websocket, name))
+    if claim.result is ClaimResult.TAKEN:
+        await _refuse(websocket, CloseCode.NAME_TAKEN, _taken(name, claim.lookalike))
         return
 
     async def on_frame(conn: Connection, message: Frame) -> None:
@@ -183,7 +210,7 @@ async def _serve_plain(websocket: WebSocket, client_id: str, chat: ChatService) 
 
     code: int | None = None
     try:
-        code = await run_connection(conn, chat.hub, on_frame)
+        code = await run_connection(conn, chat.hub, rate_limit(on_frame, chat.hub, chat.settings))
     finally:
         chat.leave(conn, code)
 
@@ -212,9 +239,9 @@ async def _serve_v1(websocket: WebSocket, client_id: str, chat: ChatService) -> 
         return
     settings = chat.settings
     conn = _connection(websocket, name, room, settings, chat.hub, v1=True)
-    claim = chat.claim(conn, params.get("resume"))
+    claim = await chat.claim(conn, params.get("resume"), shared=_signed_in(websocket, name))
     if claim.result is ClaimResult.TAKEN or claim.holder is None:
-        await _refuse(websocket, CloseCode.NAME_TAKEN, f"name {name!r} is taken")
+        await _refuse(websocket, CloseCode.NAME_TAKEN, _taken(name, claim.lookalike))
         return
     token = claim.holder.token
 
@@ -242,7 +269,7 @@ async def _serve_v1(websocket: WebSocket, client_id: str, chat: ChatService) -> 
     code: int | None = None
     try:
         await chat.enter(conn, since, token)
-        code = await run_connection(conn, chat.hub, on_frame)
+        code = await run_connection(conn, chat.hub, rate_limit(on_frame, chat.hub, settings))
     finally:
         chat.hub.remove(conn, code)
         chat.leave(conn, code)

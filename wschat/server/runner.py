@@ -17,6 +17,8 @@ import uvicorn
 
 from wschat.protocol import CloseCode
 from wschat.server.app import create_app
+from wschat.server.engine import check_broker, is_redis
+from wschat.server.httpprotocol import WschatHttpProtocol
 from wschat.server.hub import Hub
 from wschat.server.logs import log_config
 from wschat.server.settings import ServerSettings
@@ -68,18 +70,37 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+def preflight(settings: ServerSettings) -> None:
+    """Check the broker setting, and that a Redis broker answers; raise ``WschatError``."""
+    check_broker(settings.broker)
+    if is_redis(settings.broker):
+        from wschat.broker.redis import check_reachable
+
+        check_reachable(settings.broker)
+
+
 def serve(settings: ServerSettings, announce: Callable[[str], None] | None = None) -> None:
     """Serve until SIGINT/SIGTERM; call ``announce(url)`` once the server accepts connections.
 
-    Raises ``OSError`` when the address cannot be bound.
+    Raises ``OSError`` when the address cannot be bound, ``WschatError`` when the broker
+    cannot be used (a Redis that does not answer is an error at start, not a wait).
     """
+    preflight(settings)
     sock = bind(settings.host, settings.port)
-    port = sock.getsockname()[1]
-    url = display_url(settings.host, port)
+    url = display_url(settings.host, sock.getsockname()[1])
+
+    def on_ready() -> None:
+        (announce or _print_url)(url)
+
+    run(settings, sock, on_ready)
+
+
+def run(settings: ServerSettings, sock: socket.socket, on_ready: Callable[[], None]) -> None:
+    """Serve on the bound ``sock`` until SIGINT/SIGTERM; call ``on_ready()`` once accepting."""
     app = create_app(settings)
     config = uvicorn.Config(
         app,
-        http="httptools",
+        http=WschatHttpProtocol.with_deadline(settings.handshake_timeout_s),
         ws=WschatWebSocketProtocol,
         ws_max_size=settings.max_message_bytes,
         ws_ping_interval=settings.ping_interval_s or None,
@@ -91,10 +112,6 @@ def serve(settings: ServerSettings, announce: Callable[[str], None] | None = Non
         timeout_graceful_shutdown=max(1, round(settings.shutdown_timeout_s)),
         server_header=False,
     )
-
-    def on_ready() -> None:
-        (announce or _print_url)(url)
-
     _Server(config, app.state.hub, settings, on_ready).run(sockets=[sock])
 
 

@@ -29,4 +29,15 @@ class ServerSettings:
     db: str = ":memory:"  # the SQLite history file; the CLI defaults to the user's data dir
     history_size: int = 10_000  # messages kept per room
     replay_count: int = 50  # messages replayed to a client that gives no ``since``
+    presence_limit: int = 1000  # rooms bigger than this get no joined/left events
     presence_grace_s: float = 5.0  # a dropped v1 client keeps its name and place this long
+    # --- security and abuse limits (issue 7; docs/security.md) ---
+    secret: str | None = None  # when set, every chat connection needs a token signed with it
+    allow_origins: tuple[str, ...] = ()  # browser origins allowed besides the server's own
+    rate_per_s: float = 20.0  # chat messages per second per connection; 0 turns limiting off
+    burst: int = 40  # messages a connection may send at once before the rate applies
+    max_connections: int = 10_000  # open WebSockets in total; past it HTTP 503
+    max_connections_per_ip: int = 1_000  # open WebSockets per client address; past it HTTP 429
+    handshake_timeout_s: float = 10.0  # to send a complete HTTP request (upgrade or not)
+    broker: str = "memory"  # or redis://HOST:PORT/DB: many processes act as one server
+    node_ttl_s: float = 10.0  # Redis: a dead node's users leave everyone's presence this soon

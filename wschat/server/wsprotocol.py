@@ -1,37 +1,76 @@
-"""Our uvicorn WebSocket protocol class: uvicorn's sans-I/O implementation plus one seam.
+"""Our uvicorn WebSocket protocol class: uvicorn's sans-I/O implementation plus our seams.
 
 uvicorn takes a protocol class as ``Config(ws=...)``. This subclass of its websockets-sansio
-implementation publishes itself in the ASGI scope under the extension ``wschat.transport``
-(``{"protocol": self}``), which lets the app
+implementation:
 
-- write a server frame that was serialised once for every receiver of a broadcast straight
-  to the transport (``write_frame``), when the socket can take it (``can_write``), instead of
-  one ASGI ``send`` — and one encoding — per receiver;
-- hear when a full socket buffer drains again (``on_writable``), so a connection needs no
-  writer task of its own;
-- drop a peer that stopped reading (``abort``): ASGI alone can only send a close frame, which
-  never leaves a full socket buffer.
-
-Apps run under another server find no such extension and use plain ASGI sends.
-Data frames written here are complete, unfragmented and unmasked (RFC 6455 §5.1 to 5.2), so they
-interleave safely with the control frames uvicorn writes itself; the closing handshake stays
-with uvicorn (an ASGI ``websocket.close``).
+- publishes itself in the ASGI scope under the extension ``wschat.transport``
+  (``{"protocol": self}``), which lets the app write a server frame that was serialised once
+  for every receiver of a broadcast straight to the transport (``write_frame``) when the
+  socket can take it (``can_write``), instead of one ASGI ``send`` (and one encoding) per
+  receiver; hear when a full socket buffer drains again (``on_writable``), so a connection
+  needs no writer task of its own; and drop a peer that stopped reading (``abort``): ASGI
+  alone can only send a close frame, which never leaves a full socket buffer. Apps run under
+  another server find no such extension and use plain ASGI sends. Data frames written here
+  are complete, unfragmented and unmasked (RFC 6455 §5.1 to 5.2), so they interleave safely
+  with the control frames uvicorn writes itself; the closing handshake stays with uvicorn;
+- closes a text message that is not UTF-8 with 1007 and logs one line, where uvicorn logs a
+  traceback per message (issue 7); every other frame-level failure (1002 malformed frame,
+  1009 too big) is logged once, without a traceback, too;
+- answers a close frame that arrives between the fragments of a message with a normal close
+  (RFC 6455 §5.4), where the websockets core fails the connection with 1002;
+- marks a handshake refused with an HTTP response (``websocket.http.response``) as complete,
+  so uvicorn does not log it as an app error.
 """
 
 from __future__ import annotations
 
+import asyncio
+import codecs
+import logging
 from collections.abc import Callable
+from typing import Any
 
-from uvicorn._types import ASGISendEvent
+from uvicorn.config import Config
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from uvicorn.server import ServerState
+from websockets.frames import Frame, Opcode
+from websockets.server import ServerProtocol
+
+from wschat.protocol import CloseCode
 
 TRANSPORT_EXTENSION = "wschat.transport"
 
 
+class _ServerProtocol(ServerProtocol):
+    def recv_frame(self, frame: Frame) -> None:
+        if frame.opcode is Opcode.CLOSE and self.current_size is not None:
+            # RFC 6455 §5.4: control frames may come between the fragments of a message. A
+            # close there ends the unfinished message; answer it like any close, where the
+            # websockets core fails the connection with 1002 (Autobahn case 7.1.5).
+            self.current_size = None
+        super().recv_frame(frame)
+
+
 class WschatWebSocketProtocol(WebSocketsSansIOProtocol):
-    """uvicorn's websockets-sansio protocol with a direct write path for prepared frames."""
+    """uvicorn's websockets-sansio protocol with a direct write path and strict framing."""
 
     on_writable: Callable[[], None] | None = None
+
+    def __init__(
+        self,
+        config: Config,
+        server_state: ServerState,
+        app_state: dict[str, Any],
+        _loop: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
+        super().__init__(config, server_state, app_state, _loop)
+        self.conn = _ServerProtocol(
+            extensions=self.conn.available_extensions,
+            max_size=self.config.ws_max_size,
+            logger=logging.getLogger("uvicorn.error"),
+        )
+        self._utf8 = _NO_DECODER
+        self._failure_logged = False
 
     async def run_asgi(self) -> None:
         extensions = self.scope.setdefault("extensions", {})
@@ -39,12 +78,19 @@ class WschatWebSocketProtocol(WebSocketsSansIOProtocol):
             extensions[TRANSPORT_EXTENSION] = {"protocol": self}
         await super().run_asgi()
 
-    async def send(self, message: ASGISendEvent) -> None:
+    async def send(self, message: Any) -> None:
         await super().send(message)
-        if message["type"] == "websocket.accept" and self.handshake_complete:
+        kind = message["type"]
+        if kind == "websocket.accept" and self.handshake_complete:
             # The handshake's request and response (with their headers) are never read
             # again; the ASGI scope keeps what the app needs. About 3 KB per idle socket.
             self.request = self.response = None  # type: ignore[assignment]
+        elif kind == "websocket.http.response.body" and not message.get("more_body"):
+            # A handshake refused with an HTTP response (wschat.server.guard) is complete:
+            # without this uvicorn logs "ASGI callable returned without completing handshake".
+            self.handshake_complete = True
+
+    # --- the direct write path ----------------------------------------------------------------
 
     def can_write(self) -> bool:
         """Return whether a data frame may be written now without overfilling the buffer."""
@@ -71,3 +117,57 @@ class WschatWebSocketProtocol(WebSocketsSansIOProtocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.on_writable = None
         super().connection_lost(exc)
+
+    # --- strict framing -------------------------------------------------------------------------
+
+    def _peer(self) -> str:
+        return f"{self.client[0]}:{self.client[1]}" if self.client else "-"
+
+    def handle_text(self, event: Any) -> None:
+        # Validate each fragment as it arrives (RFC 6455 §8.1: fail fast), not the whole
+        # message once it is complete: a stream of bad fragments is refused at the first.
+        if event.fin:
+            # A whole message in one frame (the common case): one decode, no decoder object.
+            try:
+                event.data.decode()
+            except UnicodeDecodeError as exc:
+                self._fail_utf8(exc)
+                return
+            super().handle_text(event)
+            return
+        self._utf8 = codecs.getincrementaldecoder("utf-8")()
+        if self._valid_utf8(event.data, event.fin):
+            super().handle_text(event)
+
+    def handle_cont(self, event: Any) -> None:
+        if self.curr_msg_data_type != "text" or self._valid_utf8(event.data, event.fin):
+            super().handle_cont(event)
+
+    def _valid_utf8(self, data: bytes, final: bool) -> bool:
+        try:
+            self._utf8.decode(data, final)
+        except UnicodeDecodeError as exc:
+            self._fail_utf8(exc)
+            return False
+        return True
+
+    def _fail_utf8(self, exc: UnicodeDecodeError) -> None:  # uvicorn would log a traceback
+        self.frames = []
+        if self.close_sent:
+            return
+        self.conn.send_close(CloseCode.INVALID_DATA, "invalid UTF-8")
+        self.handle_parser_exception()
+        self.logger.info("%s - WebSocket closed 1007: invalid UTF-8", self._peer())
+
+    def handle_parser_exception(self) -> None:
+        exc = self.conn.parser_exc
+        logged = self._failure_logged
+        super().handle_parser_exception()
+        if exc is not None and not logged:
+            self._failure_logged = True
+            sent = self.conn.close_sent
+            code = sent.code if sent is not None else CloseCode.PROTOCOL_ERROR
+            self.logger.info("%s - WebSocket closed %d: %s", self._peer(), code, exc)
+
+
+_NO_DECODER = codecs.getincrementaldecoder("utf-8")()

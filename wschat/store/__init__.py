@@ -41,6 +41,10 @@ class Replay:
 class HistoryStore(Protocol):
     """Where room messages live; every method may be called concurrently from one loop."""
 
+    # True when ``append`` also publishes the message to every process (the Redis store,
+    # atomically with its id); False when the caller must publish it (SQLite).
+    publishes: bool
+
     async def append(
         self, room: str, sender: str, text: str, ts: float, action: bool = False
     ) -> StoredMessage:

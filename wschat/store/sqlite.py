@@ -30,6 +30,8 @@ CREATE TABLE IF NOT EXISTS messages (
 class SqliteStore:
     """A ``HistoryStore`` in one SQLite file, keeping at most ``cap`` messages per room."""
 
+    publishes = False
+
     def __init__(self, path: str | Path, cap: int) -> None:
         self.path = str(path)
         self.cap = cap

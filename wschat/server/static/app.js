@@ -8,6 +8,10 @@
 
 (() => {
   const SUBPROTOCOL = "wschat.v1";
+  // A server started with --secret wants a signed token (wschat token NAME). Browsers cannot
+  // set an Authorization header, so the page offers it as a second subprotocol entry; it is
+  // read from the page's fragment (/#token=...), which the browser never sends in a request.
+  const SIGNED = new URLSearchParams(location.hash.slice(1)).get("token");
   const BACKOFF_FIRST_S = 0.5;
   const BACKOFF_MAX_S = 10;
   // Close codes after which reconnecting cannot help (docs/protocol.md, "Close codes").
@@ -65,7 +69,7 @@
     const scheme = location.protocol === "https:" ? "wss" : "ws";
     const url = `${scheme}://${location.host}/ws/${encodeURIComponent(session.name)}?${params}`;
     setState("connecting", session.attempt ? "reconnecting…" : "connecting…");
-    const ws = new WebSocket(url, SUBPROTOCOL);
+    const ws = new WebSocket(url, SIGNED ? [SUBPROTOCOL, "wschat.token." + SIGNED] : SUBPROTOCOL);
     session.ws = ws;
     ws.onmessage = (event) => {
       if (ws !== session.ws) return;

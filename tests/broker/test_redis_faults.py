@@ -1,0 +1,199 @@
+"""Redis faults: killed and restarted under traffic with zero loss and no disconnect;
+unreachable at start; ``/healthz`` shows the broker's state; ``--workers``."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+from typing import Any
+
+import psutil
+from websockets.asyncio.client import ClientConnection
+
+from tests.broker.conftest import RedisServer, free_port
+from tests.conftest import Server
+from tests.helpers import get_json, wait_until
+from tests.server.v1client import connect, say
+
+
+class Collector:
+    """Reads every event of one v1 connection in the background."""
+
+    def __init__(self, ws: ClientConnection, name: str) -> None:
+        self.ws = ws
+        self.name = name
+        self.messages: list[dict[str, Any]] = []
+        self.errors: list[dict[str, Any]] = []
+        self.changed = asyncio.Event()
+        self.task = asyncio.create_task(self._read())
+
+    async def _read(self) -> None:
+        async for frame in self.ws:
+            event = json.loads(frame)
+            if event["type"] == "message":
+                self.messages.append(event)
+            elif event["type"] == "error":
+                self.errors.append(event)
+            self.changed.set()
+
+    async def send(self, text: str, within: float = 20.0) -> int:
+        """Say ``text`` until it is accepted (retrying on ``unavailable``); return attempts."""
+        attempts = 0
+        async with asyncio.timeout(within):
+            while True:
+                attempts += 1
+                errors = len(self.errors)
+                await say(self.ws, text)
+                while True:
+                    self.changed.clear()
+                    if any(m["text"] == text for m in self.messages):
+                        return attempts
+                    if len(self.errors) > errors:
+                        assert self.errors[-1]["code"] == "unavailable", self.errors[-1]
+                        await asyncio.sleep(0.1)
+                        break
+                    await self.changed.wait()
+
+
+async def test_redis_killed_and_restarted_under_traffic_loses_nothing(
+    server_factory,  # type: ignore[no-untyped-def]
+    redis_server: RedisServer,
+) -> None:
+    args = ("--broker", redis_server.url, "--node-ttl", "3", "--rate-limit", "0")
+    nodes: list[Server] = [server_factory(*args), server_factory(*args)]
+    per_sender = 40
+    async with asyncio.timeout(90):
+        clients = [
+            Collector((await connect(node, f"{who}{i}"))[0], f"{who}{i}")
+            for i, node in enumerate(nodes)
+            for who in ("talker", "reader")
+        ]
+        talkers = [c for c in clients if c.name.startswith("talker")]
+        retries = 0
+
+        async def talk(c: Collector) -> None:
+            nonlocal retries
+            for i in range(per_sender):
+                retries += await c.send(f"{c.name}-{i}") - 1
+                await asyncio.sleep(0.02)
+
+        async def fault() -> None:
+            await asyncio.sleep(0.4)
+            redis_server.kill()
+            await wait_until(
+                lambda: get_json(nodes[0].http + "/healthz")["broker"]["state"] != "ok"
+            )
+            await asyncio.sleep(0.5)
+            redis_server.start()
+
+        await asyncio.gather(*(talk(c) for c in talkers), fault())
+        sent = {f"{c.name}-{i}" for c in talkers for i in range(per_sender)}
+        for node in nodes:
+            await wait_until(
+                lambda n=node: get_json(n.http + "/healthz")["broker"]["state"] == "ok"
+            )
+
+        def caught_up() -> bool:
+            latest = max(m["id"] for c in clients for m in c.messages)
+            return all(c.messages and c.messages[-1]["id"] == latest for c in clients)
+
+        await wait_until(caught_up, within=15)
+        reference = [(m["id"], m["text"]) for m in clients[0].messages]
+        for c in clients:
+            ids = [m["id"] for m in c.messages]
+            assert ids == list(range(1, len(ids) + 1)), f"{c.name}: gap or duplicate"
+            assert [(m["id"], m["text"]) for m in c.messages] == reference
+            assert c.ws.close_code is None, f"{c.name} was disconnected"
+        assert sent <= {text for _, text in reference}
+        assert retries > 0, "the kill did not hit the traffic"
+        for c in clients:
+            await c.ws.close()
+            c.task.cancel()
+
+
+def test_redis_unreachable_at_start_is_a_clear_error() -> None:
+    url = f"redis://127.0.0.1:{free_port()}/0"
+    proc = subprocess.run(
+        [sys.executable, "-m", "wschat", "serve", "--port", "0", "--broker", url],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert proc.returncode == 1
+    assert f"cannot reach the Redis broker at {url}" in proc.stderr
+
+
+def test_workers_need_a_redis_broker() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "wschat", "serve", "--port", "0", "--workers", "2"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert proc.returncode == 2
+    assert "--workers needs --broker redis://" in proc.stderr
+
+
+async def test_workers_share_one_port_and_one_chat(
+    server_factory, redis_server: RedisServer
+) -> None:  # type: ignore[no-untyped-def]
+    server: Server = server_factory("--broker", redis_server.url, "--workers", "2")
+    workers = psutil.Process(server.proc.pid).children()
+    assert len(workers) == 2
+    async with asyncio.timeout(30):
+        clients = [Collector((await connect(server, f"u{i}"))[0], f"u{i}") for i in range(8)]
+        for c in clients:
+            await c.send(f"from {c.name}")
+
+        def everyone_has_everything() -> bool:
+            return all(len(c.messages) == len(clients) for c in clients)
+
+        await wait_until(everyone_has_everything)
+
+        def serving(pid: int) -> int:
+            conns = psutil.Process(pid).net_connections()
+            return sum(
+                1 for s in conns if s.status == "ESTABLISHED" and s.laddr.port == server.port
+            )
+
+        # The kernel spread the connections: each worker holds some (8 sockets, 2 workers).
+        assert all(serving(w.pid) > 0 for w in workers), [serving(w.pid) for w in workers]
+        for c in clients:
+            await c.ws.close()
+            c.task.cancel()
+    assert server.stop() == 0
+
+
+async def test_messages_missed_by_a_dropped_subscriber_are_repaired(
+    server_factory,  # type: ignore[no-untyped-def]
+    redis_server: RedisServer,
+) -> None:
+    # Redis stays up but drops every subscriber (as a network blip would): messages stored
+    # meanwhile reach no node through pub/sub, and must come back from the streams.
+    args = ("--broker", redis_server.url, "--rate-limit", "0")
+    nodes: list[Server] = [server_factory(*args), server_factory(*args)]
+    async with asyncio.timeout(30):
+        talker = Collector((await connect(nodes[0], "talker"))[0], "talker")
+        reader = Collector((await connect(nodes[1], "reader"))[0], "reader")
+
+        async def drop_subscribers() -> None:
+            for _ in range(3):
+                await asyncio.sleep(0.1)
+                redis_server.command(b"CLIENT KILL TYPE pubsub")
+
+        async def talk() -> None:
+            for i in range(60):
+                await say(talker.ws, f"m{i}")
+                await asyncio.sleep(0.01)
+
+        await asyncio.gather(talk(), drop_subscribers())
+        await wait_until(lambda: len(reader.messages) >= 60 and len(talker.messages) >= 60)
+        assert all("resubscribed" in node.log() for node in nodes)
+        for c in (talker, reader):
+            assert [m["id"] for m in c.messages] == list(range(1, 61)), c.name
+            assert [m["text"] for m in c.messages] == [f"m{i}" for i in range(60)]
+            assert c.ws.close_code is None
+            await c.ws.close()
+            c.task.cancel()

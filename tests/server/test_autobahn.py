@@ -1,0 +1,58 @@
+"""RFC 6455 conformance: the Autobahn|Testsuite cases (run by kosoku) against ``/echo``.
+
+Groups 1-7, 9 and 10 run in full; 12 and 13 test permessage-deflate, which the server turns
+off. Exclusions are listed with their reason in docs/security.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from tests.conftest import Server
+
+kosoku = pytest.importorskip("kosoku")
+
+GROUPS = ["1.*", "2.*", "3.*", "4.*", "5.*", "6.*", "7.*", "9.*", "10.*"]
+EXCLUDED: list[str] = []  # none: 7.1.5 passes since wsprotocol answers mid-message closes
+
+
+async def _run(server: Server, cases: list[str], exclude: list[str]) -> list:  # type: ignore[type-arg]
+    try:
+        async with asyncio.timeout(90):
+            results = await kosoku.run_fuzzingclient(
+                f"{server.ws}/echo", cases, exclude, concurrency=2
+            )
+    except kosoku.FailureError as exc:
+        results = exc.results
+    return list(results)
+
+
+def _describe(result) -> str:  # type: ignore[no-untyped-def]
+    return (
+        f"{result.case_id}: {result.behavior.value}/{result.behavior_close.value} "
+        f"close={result.remote_close_code} {result.result}"
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+async def test_autobahn_cases_pass_with_16mib_messages(server_factory) -> None:  # type: ignore[no-untyped-def]
+    server: Server = server_factory("--max-message-size", str(16 * 1024 * 1024))
+    results = await _run(server, GROUPS, EXCLUDED)
+    assert len(results) >= 300
+    failed = [_describe(r) for r in results if not r.passed]
+    assert failed == []
+    assert "Traceback" not in server.log()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+async def test_with_the_default_size_large_messages_end_in_1009(server: Server) -> None:
+    results = await _run(server, ["9.*"], [])
+    too_big = [r for r in results if not r.passed]
+    assert too_big, "the 64 KiB default should refuse group 9's large messages"
+    assert all(r.remote_close_code == 1009 for r in too_big), [_describe(r) for r in too_big]
+    assert "Traceback" not in server.log()
+    assert server.proc.poll() is None  # still serving

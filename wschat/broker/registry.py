@@ -1,0 +1,184 @@
+"""The shared name and presence registry in Redis: who holds which name, in which room.
+
+Each held name is a hash ``wschat:name:NAME`` (owning node, resume token, room, whether it
+may be reclaimed) that expires ``ttl`` after its node's last heartbeat; each room is a
+sorted set ``wschat:room:ROOM`` of names scored by the same expiry (milliseconds, Redis's
+own clock via TIME, so node clocks do not matter). A node that dies stops refreshing: its
+names become free and drop out of every member list within ``ttl``. Every change is one Lua
+script, so a name is never held by two nodes. One Redis only: the scripts build key names,
+which Redis Cluster would not allow.
+
+Imports redis-py and the core; commands that cannot reach Redis raise ``Unavailable``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from wschat.broker.redis import KEY_PREFIX, REDIS_DOWN
+from wschat.errors import Unavailable
+from wschat.rooms import Holder
+
+_NOW = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+"""
+
+# KEYS: none. ARGV: prefix, node, ttl_ms, name, token, room, reclaimable, offered token.
+# Returns {'new'} | {'mine'} | {'moved', old_node, old_room} | {'taken'}.
+_CLAIM = (
+    _NOW
+    + """
+local p, node, ttl, name = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
+local key = p .. 'name:' .. name
+local cur = redis.call('HMGET', key, 'node', 'token', 'room', 'reclaimable')
+local result = {'new'}
+if cur[1] then
+  if cur[1] == node then
+    result = {'mine'}
+  elseif ARGV[8] == '' or cur[4] ~= '1' or cur[2] ~= ARGV[8] then
+    return {'taken'}
+  else
+    result = {'moved', cur[1], cur[3]}
+  end
+  if cur[3] and cur[3] ~= ARGV[6] then redis.call('ZREM', p .. 'room:' .. cur[3], name) end
+end
+redis.call('HSET', key, 'node', node, 'token', ARGV[5], 'room', ARGV[6], 'reclaimable', ARGV[7])
+redis.call('PEXPIRE', key, ttl)
+redis.call('ZADD', p .. 'room:' .. ARGV[6], now + ttl, name)
+return result
+"""
+)
+
+# ARGV: prefix, node, ttl_ms, then (name, token, room, reclaimable) repeated.
+# Refreshes (or re-creates, after a Redis restart) the names this node holds; returns the
+# names another node holds now.
+_REFRESH = (
+    _NOW
+    + """
+local p, node, ttl = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local lost = {}
+for i = 4, #ARGV, 4 do
+  local name, room = ARGV[i], ARGV[i + 2]
+  local key = p .. 'name:' .. name
+  local cur = redis.call('HMGET', key, 'node', 'room')
+  if cur[1] and cur[1] ~= node then
+    lost[#lost + 1] = name
+  else
+    if cur[2] and cur[2] ~= room then redis.call('ZREM', p .. 'room:' .. cur[2], name) end
+    redis.call('HSET', key, 'node', node, 'token', ARGV[i + 1], 'room', room,
+               'reclaimable', ARGV[i + 3])
+    redis.call('PEXPIRE', key, ttl)
+    redis.call('ZADD', p .. 'room:' .. room, now + ttl, name)
+  end
+end
+return lost
+"""
+)
+
+# ARGV: prefix, node, name. Frees the name if this node holds it.
+_RELEASE = """
+local p, node, name = ARGV[1], ARGV[2], ARGV[3]
+local key = p .. 'name:' .. name
+local cur = redis.call('HMGET', key, 'node', 'room')
+if cur[1] ~= node then return 0 end
+redis.call('DEL', key)
+if cur[2] then redis.call('ZREM', p .. 'room:' .. cur[2], name) end
+return 1
+"""
+
+# KEYS: room sets. Drops expired names, returns each room's live names.
+_MEMBERS = (
+    _NOW
+    + """
+local out = {}
+for i, key in ipairs(KEYS) do
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', now)
+  out[i] = redis.call('ZRANGE', key, 0, -1)
+end
+return out
+"""
+)
+
+REFRESH_BATCH = 500  # names per refresh script call: keeps each script short for Redis
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimOutcome:
+    result: str  # new, mine, moved or taken
+    old_node: str | None = None  # moved: the node that held the name (close its socket)
+    old_room: str | None = None  # moved: the room it was in
+
+
+class RedisRegistry:
+    """Names and room membership shared by every node of one Redis."""
+
+    def __init__(self, client: aioredis.Redis, node: str, ttl_s: float) -> None:
+        self.client = client
+        self.node = node
+        self.ttl_ms = max(1, round(ttl_s * 1000))
+        self._claim = client.register_script(_CLAIM)
+        self._refresh = client.register_script(_REFRESH)
+        self._release = client.register_script(_RELEASE)
+        self._members = client.register_script(_MEMBERS)
+
+    async def claim(self, holder: Holder, offered_token: str | None) -> ClaimOutcome:
+        """Take ``holder.name`` for this node unless another node holds it.
+
+        A name held elsewhere is handed over when ``offered_token`` is its resume token
+        (``moved``: the caller must tell ``old_node`` to let go of it).
+        """
+        reply = await self._run(
+            self._claim,
+            [],
+            [
+                KEY_PREFIX,
+                self.node,
+                self.ttl_ms,
+                holder.name,
+                holder.token,
+                holder.room,
+                "1" if holder.reclaimable else "0",
+                offered_token or "",
+            ],
+        )
+        if reply[0] == "moved":
+            return ClaimOutcome("moved", reply[1], reply[2])
+        return ClaimOutcome(str(reply[0]))
+
+    async def refresh(self, holders: list[Holder]) -> list[str]:
+        """Extend this node's names by ``ttl`` (and record their rooms); return lost names."""
+        lost: list[str] = []
+        for start in range(0, len(holders), REFRESH_BATCH):
+            args: list[Any] = [KEY_PREFIX, self.node, self.ttl_ms]
+            for h in holders[start : start + REFRESH_BATCH]:
+                args += [h.name, h.token, h.room, "1" if h.reclaimable else "0"]
+            lost += await self._run(self._refresh, [], args)
+        return lost
+
+    async def release(self, name: str) -> None:
+        """Free ``name`` if this node holds it."""
+        await self._run(self._release, [], [KEY_PREFIX, self.node, name])
+
+    async def members(self, rooms: list[str]) -> dict[str, set[str]]:
+        """Return the live names of each room in ``rooms``."""
+        if not rooms:
+            return {}
+        reply = await self._run(self._members, [f"{KEY_PREFIX}room:{r}" for r in rooms], [])
+        return {room: set(names) for room, names in zip(rooms, reply, strict=True)}
+
+    async def holds(self, name: str) -> bool:
+        """Return whether any node holds ``name``."""
+        try:
+            return bool(await self.client.exists(f"{KEY_PREFIX}name:{name}"))
+        except REDIS_DOWN as exc:
+            raise Unavailable(f"redis registry unavailable: {exc}") from None
+
+    async def _run(self, script: Any, keys: list[str], args: list[Any]) -> Any:
+        try:
+            return await script(keys=keys, args=args)
+        except REDIS_DOWN as exc:
+            raise Unavailable(f"redis registry unavailable: {exc}") from None

@@ -1,0 +1,49 @@
+"""Choose the engine behind a chat server: SQLite + in-memory broker, or Redis for many nodes.
+
+``--broker memory`` (the default) keeps everything in this process, with history in SQLite.
+``--broker redis://HOST:PORT/DB`` puts history, names, members and fan-out in Redis, so any
+number of processes behind a load balancer act as one server (issue 6).
+"""
+
+from __future__ import annotations
+
+from wschat.errors import ConfigError
+from wschat.server.chat import ChatService
+from wschat.server.hub import Hub
+from wschat.server.settings import ServerSettings
+
+REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+
+
+def is_redis(broker: str) -> bool:
+    """Return whether ``broker`` names a Redis URL rather than ``memory``."""
+    return broker.startswith(REDIS_SCHEMES)
+
+
+def check_broker(broker: str) -> None:
+    """Raise ``ConfigError`` unless ``broker`` is ``memory`` or a Redis URL."""
+    if broker != "memory" and not is_redis(broker):
+        raise ConfigError(f"unknown broker {broker!r}: use 'memory' or redis://HOST:PORT/DB")
+
+
+def build_chat(hub: Hub, settings: ServerSettings) -> ChatService:
+    """Return the chat service for ``settings.broker``; nothing connects until ``start()``."""
+    check_broker(settings.broker)
+    if not is_redis(settings.broker):
+        from wschat.broker.memory import MemoryBroker
+        from wschat.store.sqlite import SqliteStore
+
+        return ChatService(
+            hub, SqliteStore(settings.db, settings.history_size), MemoryBroker(), settings
+        )
+    from wschat.broker.redis import RedisBroker, connect, node_id
+    from wschat.broker.registry import RedisRegistry
+    from wschat.server.cluster import Cluster
+    from wschat.store.redis import RedisStore
+
+    client = connect(settings.broker)
+    broker = RedisBroker(client, settings.broker)
+    store = RedisStore(client, settings.history_size)
+    registry = RedisRegistry(client, node_id(), settings.node_ttl_s)
+    cluster = Cluster(registry, broker, store, settings.node_ttl_s)
+    return ChatService(hub, store, broker, settings, cluster)

@@ -1,0 +1,195 @@
+"""Who may open a WebSocket, and how fast it may talk (issue 7; see docs/security.md).
+
+``Guard`` is an ASGI middleware in front of the app. For every WebSocket handshake, before the
+app sees it, it checks in order:
+
+1. the browser ``Origin`` (403 unless it is the server's own or allowed by ``--allow-origin``;
+   Starlette's CORS middleware does not look at WebSockets);
+2. the connection caps (503 when ``--max-connections`` are open, 429 when
+   ``--max-connections-per-ip`` are open from the client's address);
+3. with ``--secret``, the chat token of ``/ws/{name}`` (401 when missing, expired or forged,
+   403 when it binds another name). The token comes from ``Authorization: Bearer T``, a
+   subprotocol entry ``wschat.token.T`` (browsers cannot set headers) or ``?token=T``.
+
+A refusal is an HTTP response sent instead of the ``101`` (the ASGI ``websocket.http.response``
+extension), so a refused client never has an open socket and is delivered nothing. An admitted
+handshake is counted until the app returns. The authenticated name is left in the scope under
+``wschat.user`` for the endpoint.
+
+``rate_limit`` wraps an endpoint's per-frame handler with a per-connection token bucket.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable, MutableMapping
+from http import HTTPStatus
+from typing import Any
+from urllib.parse import parse_qsl
+
+from wschat.auth import TOKEN_SUBPROTOCOL_PREFIX, Reason, verify_token
+from wschat.errors import AuthError
+from wschat.origin import normalise_origin, origin_allowed
+from wschat.protocol import CloseCode, ErrorCode, error_event
+from wschat.ratelimit import RateLimiter, Verdict
+from wschat.server.chat import text_frame
+from wschat.server.connection import Connection
+from wschat.server.hub import Hub
+from wschat.server.settings import ServerSettings
+
+log = logging.getLogger("wschat.server")
+
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+Frame = MutableMapping[str, Any]
+OnFrame = Callable[[Connection, Frame], Awaitable[None]]
+
+USER_SCOPE_KEY = "wschat.user"
+CHAT_PATH_PREFIX = "/ws/"
+_AUTH_STATUS = {
+    Reason.MISSING: HTTPStatus.UNAUTHORIZED,
+    Reason.EXPIRED: HTTPStatus.UNAUTHORIZED,
+    Reason.INVALID: HTTPStatus.UNAUTHORIZED,
+    Reason.WRONG_NAME: HTTPStatus.FORBIDDEN,
+}
+
+
+class Refusal(Exception):
+    """A handshake the guard turns away with ``status``."""
+
+    def __init__(self, status: HTTPStatus, detail: str, headers: list[tuple[str, str]]) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+        self.headers = headers
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers") or ():
+        if key.lower() == name:
+            return bytes(value).decode("latin-1")
+    return None
+
+
+def presented_token(scope: Scope) -> str | None:
+    """Return the token a handshake carries (header, subprotocol entry or query), if any."""
+    authorization = _header(scope, b"authorization")
+    if authorization is not None:
+        scheme, _, credentials = authorization.strip().partition(" ")
+        if scheme.lower() == "bearer" and credentials.strip():
+            return credentials.strip()
+    for entry in scope.get("subprotocols") or ():
+        if entry.startswith(TOKEN_SUBPROTOCOL_PREFIX):
+            return str(entry[len(TOKEN_SUBPROTOCOL_PREFIX) :])
+    query = bytes(scope.get("query_string") or b"").decode("latin-1")
+    for key, value in parse_qsl(query):
+        if key == "token" and value:
+            return value
+    return None
+
+
+class Guard:
+    """ASGI middleware: refuse WebSocket handshakes by origin, caps and token; count the rest."""
+
+    def __init__(self, app: ASGIApp, settings: ServerSettings) -> None:
+        self.app = app
+        self.settings = settings
+        self.allowed_origins = frozenset(
+            "*" if raw.strip() == "*" else (normalise_origin(raw) or raw)
+            for raw in settings.allow_origins
+        )
+        self.total = 0
+        self.per_ip: Counter[str] = Counter()
+        self.refused: Counter[int] = Counter()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "websocket":
+            await self.app(scope, receive, send)
+            return
+        ip = (scope.get("client") or ("unknown", 0))[0]
+        try:
+            self.check(scope, ip)
+        except Refusal as refusal:
+            self.refused[refusal.status] += 1
+            log.info("%s - refused WebSocket handshake: %d %s", ip, refusal.status, refusal.detail)
+            await _deny(scope, receive, send, refusal)
+            return
+        self.total += 1
+        self.per_ip[ip] += 1
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.total -= 1
+            self.per_ip[ip] -= 1
+            if self.per_ip[ip] <= 0:
+                del self.per_ip[ip]
+
+    def check(self, scope: Scope, ip: str) -> None:
+        """Raise ``Refusal`` if this handshake may not proceed; record the user in the scope."""
+        s = self.settings
+        origin = _header(scope, b"origin")
+        if not origin_allowed(origin, _header(scope, b"host"), self.allowed_origins):
+            raise Refusal(HTTPStatus.FORBIDDEN, f"origin {origin!r} is not allowed", [])
+        if s.max_connections > 0 and self.total >= s.max_connections:
+            raise Refusal(
+                HTTPStatus.SERVICE_UNAVAILABLE, "too many connections", [("Retry-After", "5")]
+            )
+        if s.max_connections_per_ip > 0 and self.per_ip[ip] >= s.max_connections_per_ip:
+            raise Refusal(
+                HTTPStatus.TOO_MANY_REQUESTS,
+                "too many connections from this address",
+                [("Retry-After", "5")],
+            )
+        path = str(scope.get("path") or "")
+        if s.secret and path.startswith(CHAT_PATH_PREFIX) and len(path) > len(CHAT_PATH_PREFIX):
+            name = path[len(CHAT_PATH_PREFIX) :]
+            try:
+                scope[USER_SCOPE_KEY] = verify_token(presented_token(scope), s.secret, name)
+            except AuthError as exc:
+                error = "" if exc.reason == Reason.MISSING else ', error="invalid_token"'
+                headers = [("WWW-Authenticate", f'Bearer realm="wschat"{error}')]
+                raise Refusal(_AUTH_STATUS[exc.reason], exc.detail, headers) from None
+
+
+async def _deny(scope: Scope, receive: Receive, send: Send, refusal: Refusal) -> None:
+    extensions = scope.get("extensions") or {}
+    if "websocket.http.response" not in extensions:
+        await send({"type": "websocket.close", "code": CloseCode.POLICY_VIOLATION})
+        return
+    body = f"{refusal.detail}\n".encode()
+    headers = [(b"content-type", b"text/plain; charset=utf-8")]
+    headers += [(k.lower().encode(), v.encode()) for k, v in refusal.headers]
+    await send(
+        {"type": "websocket.http.response.start", "status": refusal.status, "headers": headers}
+    )
+    await send({"type": "websocket.http.response.body", "body": body})
+
+
+def rate_limit(on_frame: OnFrame, hub: Hub, settings: ServerSettings) -> OnFrame:
+    """Return ``on_frame`` behind a new per-connection rate limiter (``--rate-limit``/``--rate-burst``).
+
+    A message past the limit is dropped: a v1 client gets an ``error`` with code
+    ``rate_limited``, a plain client (which cannot parse JSON) nothing. Sustained abuse closes
+    the connection with 1008. Nobody else is affected: the sender's messages never reach the
+    room.
+    """
+    limiter = RateLimiter(settings.rate_per_s, settings.burst)
+
+    async def limited(conn: Connection, message: Frame) -> None:
+        verdict = limiter.check(time.monotonic())
+        if verdict is Verdict.ALLOW:
+            await on_frame(conn, message)
+        elif verdict is Verdict.REFUSE:
+            if conn.v1:
+                detail = f"slow down: at most {settings.rate_per_s:g} messages per second"
+                frame = text_frame(error_event(ErrorCode.RATE_LIMITED, detail))
+                hub.deliver_each([(conn, frame)])
+        else:
+            log.warning("closing %s: rate limit exceeded again and again", conn.name)
+            conn.close(CloseCode.POLICY_VIOLATION, "rate limit exceeded")
+
+    return limited
