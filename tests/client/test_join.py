@@ -186,8 +186,10 @@ async def test_chat_and_every_command(
 
 
 async def test_typing_survives_a_burst(
-    server: Server, bob: ClientConnection, panes: Callable[..., Pane]
+    server_factory: Callable[..., Server], panes: Callable[..., Pane]
 ) -> None:
+    server = server_factory("--rate-limit", "0")  # bob sends 200 messages at once
+    bob, _ = await connect(server, "bob")
     pane = panes("alice", "--url", server.ws)
     await pane.wait_for("you are alice")
     pane.type("half a thought")
@@ -218,6 +220,7 @@ async def test_typing_survives_a_burst(
     text = await pane.wait_for("alice: half a thought, finished")
     shown = [line.split(" ", 1)[1] for line in text.splitlines() if " bob: burst " in line]
     assert shown == [f"bob: burst {i:03d}" for i in range(200)]  # all, in order, once each
+    await bob.close()
 
 
 async def test_escape_injection_is_neutralised(
@@ -330,6 +333,16 @@ async def test_pipe_sends_each_line(server: Server) -> None:
     got = [(await next_of(ws, "message"))["text"] for _ in range(2)]
     assert got == ["deploy done", "second"]
     assert "Traceback" not in out.stderr
+    await ws.close()
+
+
+async def test_pipe_is_paced_under_the_servers_rate_limit(server: Server) -> None:
+    ws, _ = await connect(server, "watcher")
+    lines = [f"line {i}" for i in range(60)]  # more than the server's burst of 40
+    out = await asyncio.to_thread(run_join, "ci", "--url", server.ws, stdin="\n".join(lines) + "\n")
+    assert out.returncode == 0, out.stderr
+    assert "rate_limited" not in out.stdout + out.stderr
+    assert [(await next_from(ws, "ci"))["text"] for _ in lines] == lines
     await ws.close()
 
 

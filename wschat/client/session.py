@@ -60,6 +60,10 @@ BACKOFF_MAX_S = 30.0
 OUTBOX_LINES = 100
 EVENTS_QUEUED = 1000
 OPEN_TIMEOUT_S = 10.0
+# Stay under the server's default rate limit (20/s, burst 40; docs/protocol.md "Limits"), so
+# a pipe of many lines is paced instead of answered with rate_limited and finally close 1008.
+SEND_RATE_PER_S = 15.0
+SEND_BURST = 30
 
 # Server events a client shows; anything else a server sends is ignored (forward-compatible,
 # and a server cannot inject a local notice).
@@ -96,6 +100,29 @@ def backoff_delays(
     while True:
         yield nominal / 2 + rng() * nominal / 2
         nominal = min(nominal * factor, max_s)
+
+
+class TokenBucket:
+    """Pace sends: ``burst`` at once, then ``rate`` per second. ``clock`` is injectable."""
+
+    def __init__(
+        self, rate: float, burst: int, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.rate = rate
+        self.burst = float(burst)
+        self.tokens = float(burst)
+        self.clock = clock
+        self.stamp = clock()
+
+    def wait_s(self) -> float:
+        """Take one token if there is one and return 0, else return how long to wait."""
+        now = self.clock()
+        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return 0.0
+        return (1 - self.tokens) / self.rate
 
 
 class State(StrEnum):
@@ -147,6 +174,8 @@ class SessionConfig:
     headers: tuple[tuple[str, str], ...] = ()
     ssl_context: ssl.SSLContext | None = None
     outbox_lines: int = OUTBOX_LINES
+    send_rate_per_s: float = SEND_RATE_PER_S
+    send_burst: int = SEND_BURST
     backoff: Callable[[], Iterator[float]] = backoff_delays
 
 
@@ -189,6 +218,7 @@ class ChatSession:
         self._outbox_changed = asyncio.Event()
         self._closing = False
         self._ws: ClientConnection | None = None
+        self._bucket = TokenBucket(config.send_rate_per_s, config.send_burst)
 
     # --- what the UI calls -------------------------------------------------------------------
 
@@ -426,6 +456,10 @@ class ChatSession:
         await self.online.wait()
         while True:
             while self._outbox:
+                delay = self._bucket.wait_s()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                    continue
                 command = self._outbox[0]
                 await ws.send(encode_command(command))
                 # Only a frame handed to the connection leaves the queue; one cut off by a
