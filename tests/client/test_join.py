@@ -377,6 +377,30 @@ def test_pipe_reads_dev_null_and_regular_files(server: Server, tmp_path: Path, s
     assert "Traceback" not in out.stderr
 
 
+def test_token_is_sent_and_a_refusal_is_one_clear_line(
+    server_factory: Callable[..., Server],
+) -> None:
+    server = server_factory("--secret", "s3cret-for-tests-only-0123456789")
+    refused = run_join("alice", "--url", server.ws)
+    assert refused.returncode == 1
+    line = refused.stderr.strip()
+    assert line.startswith(f"wschat: refused by the server at {server.ws}: HTTP 401"), line
+    assert line.endswith("(see --token)") and len(line.splitlines()) == 1
+    token = subprocess.run(
+        [sys.executable, "-m", "wschat", "token", "alice"],
+        env={**os.environ, "WSCHAT_SECRET": "s3cret-for-tests-only-0123456789"},
+        capture_output=True,
+        text=True,
+        timeout=20,
+        check=True,
+    ).stdout.strip()
+    ok = run_join("alice", "--url", server.ws, "--token", token, stdin="with a token\n")
+    assert ok.returncode == 0, ok.stderr
+    other = run_join("bob", "--url", server.ws, "--token", token)
+    assert other.returncode == 1
+    assert "HTTP 403" in other.stderr
+
+
 def test_no_server_is_one_clear_line() -> None:
     with socket.create_server(("127.0.0.1", 0)) as probe:
         port = probe.getsockname()[1]

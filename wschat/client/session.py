@@ -327,12 +327,20 @@ class ChatSession:
             )
         except InvalidStatus as exc:
             status = exc.response.status_code
+            # The server says why in one line of text (docs/protocol.md "Refused handshakes").
+            why = _one_line(exc.response.body)
+            why = f": {why}" if why else ""
             if status in (401, 403):
+                hint = " (see --token)" if status == 401 else ""
                 raise AccessDenied(
-                    f"refused by the server at {self.base_url}: HTTP {status}"
+                    f"refused by the server at {self.base_url}: HTTP {status}{why}{hint}"
                 ) from None
-            if status >= 500 and self.ever_online:
-                return f"HTTP {status}"
+            if status in (429, 500, 502, 503, 504):
+                if self.ever_online:
+                    return f"server busy, HTTP {status}"
+                raise ConnectFailed(
+                    f"the server at {self.base_url} is busy: HTTP {status}{why}; try again later"
+                ) from None
             raise ConnectFailed(
                 f"{self.base_url} is not a wschat server: HTTP {status} at the handshake"
             ) from None
@@ -477,6 +485,13 @@ class ChatSession:
     def unsent_notices(self) -> list[dict[str, Any]]:
         """Return a notice for each queued command that will never be sent now."""
         return [notice(f"unsent: {describe(command)}", "yellow") for command in self._outbox]
+
+
+def _one_line(body: bytes | bytearray | None, limit: int = 200) -> str:
+    """Return the first line of an HTTP error body, printable and short."""
+    text = bytes(body or b"").decode("utf-8", "replace").strip().split("\n", 1)[0]
+    text = "".join(c if c.isprintable() else "?" for c in text)
+    return text[:limit]
 
 
 def notice(text: str, style: str = "dim") -> dict[str, Any]:
