@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import codecs
 import logging
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -39,6 +40,39 @@ from websockets.server import ServerProtocol
 from wschat.protocol import CloseCode
 
 TRANSPORT_EXTENSION = "wschat.transport"
+
+
+class _Inbox:
+    """The received-events queue uvicorn needs (``put_nowait``, ``get``, ``empty``), lean.
+
+    uvicorn keeps one ``asyncio.Queue`` per socket (with two waiter deques and an Event for
+    ``join()``, about 2.4 KB) for a queue that holds one batch at a time: reading is paused
+    after each message until the app takes it. One deque and one waiter do the same job.
+    """
+
+    __slots__ = ("_items", "_waiter")
+
+    def __init__(self) -> None:
+        self._items: deque[Any] = deque()
+        self._waiter: asyncio.Future[None] | None = None
+
+    def put_nowait(self, item: Any) -> None:
+        self._items.append(item)
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def empty(self) -> bool:
+        return not self._items
+
+    async def get(self) -> Any:
+        while not self._items:
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        return self._items.popleft()
 
 
 class _ServerProtocol(ServerProtocol):
@@ -69,6 +103,7 @@ class WschatWebSocketProtocol(WebSocketsSansIOProtocol):
             max_size=self.config.ws_max_size,
             logger=logging.getLogger("uvicorn.error"),
         )
+        self.queue = _Inbox()  # type: ignore[assignment]
         self._utf8 = _NO_DECODER
         self._failure_logged = False
 
@@ -85,6 +120,8 @@ class WschatWebSocketProtocol(WebSocketsSansIOProtocol):
             # The handshake's request and response (with their headers) are never read
             # again; the ASGI scope keeps what the app needs. About 3 KB per idle socket.
             self.request = self.response = None  # type: ignore[assignment]
+            # So are the request headers in the scope: the guard read them before accept.
+            self.scope["headers"] = []
         elif kind == "websocket.http.response.body" and not message.get("more_body"):
             # A handshake refused with an HTTP response (wschat.server.guard) is complete:
             # without this uvicorn logs "ASGI callable returned without completing handshake".
