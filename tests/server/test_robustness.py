@@ -176,3 +176,34 @@ def test_healthz_reports_connections(server: Server) -> None:
     health = get_json(server.http + "/healthz")
     assert health["status"] == "ok"
     assert health["connections"] == 0
+
+
+def test_server_raises_its_own_descriptor_limit(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    # Started with a soft limit of 256 descriptors, it still holds 400 sockets.
+    import resource
+    import subprocess
+    import sys
+
+    def low_limit() -> None:
+        hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+        resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))
+
+    cmd = [sys.executable, "-m", "wschat", "serve", "--port", "0", "--db", ":memory:"]
+    with open(tmp_path / "log", "w") as log:
+        proc = subprocess.Popen(
+            cmd, stdout=subprocess.PIPE, stderr=log, text=True, preexec_fn=low_limit
+        )
+    socks = []
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        port = int(line.strip().rsplit(":", 1)[1])
+        socks = [raw_handshake(port, f"/ws/c{i}") for i in range(400)]
+        assert get_json(f"http://127.0.0.1:{port}/healthz")["connections"] == 400
+    finally:
+        for sock in socks:
+            sock.close()
+        proc.kill()
+        proc.wait(10)
+        if proc.stdout is not None:
+            proc.stdout.close()

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from wschat.errors import BenchError
+from wschat.rlimit import raise_fd_limit
 
 FD_RESERVE = 64  # descriptors the process needs besides the client sockets (stdio, epoll, ...)
 PORT_RANGE_FILE = Path("/proc/sys/net/ipv4/ip_local_port_range")
@@ -67,16 +68,6 @@ def source_addresses(n: int, ports: int) -> tuple[str, ...]:
     count = min(MAX_SOURCES, max(1, math.ceil(n / max(1, ports // 2))))
     first = int(ipaddress.IPv4Address(SOURCE_NET))
     return tuple(str(ipaddress.IPv4Address(first + 1 + i)) for i in range(count))
-
-
-def raise_fd_limit(needed: int) -> tuple[int, int]:
-    """Raise the soft RLIMIT_NOFILE to ``needed`` (at most the hard limit); return (soft, hard)."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft != resource.RLIM_INFINITY and soft < needed:
-        target = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
-        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-        soft = target
-    return soft, hard
 
 
 def plan(n: int, target_ip: str, spread: bool | None = None, ports: int | None = None) -> Plan:

@@ -16,6 +16,7 @@ from collections.abc import Callable
 import uvicorn
 
 from wschat.protocol import CloseCode
+from wschat.rlimit import raise_fd_limit
 from wschat.server.app import create_app
 from wschat.server.engine import check_broker, is_redis
 from wschat.server.httpprotocol import WschatHttpProtocol
@@ -86,6 +87,8 @@ def serve(settings: ServerSettings, announce: Callable[[str], None] | None = Non
     cannot be used (a Redis that does not answer is an error at start, not a wait).
     """
     preflight(settings)
+    # One descriptor per socket: room for every allowed connection plus the server's own.
+    raise_fd_limit((settings.max_connections or 65_536) + 1024)
     sock = bind(settings.host, settings.port)
     url = display_url(settings.host, sock.getsockname()[1])
 
