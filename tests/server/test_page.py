@@ -252,3 +252,37 @@ def test_a_signed_token_in_the_fragment_lets_the_page_in(
     time.sleep(1.0)
     expect(other.locator("#state")).not_to_have_attribute("data-state", "connected")
     assert "page-secret" not in server.log()
+
+
+def test_a_page_and_the_terminal_client_chat(server: Server, context: BrowserContext) -> None:
+    import queue
+    import subprocess
+    import sys
+    import threading
+
+    page = open_chat(context, server, "alice", "t")
+    term = subprocess.Popen(
+        [sys.executable, "-m", "wschat", "join", "term", "--url", server.ws, "--room", "t"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    assert term.stdin is not None and term.stdout is not None
+    lines: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(x) for x in term.stdout], daemon=True).start()  # type: ignore[union-attr]
+    try:
+        expect(page.locator("#members li")).to_have_text(["alice", "term"])
+        term.stdin.write("hello from the terminal\n")
+        term.stdin.flush()
+        expect(page.locator("#messages li.message .text")).to_have_text(["hello from the terminal"])
+        send(page, "hello from the page")
+        deadline = time.monotonic() + 10
+        seen: list[str] = []
+        while not any("alice: hello from the page" in x for x in seen):
+            seen.append(lines.get(timeout=max(0.01, deadline - time.monotonic())))
+    finally:
+        term.stdin.close()
+        term.wait(15)
+        term.stdout.close()
+    expect(page.locator("#members li")).to_have_text(["alice"])
