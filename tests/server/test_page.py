@@ -1,8 +1,9 @@
 """The browser page, in a real browser: Debian's chromium driven by Playwright.
 
 One headless chromium serves the whole module (each test opens its own pages in a fresh
-context). The other party in a chat is a real ``wschat.v1`` client over the websockets
-library, standing in for the terminal client (``wschat join``).
+context). The other party in a chat is the real terminal client (``wschat join`` in pipe
+mode) or a ``wschat.v1`` client over the websockets library where a test needs to read
+events exactly.
 """
 
 from __future__ import annotations
