@@ -376,10 +376,10 @@ class Runner:
                     stats.foreign += 1
                     continue
                 self._last_rx_ns = now
-                order = stats.record_delivery(
+                new = stats.record_delivery(
                     client.check, stamp.sender, stamp.seq, stamp.sent_ns, now, len(frame)
                 )
-                if order.value != "duplicate":
+                if new:
                     client.got += 1
                 if stamp.sender == own and stamp.seq == client.waiting:
                     client.reply.set()
