@@ -9,7 +9,11 @@ from contextlib import asynccontextmanager
 
 import pytest
 from websockets.asyncio.server import ServerConnection, serve
+from websockets.client import ClientProtocol
 from websockets.exceptions import InvalidStatus
+from websockets.frames import Frame, Opcode
+from websockets.protocol import State
+from websockets.uri import parse_uri
 
 from wschat.bench.connection import BenchConnection, open_connection
 
@@ -101,3 +105,39 @@ async def test_a_server_that_drops_the_connection_is_1006() -> None:
             conn = await connect(host, port, got)
             await conn.lost
     assert conn.close_kind() == "close 1006 (no close frame)"
+
+
+def _frames() -> tuple[bytes, list[str]]:
+    def frame(opcode: Opcode, data: bytes, fin: bool = True) -> bytes:
+        return Frame(opcode, data, fin).serialize(mask=False, extensions=[])
+
+    stream = b"".join(
+        [
+            frame(Opcode.TEXT, b"short"),
+            frame(Opcode.TEXT, "x\u00e9".encode() * 100),  # 16-bit length
+            frame(Opcode.PING, b"p"),
+            frame(Opcode.TEXT, b"fr", fin=False),
+            frame(Opcode.PING, b"q"),  # a control frame inside a fragmented message
+            frame(Opcode.CONT, b"ag", fin=False),
+            frame(Opcode.CONT, b"ment"),
+            frame(Opcode.BINARY, b"bin"),
+            frame(Opcode.TEXT, b"y" * 70_000),  # 64-bit length
+            frame(Opcode.TEXT, b""),
+            frame(Opcode.TEXT, b"last"),
+        ]
+    )
+    texts = ["short", "x\u00e9" * 100, "fragment", "bin", "y" * 70_000, "", "last"]
+    return stream, texts
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 3, 7, 100, 4096, 10**6])
+async def test_frames_split_at_any_chunk_boundary(chunk: int) -> None:
+    stream, texts = _frames()
+    got: list[str] = []
+    conn = BenchConnection("ws://127.0.0.1:1/ws", None, "test", lambda t, now: got.append(t))
+    conn.ws = ClientProtocol(parse_uri("ws://127.0.0.1:1/ws"), state=State.OPEN)
+    conn._framing = True  # as after the handshake
+    for i in range(0, len(stream), chunk):
+        conn.data_received(stream[i : i + chunk])
+    assert got == texts
+    assert not conn.closed and conn.ws.state is State.OPEN

@@ -1,8 +1,9 @@
 """One load-test client connection: websockets' sans-I/O ``ClientProtocol`` on an ``asyncio.Protocol``.
 
-The receive path is the generator's bottleneck, so it has no per-message hop: bytes from the
-socket go into ``ClientProtocol.receive_data`` inside ``data_received``, and each complete text
-message is handed to ``on_text`` right there, synchronously, with the time the bytes were read.
+The receive path is the generator's bottleneck, so it has no per-message hop: inside
+``data_received`` each complete text message is handed to ``on_text`` right there,
+synchronously, with the time its bytes were read. Whole unfragmented text frames are split
+off the byte stream here; every other frame goes to ``ClientProtocol.receive_data``.
 Nothing is queued: while ``on_text`` runs, the event loop reads nothing else, so a generator
 that cannot keep up slows its own reads (TCP backpressure) and shows it as latency and loop
 lag, as before. Pings are answered and close frames echoed by ``ClientProtocol``; this shell
@@ -68,6 +69,9 @@ class BenchConnection(asyncio.Protocol):
         self.opened: asyncio.Future[None] = loop.create_future()
         self.lost: asyncio.Future[None] = loop.create_future()
         self._parts: list[bytes] = []  # a fragmented message so far (bounded by max_size)
+        self._max_size = max_size
+        self._framing = False  # True once open: data_received splits frames itself
+        self._tail = bytearray()  # the start of a frame whose end has not arrived
         self._binary = False
         self._paused = False
         self._drained: asyncio.Future[None] | None = None
@@ -84,24 +88,74 @@ class BenchConnection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         now = time.monotonic_ns()
+        if self._framing:
+            self._split(data, now)
+            return
+        self._feed(data, now)
+        ws = self.ws
+        if ws.state is _OPEN and not ws.reader.buffer:  # at a frame boundary: split from now on
+            self._framing = True
+
+    def _split(self, data: bytes, now: int) -> None:
+        """Split ``data`` into frames; handle whole unfragmented text frames right here.
+
+        Every other frame (control, fragment, binary, oversized, masked, RSV bits set) goes to
+        ``ClientProtocol`` whole, so it always starts at a frame boundary and keeps full
+        RFC 6455 checking; text frames skip its generator-based parser, the largest cost per
+        message. A partial frame waits in ``_tail`` (at most one frame, bounded by max_size).
+        """
+        buf: bytes | bytearray = data
+        if self._tail:
+            self._tail += data
+            buf = self._tail
+        end, pos, on_text, max_size = len(buf), 0, self.on_text, self._max_size
+        while end - pos >= 2:
+            b1 = buf[pos + 1]
+            length, start = b1 & 0x7F, pos + 2
+            if length == 126:
+                if end - start < 2:
+                    break
+                length, start = int.from_bytes(buf[start : start + 2]), start + 2
+            elif length == 127:
+                if end - start < 8:
+                    break
+                length, start = int.from_bytes(buf[start : start + 8]), start + 8
+            if length > max_size:
+                # let ClientProtocol fail it (1009) and parse from here on
+                self._framing = False
+                self._tail = bytearray()
+                self._feed(bytes(buf[pos:]), now)
+                return
+            stop = start + length + (4 if b1 & 0x80 else 0)
+            if stop > end:
+                break
+            if buf[pos] == 0x81 and b1 < 0x80 and self.ws.current_size is None:
+                try:  # FIN, text, no RSV bits, unmasked, not inside a fragmented message
+                    text = buf[start:stop].decode()
+                except UnicodeDecodeError:
+                    self._fail_utf8()
+                    return
+                on_text(text, now)
+            else:
+                self._feed(bytes(buf[pos:stop]), now)
+                if self.ws.state is not _OPEN:
+                    self._framing = False
+                    self._tail = bytearray()
+                    return
+            pos = stop
+        self._tail = bytearray(buf[pos:]) if pos < end else bytearray()
+
+    def _feed(self, data: bytes, now: int) -> None:
+        """Hand ``data`` to ``ClientProtocol`` and act on what it makes of it."""
         ws = self.ws
         ws.receive_data(data)
         events = ws.events_received()
         if ws.writes:  # pongs, the echo of a close frame
             self._flush()
-        on_text = self.on_text
         for event in events:
             if type(event) is Frame:
                 opcode = event.opcode
-                if opcode is _TEXT and event.fin:  # the hot path: one whole text message
-                    try:
-                        # Frame.parse gives bytes (streams.StreamReader.read_exact)
-                        text = event.data.decode()  # type: ignore[union-attr]
-                    except UnicodeDecodeError:
-                        self._fail_utf8()
-                        return
-                    on_text(text, now)
-                elif opcode is _TEXT or opcode is _BINARY or opcode is _CONT:
+                if opcode is _TEXT or opcode is _BINARY or opcode is _CONT:
                     self._fragment(event, now)
                 elif opcode is Opcode.CLOSE:
                     self.closed = True
@@ -210,6 +264,7 @@ class BenchConnection(asyncio.Protocol):
     def _fail_utf8(self) -> None:
         # RFC 6455 8.1: a text message that is not UTF-8 fails the connection with 1007
         self.ws.fail(1007, "invalid UTF-8")
+        self._framing = False  # ClientProtocol discards whatever follows
         self._flush()
         self.closed = True
         self._schedule_abort()
