@@ -19,7 +19,7 @@ import asyncio
 import ssl
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, cast
 
 from websockets.client import ClientProtocol
 from websockets.exceptions import InvalidMessage
@@ -80,9 +80,8 @@ class BenchConnection(asyncio.Protocol):
     # --- asyncio.Protocol -----------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        if not isinstance(transport, asyncio.Transport):  # pragma: no cover - TCP only
-            raise TypeError(f"a stream transport is needed, not {transport!r}")
-        self.transport = transport
+        # a TCP transport (uvloop's is not an asyncio.Transport subclass, but behaves as one)
+        self.transport = cast(asyncio.Transport, transport)
         self.ws.send_request(self._request)
         self._flush()
 
