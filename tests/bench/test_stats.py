@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
+import random
+
 import pytest
+from hdrh.histogram import HdrHistogram
 
 from wschat.bench.stats import (
+    LATENCY_MAX_US,
+    SIGNIFICANT_FIGURES,
     BenchStats,
     Latency,
     Order,
@@ -41,6 +47,30 @@ def test_one_slow_message_shows_in_the_tail_only() -> None:
     assert summary.max_ms == pytest.approx(2000, rel=0.01)
 
 
+@pytest.mark.parametrize("seed", range(5))
+def test_fast_recording_gives_exactly_what_hdrh_gives(seed: int) -> None:
+    rng = random.Random(seed)
+    latency = Latency()
+    reference = HdrHistogram(1, LATENCY_MAX_US, SIGNIFICANT_FIGURES)
+    for _ in range(3000):
+        us = rng.choice([rng.randint(1, 3000), rng.randint(1, 10**6), rng.randint(1, 10**9)])
+        latency.record_ns(us * 1000 + rng.randint(0, 999))
+        reference.record_value(us)
+    summary = latency.summary()
+    assert summary is not None
+    values = reference.get_percentile_to_value_dict([50.0, 90.0, 99.0, 99.9])
+    assert summary.count == reference.get_total_count()
+    assert (summary.p50_ms, summary.p90_ms, summary.p99_ms, summary.p999_ms) == (
+        values[50.0] / 1000,
+        values[90.0] / 1000,
+        values[99.0] / 1000,
+        values[99.9] / 1000,
+    )
+    assert summary.max_ms == reference.get_max_value() / 1000
+    assert summary.mean_ms == round(reference.get_mean_value() / 1000, 3)
+    assert latency.summary(mean=False) == dataclasses.replace(summary, mean_ms=0.0)
+
+
 def test_empty_and_out_of_range() -> None:
     latency = Latency()
     assert latency.summary() is None
@@ -65,6 +95,27 @@ def test_sequence_check(seqs: list[int], orders: list[str], received: int) -> No
     assert [check.record(7, s).value for s in seqs] == orders
     assert check.received(7) == received
     assert check.missing({7: 5}) == 5 - received
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_sequence_check_against_a_model(seed: int) -> None:
+    """Shuffled, duplicated, lossy streams: the check agrees with a set-based model."""
+    rng = random.Random(seed)
+    arrivals = [s for s in range(60) if rng.random() > 0.1]
+    arrivals += rng.sample(arrivals, 10)  # duplicates
+    for _ in range(15):  # local reordering
+        i = rng.randrange(len(arrivals) - 1)
+        arrivals[i], arrivals[i + 1] = arrivals[i + 1], arrivals[i]
+    check, seen, top = SequenceCheck(), set(), -1
+    for seq in arrivals:
+        expected = (
+            Order.DUPLICATE if seq in seen else Order.REORDERED if seq < top else Order.IN_ORDER
+        )
+        assert check.record(3, seq) is expected
+        seen.add(seq)
+        top = max(top, seq)
+    assert check.received(3) == len(seen)
+    assert check.missing({3: 60}) == 60 - len(seen)
 
 
 def test_sequence_check_keeps_senders_apart() -> None:

@@ -9,12 +9,14 @@ wschat's ``Client {id}: {text}`` broadcast, the article's ``You said: {text}`` e
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from enum import StrEnum
+from typing import NamedTuple
 
 from wschat.protocol import SUBPROTOCOL, Say, encode_command
 
 MARK = "wb|"
+V1_MESSAGE_START = '{"type":"message",'  # how wschat serialises a message event (protocol.dumps)
+_V1_TEXT_MARK = '"text":"' + MARK
 PAD_CHAR = "."
 
 
@@ -25,9 +27,12 @@ class Dialect(StrEnum):
     V1 = SUBPROTOCOL  # JSON events, docs/protocol.md
 
 
-@dataclass(frozen=True, slots=True)
-class Stamp:
-    """The identity and intended send time of one load-test message."""
+class Stamp(NamedTuple):
+    """The identity and intended send time of one load-test message.
+
+    A named tuple rather than a dataclass: one is built per received message, and a tuple is
+    the cheapest immutable record to build.
+    """
 
     run: str
     sender: int
@@ -53,6 +58,53 @@ def find_stamp(text: str) -> Stamp | None:
         return Stamp(run, int(sender), int(seq), int(sent_ns))
     except ValueError:
         return None
+
+
+def v1_message_stamp(frame: str) -> Stamp | None:
+    """Return the stamp opening the ``text`` of a v1 ``message`` event, read from the raw JSON.
+
+    ``None`` means this fast read cannot tell, not that there is no stamp: the caller then
+    parses the frame (``v1_event``). It reads only frames that start like wschat's compact
+    serialisation (``{"type":"message",``) and whose ``"text":"`` value starts with the mark.
+    That key cannot be faked from inside a string, where every ``"`` is escaped as ``\\"``;
+    the event has no nested objects. A stamp with any escaped character (``\\u007c`` for
+    ``|``, say, from an encoder that escapes more than JSON requires) is left to the parser:
+    a backslash or a quote in the run id, or in a number, makes this return ``None``.
+    """
+    if not frame.startswith(V1_MESSAGE_START):
+        return None
+    at = frame.find(_V1_TEXT_MARK)
+    if at < 0:
+        return None
+    parts = frame[at + len(_V1_TEXT_MARK) :].split("|", 4)
+    if len(parts) < 5:
+        return None
+    run = parts[0]
+    if '"' in run or "\\" in run:
+        return None
+    try:  # int() refuses a backslash or a quote, so an escaped or truncated number fails here
+        return Stamp(run, int(parts[1]), int(parts[2]), int(parts[3]))
+    except ValueError:
+        return None
+
+
+def v1_event(frame: str) -> tuple[str | None, str | None]:
+    """Parse one v1 frame; return its event ``type`` and the ``text`` that may carry a stamp.
+
+    The text is the ``text`` of a ``message`` event, ``None`` for other events; a frame that is
+    not JSON gives ``(None, frame)``, as a plain line on a v1 socket still carries its stamp.
+    """
+    try:
+        event = json.loads(frame)
+    except ValueError:
+        return None, frame
+    if not isinstance(event, dict):
+        return None, None
+    kind = event.get("type")
+    if not isinstance(kind, str):
+        return None, None
+    text = event.get("text") if kind == "message" else None
+    return kind, text if isinstance(text, str) else None
 
 
 def client_frame(dialect: Dialect, text: str) -> str:

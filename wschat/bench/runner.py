@@ -3,10 +3,10 @@
 A run has four phases, each bounded in time: *probe* (one connection: is a server there,
 which dialect does it speak), *connect* (open ``n`` connections, TCP connect and WebSocket
 upgrade timed apart), *load* (senders send for ``--duration`` or ``--messages``), *drain*
-(wait, bounded, for every expected delivery) and *close*. Every connection has its own reader
-from the moment it opens; it matches what arrives by the stamp inside the text (see
-``payload``), never by arrival order, and checks each sender's stream for loss, duplicates
-and reordering.
+(wait, bounded, for every expected delivery) and *close*. Every connection is read from the moment
+it opens, each message handled as it is read (``connection``: no queue, no task per
+connection); it matches what arrives by the stamp inside the text (see ``payload``), never by
+arrival order, and checks each sender's stream for loss, duplicates and reordering.
 
 In open-loop mode (``rate > 0``) each sender follows a fixed schedule and stamps each message
 with its *intended* send time, so a stalled server or a backed-up socket shows in the latency
@@ -31,15 +31,22 @@ from urllib.parse import quote, urlsplit
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import (
     ConnectionClosed,
-    ConnectionClosedOK,
     InvalidHandshake,
     InvalidStatus,
     InvalidURI,
 )
 
 from wschat import __version__
+from wschat.bench.connection import BenchConnection, open_connection
 from wschat.bench.limits import Plan, open_socket, plan
-from wschat.bench.payload import Dialect, Stamp, client_frame, event_type, find_stamp, message_text
+from wschat.bench.payload import (
+    Dialect,
+    Stamp,
+    client_frame,
+    find_stamp,
+    v1_event,
+    v1_message_stamp,
+)
 from wschat.bench.stats import BenchStats, Latency, SequenceCheck, generator_limited
 from wschat.errors import BenchError
 from wschat.protocol import SUBPROTOCOL
@@ -50,7 +57,6 @@ SAMPLE_INTERVAL_S = 0.1  # event-loop lag probe
 LAG_OFF = 2**63  # no probe starts after this: loop lag is recorded during the load phase only
 PROGRESS_INTERVAL_S = 0.25
 CLOSE_TIMEOUT_S = 2.0
-MAX_QUEUE_FRAMES = 256  # received frames buffered per connection before TCP backpressure
 
 
 class Scenario(StrEnum):
@@ -129,7 +135,7 @@ class BenchResult:
 @dataclass(eq=False, slots=True)
 class _Client:
     index: int
-    ws: ClientConnection
+    conn: BenchConnection | None = None  # set once open
     check: SequenceCheck = field(default_factory=SequenceCheck)
     got: int = 0  # distinct stamped messages of this run received
     sent: int = 0
@@ -190,6 +196,7 @@ class Runner:
         self._prefix = parts.path.rstrip("/")
         netloc = f"[{self._host}]" if ":" in self._host else self._host
         self._base = f"{parts.scheme}://{netloc}:{self._port}{self._prefix}"
+        self._user_agent = f"wschat-bench/{__version__}"
 
     # --- URLs and dialects --------------------------------------------------------------
 
@@ -264,7 +271,7 @@ class Runner:
         timeout = self.config.connect_timeout_s
         try:
             async with asyncio.timeout(timeout):
-                ws = await self._open("probe", record=False, source=None)
+                ws = await self._open_probe()
         except ConnectionRefusedError:
             raise BenchError(
                 f"no server at {self._base}: connection refused — start one with "
@@ -296,35 +303,51 @@ class Runner:
             async with asyncio.timeout(CLOSE_TIMEOUT_S + 1):
                 await ws.close()
 
-    async def _open(self, index: int | str, record: bool, source: str | None) -> ClientConnection:
-        """Open one connection; time its TCP connect and its upgrade apart when ``record``."""
+    async def _open_probe(self) -> ClientConnection:
+        """Open the probe connection with the ``websockets`` asyncio client."""
         loop = asyncio.get_running_loop()
-        sock = open_socket(self._family, source)
+        sock = open_socket(self._family, None)
         try:
-            t0 = time.monotonic_ns()
             await loop.sock_connect(sock, self._addr)
-            t1 = time.monotonic_ns()
-            ws = await connect(
-                self.uri(index),
+            return await connect(
+                self.uri("probe"),
                 sock=sock,
                 subprotocols=self._subprotocols(),  # type: ignore[arg-type]
                 compression=None,
                 open_timeout=None,  # the caller bounds the whole open
                 ping_interval=None,
                 close_timeout=CLOSE_TIMEOUT_S,
-                max_queue=MAX_QUEUE_FRAMES,
                 max_size=None,
                 proxy=None,
-                user_agent_header=f"wschat-bench/{__version__}",
+                user_agent_header=self._user_agent,
                 server_hostname=self._host if self._scheme == "wss" else None,
             )
         except BaseException:
             sock.close()
             raise
-        if record:
-            self.stats.tcp_connect.record_ns(t1 - t0)
-            self.stats.upgrade.record_ns(time.monotonic_ns() - t1)
-        return ws
+
+    async def _open(self, client: _Client, source: str | None) -> BenchConnection:
+        """Open connection ``client``, timing its TCP connect and its upgrade apart."""
+        loop = asyncio.get_running_loop()
+        sock = open_socket(self._family, source)
+        try:
+            t0 = time.monotonic_ns()
+            await loop.sock_connect(sock, self._addr)
+            t1 = time.monotonic_ns()
+            conn = await open_connection(
+                sock,
+                self.uri(client.index),
+                self._subprotocols(),
+                self._user_agent,
+                self._receiver(client),
+                server_hostname=self._host if self._scheme == "wss" else None,
+            )
+        except BaseException:
+            sock.close()
+            raise
+        self.stats.tcp_connect.record_ns(t1 - t0)
+        self.stats.upgrade.record_ns(time.monotonic_ns() - t1)
+        return conn
 
     async def _connect_all(self, tg: asyncio.TaskGroup) -> None:
         """Open ``n`` connections (``concurrency`` handshakes at a time, spread over ramp)."""
@@ -335,19 +358,22 @@ class Runner:
         async def open_one(index: int) -> None:
             if cfg.ramp_s:
                 await asyncio.sleep(max(0.0, start + index * cfg.ramp_s / cfg.n - time.monotonic()))
+            client = _Client(index)
             async with gate:
                 self.stats.attempted += 1
                 try:
                     async with asyncio.timeout(cfg.connect_timeout_s):
-                        ws = await self._open(index, True, self.plan.source(index))
+                        conn = await self._open(client, self.plan.source(index))
                 except (OSError, TimeoutError, InvalidHandshake, ConnectionClosed) as exc:
                     self.stats.record_error(error_kind(exc))
                     return
-            client = _Client(index, ws)
+            client.conn = conn
             self.clients.append(client)
             self.stats.opened += 1
             self.stats.open += 1
-            tg.create_task(self._read(client))
+            conn.on_lost = self._on_lost
+            if conn.closed:  # closed while the handshake's last bytes were handled
+                self._on_lost(conn)
 
         rounds = math.ceil(cfg.n / cfg.concurrency) + 1
         try:
@@ -359,41 +385,48 @@ class Runner:
             self.stats.record_error("timeout")
         self.clients.sort(key=lambda c: c.index)
 
-    async def _read(self, client: _Client) -> None:
-        """Read one connection until it closes; count every stamped message of this run."""
-        stats, run, dialect, own = self.stats, self.run_id, self._dialect, client.index
-        try:
-            async for frame in client.ws:
-                now = time.monotonic_ns()
-                self._frames += 1
-                text = message_text(dialect, frame)
-                if text is None:
-                    if event_type(frame) == "error":
-                        stats.record_error("v1 error event")
-                    continue
+    def _receiver(self, client: _Client) -> Callable[[str, int], None]:
+        """Return the function that handles each text message ``client`` reads, as it is read.
+
+        Called from ``data_received``: it must be cheap and must not raise. A v1 ``message``
+        event's stamp is read straight from the JSON text (``v1_message_stamp``); any other
+        frame is parsed, so ``error`` events are counted and foreign text is recognised.
+        """
+        stats, run, own = self.stats, self.run_id, client.index
+        check = client.check
+        v1 = self._dialect is Dialect.V1
+        record = stats.record_delivery
+
+        def on_text(text: str, now: int) -> None:
+            self._frames += 1
+            if v1:
+                stamp = v1_message_stamp(text)
+                if stamp is None:
+                    kind, body = v1_event(text)
+                    if body is None:
+                        if kind == "error":
+                            stats.record_error("v1 error event")
+                        return
+                    stamp = find_stamp(body)
+            else:
                 stamp = find_stamp(text)
-                if stamp is None or stamp.run != run:
-                    stats.foreign += 1
-                    continue
-                self._last_rx_ns = now
-                order = stats.record_delivery(
-                    client.check, stamp.sender, stamp.seq, stamp.sent_ns, now, len(frame)
-                )
-                if order.value != "duplicate":
-                    client.got += 1
-                if stamp.sender == own and stamp.seq == client.waiting:
-                    client.reply.set()
-        except ConnectionClosedOK:
-            pass
-        except ConnectionClosed as exc:
-            if not self._closing:
-                stats.record_error(close_kind(exc))
-            return
-        finally:
-            stats.open -= 1
-        if not self._closing and client.ws.close_code is not None:
-            # the server closed it cleanly (1000/1001) while the run still needed it
-            stats.record_error(f"close {client.ws.close_code}")
+            if stamp is None or stamp.run != run:
+                stats.foreign += 1
+                return
+            self._last_rx_ns = now
+            sender, seq = stamp.sender, stamp.seq
+            if record(check, sender, seq, stamp.sent_ns, now, len(text)):
+                client.got += 1
+            if sender == own and seq == client.waiting:
+                client.reply.set()
+
+        return on_text
+
+    def _on_lost(self, conn: BenchConnection) -> None:
+        """Count a connection that ended; one the server closed mid-run is an error."""
+        self.stats.open -= 1
+        if not self._closing:
+            self.stats.record_error(conn.close_kind())
 
     async def _settle(self) -> None:
         """Wait (at most ``SETTLE_MAX_S``) until the frames of connecting have stopped arriving.
@@ -467,7 +500,9 @@ class Runner:
         """Send stamped messages from ``client`` until its count or the deadline is reached."""
         cfg, stats = self.config, self.stats
         interval_ns = int(1e9 / cfg.rate) if cfg.rate else 0
-        ws, frame_of = client.ws, self._dialect
+        conn, frame_of = client.conn, self._dialect
+        if conn is None:
+            return
         seq = 0
         while not cfg.messages or seq < cfg.messages:
             now = time.monotonic_ns()
@@ -486,10 +521,8 @@ class Runner:
             )
             client.waiting = seq
             client.reply.clear()
-            try:
-                await ws.send(frame)
-            except ConnectionClosed:
-                return  # the reader counts the close
+            if not await conn.send(frame):
+                return  # on_lost counts the close
             stats.record_sent(len(frame))
             seq += 1
             client.sent = seq
@@ -499,7 +532,7 @@ class Runner:
                         await client.reply.wait()
                 except TimeoutError:
                     stats.record_error("reply timeout")
-                    if client.ws.close_code is not None:
+                    if conn.closed:
                         return
 
     def _expected(self, client: _Client, total_sent: int) -> int:
@@ -517,7 +550,7 @@ class Runner:
                 while any(  # noqa: ASYNC110
                     c.got < self._expected(c, total)
                     for c in self.clients
-                    if c.ws.close_code is None
+                    if c.conn is not None and not c.conn.closed
                 ):
                     await asyncio.sleep(0.05)
         except TimeoutError:
@@ -526,15 +559,15 @@ class Runner:
     async def _close_all(self) -> None:
         """Close every connection (1000); abort whatever has not closed in time."""
         self._closing = True
+        conns = [c.conn for c in self.clients if c.conn is not None]
         try:
             async with asyncio.timeout(CLOSE_TIMEOUT_S + 3):
                 async with asyncio.TaskGroup() as closing:
-                    for client in self.clients:
-                        closing.create_task(client.ws.close())
+                    for conn in conns:
+                        closing.create_task(conn.close())
         except TimeoutError:
-            for client in self.clients:
-                if client.ws.transport is not None:
-                    client.ws.transport.abort()
+            for conn in conns:
+                conn.abort()
 
     async def _sample(self, stop: asyncio.Event) -> None:
         """Sample event-loop lag every 0.1 s, CPU and the series every 1 s, progress 4 times a second."""
