@@ -142,8 +142,19 @@ async def test_workers_share_one_port_and_one_chat(
     server: Server = server_factory("--broker", redis_server.url, "--workers", "2")
     workers = psutil.Process(server.proc.pid).children()
     assert len(workers) == 2
+
+    def serving(pid: int) -> int:
+        conns = psutil.Process(pid).net_connections()
+        return sum(1 for s in conns if s.status == "ESTABLISHED" and s.laddr.port == server.port)
+
     async with asyncio.timeout(30):
-        clients = [Collector((await connect(server, f"u{i}"))[0], f"u{i}") for i in range(8)]
+        # Which worker accepts a connection is up to the kernel: connect until both hold some
+        # (bounded), so that the chat below has to cross from one worker to the other.
+        clients: list[Collector] = []
+        while len(clients) < 8 or not all(serving(w.pid) > 0 for w in workers):
+            assert len(clients) < 64, [serving(w.pid) for w in workers]
+            name = f"u{len(clients)}"
+            clients.append(Collector((await connect(server, name))[0], name))
         for c in clients:
             await c.send(f"from {c.name}")
 
@@ -151,15 +162,6 @@ async def test_workers_share_one_port_and_one_chat(
             return all(len(c.messages) == len(clients) for c in clients)
 
         await wait_until(everyone_has_everything)
-
-        def serving(pid: int) -> int:
-            conns = psutil.Process(pid).net_connections()
-            return sum(
-                1 for s in conns if s.status == "ESTABLISHED" and s.laddr.port == server.port
-            )
-
-        # The kernel spread the connections: each worker holds some (8 sockets, 2 workers).
-        assert all(serving(w.pid) > 0 for w in workers), [serving(w.pid) for w in workers]
         for c in clients:
             await c.ws.close()
             c.task.cancel()
