@@ -10,9 +10,10 @@ command.
     python benchmarks/run.py                 # the full run (about 15 minutes; a quiet machine)
     python benchmarks/run.py --smoke --out /tmp/perf.md   # seconds; what CI runs
 
-Server CPU per delivered message is measured by difference: the CPU a server spends on a
-fan-out run minus the CPU it spends on a connect-only run with the same connections, divided
-by the messages delivered; so connection set-up is not counted. Every run is bounded in
+Server CPU per delivered message is the server's CPU time while messages flowed (from the
+bench's first send to its last delivery, sampled every 0.1 s) divided by the messages
+delivered; connection set-up is not counted. wschat runs with ``--presence-limit 0`` (no
+joined/left: the baselines have no presence) and no rate limit or connection caps. Every run is bounded in
 count and time, and everything binds 127.0.0.1 only.
 """
 
@@ -89,6 +90,7 @@ class ServerKind:
             "--db", str(db), "--log-level", "warning",
             # Raw capacity, as the baselines have no limits: no rate limit, caps above the load.
             "--rate-limit", "0", "--max-connections", "20000", "--max-connections-per-ip", "20000",
+            "--presence-limit", "0",
         ]  # fmt: skip
 
 
@@ -104,7 +106,7 @@ class Running:
     proc: subprocess.Popen[bytes]
     port: int
     ps: psutil.Process
-    samples: list[tuple[float, float, int]] = field(default_factory=list)  # t, cpu_s, rss
+    samples: list[tuple[float, float, int]] = field(default_factory=list)  # unix t, cpu_s, rss
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
 
@@ -119,7 +121,7 @@ class Running:
         def loop() -> None:
             while not self._stop.wait(0.1):
                 try:
-                    self.samples.append((time.monotonic(), self.cpu(), self.rss()))
+                    self.samples.append((time.time(), self.cpu(), self.rss()))
                 except psutil.Error:
                     return
 
@@ -184,8 +186,13 @@ def bench(server: Running, *args: str, timeout: float = 300) -> dict[str, Any]:
         raise RuntimeError(f"bench failed ({done.returncode}): {done.stderr[-2000:]}")
     report: dict[str, Any] = json.loads(out.read_text())
     out.unlink()
+    throughput = report["summary"]["throughput"]
+    start = throughput.get("load_started_unix", 0.0)
+    window = [c for t, c, _ in server.samples if start <= t <= start + throughput["load_s"]]
     report["server"] = {
         "cpu_s": cpu1 - cpu0,
+        # CPU while messages flowed (first send to last delivery), sampled every 0.1 s
+        "load_cpu_s": window[-1] - window[0] if len(window) > 1 else None,
         "rss_before": rss0,
         "rss_peak": max((s[2] for s in server.samples), default=rss0),
     }
@@ -217,7 +224,9 @@ def measure(kind: ServerKind, sizes: Sizes, workdir: Path) -> dict[str, Any]:
             finally:
                 stop(server)
             delivered = _summary(run)["messages"]["delivered"]
-            load_cpu = run["server"]["cpu_s"] - base["server"]["cpu_s"]
+            load_cpu = run["server"]["load_cpu_s"]
+            if load_cpu is None:  # too short a load to sample: fall back on the difference
+                load_cpu = run["server"]["cpu_s"] - base["server"]["cpu_s"]
             if delivered:
                 per_delivery.append(load_cpu / delivered * 1e6)
             figures["fanout_lost"] = _summary(run)["messages"]["lost"]

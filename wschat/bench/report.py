@@ -86,6 +86,7 @@ def document(result: BenchResult, started: datetime | None = None) -> dict[str, 
             },
             "throughput": {
                 "load_s": round(result.load_s, 3),
+                "load_started_unix": round(result.load_started, 3),
                 "sent_per_s": round(s.sent / load_s, 1),
                 "delivered_per_s": round(s.delivered / load_s, 1),
                 "sent_bytes": s.sent_bytes,

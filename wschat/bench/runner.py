@@ -126,6 +126,7 @@ class BenchResult:
     stats: BenchStats
     connect_s: float = 0.0
     load_s: float = 0.0  # from the first send to the last delivery (or the end of drain)
+    load_started: float = 0.0  # wall clock (Unix time) of the first send, to line up samples
     send_s: float = 0.0
     cpu: float = 0.0  # generator CPU during connect+load, 1.0 = one core
     limited_by_generator: str | None = None
@@ -459,6 +460,7 @@ class Runner:
         cfg = self.config
         senders = self._senders()
         start_ns = time.monotonic_ns()
+        result.load_started = time.time()
         if not senders:
             await asyncio.sleep(cfg.duration_s)  # connect scenario: hold
             result.load_s = cfg.duration_s
