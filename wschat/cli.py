@@ -404,14 +404,16 @@ def bench(
         int, typer.Option(min=0, help="Messages per sender; 0 sends until --duration.")
     ] = 0,
     rate: Annotated[
-        float,
+        float | None,
         typer.Option(
             min=0,
             help="Messages per second per sender, open loop: latency counts from each "
             "message's intended send time. 0: closed loop, each sender waits for its own "
-            "message before the next.",
+            "message before the next. [default: 10 for fanout (under wschat serve's default "
+            "rate limit), else 0]",
+            show_default=False,
         ),
-    ] = 0.0,
+    ] = None,
     senders: Annotated[int, typer.Option(min=1, help="fanout: how many connections send.")] = 1,
     ramp: Annotated[
         float, typer.Option(min=0, help="Spread opening the connections over this many seconds.")
@@ -470,7 +472,7 @@ def bench(
             size=size,
             duration_s=duration,
             messages=messages,
-            rate=rate,
+            rate=(10.0 if scenario == "fanout" else 0.0) if rate is None else rate,
             senders=senders,
             ramp_s=ramp,
             room=room,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -68,7 +69,19 @@ def test_bad_usage(args: list[str], message: str) -> None:
 
 def test_json_report_and_fail_if(server: Server, tmp_path: Path) -> None:
     report = tmp_path / "bench.json"
-    common = ["bench", "-n", "20", "--url", server.ws, "--duration", "1", "--messages", "20"]
+    common = [
+        "bench",
+        "-n",
+        "20",
+        "--url",
+        server.ws,
+        "--duration",
+        "1",
+        "--messages",
+        "20",
+        "--rate",
+        "0",
+    ]
     ok = wschat(*common, "--json", str(report), "--fail-if", "p99<10s,errors<0.1%,lost<1")
     assert ok.returncode == 0, ok.stderr
     assert "message latency" in ok.stdout and "20 of 20 opened" in ok.stdout
@@ -81,3 +94,22 @@ def test_json_report_and_fail_if(server: Server, tmp_path: Path) -> None:
     strict = wschat(*common, "--fail-if", "p99<1us")
     assert strict.returncode == 3
     assert "--fail-if failed: p99<1us" in strict.stdout
+
+
+def test_default_fanout_stays_under_the_servers_default_rate_limit(server: Server) -> None:
+    out = wschat("bench", "-n", "20", "--url", server.ws, "--duration", "2", "--json", "-")
+    assert out.returncode == 0, out.stderr
+    doc = json.loads(out.stdout[out.stdout.index("{") :])
+    assert doc["config"]["rate"] == 10 and doc["config"]["open_loop"] is True
+    assert doc["summary"]["errors"]["total"] == 0
+    assert doc["summary"]["messages"]["lost"] == 0
+
+
+def test_a_rate_limited_run_says_how_to_lift_the_limit(server_factory) -> None:  # type: ignore[no-untyped-def]
+    server: Server = server_factory("--rate-limit", "2", "--rate-burst", "2")
+    cmd = [sys.executable, "-m", "wschat", "bench", "-n", "5", "--url", server.ws]
+    cmd += ["--duration", "2", "--rate", "0"]
+    env = {**os.environ, "COLUMNS": "300"}  # one table row per line
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=50, env=env)
+    assert "v1 error rate_limited" in out.stdout
+    assert "start it with 'wschat serve --rate-limit 0'" in out.stdout

@@ -135,6 +135,16 @@ def message_text(dialect: Dialect, frame: str | bytes) -> str | None:
     return None
 
 
+def v1_error_code(frame: str) -> str:
+    """Return the ``code`` of a v1 ``error`` event (``?`` when it has none); a rare path."""
+    try:
+        event = json.loads(frame)
+    except ValueError:
+        return "?"
+    code = event.get("code") if isinstance(event, dict) else None
+    return code if isinstance(code, str) else "?"
+
+
 def event_type(frame: str | bytes) -> str | None:
     """Return the ``type`` of a v1 JSON frame, or ``None`` when the frame is not one."""
     try:

@@ -342,6 +342,12 @@ def table(doc: dict[str, Any]) -> Table:
         f"[red]{e['total']}[/red] ({e['rate']:.3%}) — {kinds}" if e["total"] else "0",
         "failed connects, unexpected closes, timeouts, by kind",
     )
+    if any("rate_limited" in kind for kind in e["by_kind"]):
+        out.add_row(
+            "",
+            "[yellow]the server rate-limited the senders[/yellow]",
+            "[yellow]for a load test start it with 'wschat serve --rate-limit 0'[/yellow]",
+        )
     lag = g["loop_lag_ms"]
     gen = f"CPU {g['cpu']:.0%} of one core · loop lag p99 {_ms(lag['p99_ms']) if lag else '—'}"
     if g["limited"]:

@@ -44,6 +44,7 @@ from wschat.bench.payload import (
     Stamp,
     client_frame,
     find_stamp,
+    v1_error_code,
     v1_event,
     v1_message_stamp,
 )
@@ -406,7 +407,7 @@ class Runner:
                     kind, body = v1_event(text)
                     if body is None:
                         if kind == "error":
-                            stats.record_error("v1 error event")
+                            stats.record_error(f"v1 error {v1_error_code(text)}")
                         return
                     stamp = find_stamp(body)
             else:
