@@ -187,7 +187,17 @@ class Connection:
         if len(outbox) >= self._outbox_size:
             return False
         outbox.append(frame)
-        self._wake()
+        if not self._dirty:  # _wake(), inlined: this runs once per receiver per broadcast
+            proto = self._proto
+            if proto is None:
+                if self._ready is not None:
+                    self._ready.set()
+            elif proto.on_writable is not None:
+                if self._coalescer is None:
+                    self._flush()
+                else:
+                    self._dirty = True
+                    self._coalescer.mark(self)
         return True
 
     def push(self, batch: list[Outgoing]) -> None:
@@ -253,6 +263,11 @@ class Connection:
         proto = self._proto
         outbox = self._outbox
         assert proto is not None
+        if len(outbox) == 1 and type(outbox[0]) is Outgoing:
+            # The common case (one message since the last pass): no chunk to build.
+            if proto.can_write():
+                proto.write_frame(outbox.popleft().wire)  # type: ignore[union-attr]
+            return
         while outbox:
             entry = outbox[0]
             if isinstance(entry, _Close):

@@ -77,7 +77,7 @@ class Hub:
             else:
                 slow.append(conn)
         for conn in slow:
-            self._drop_slow(conn)
+            self.drop_slow(conn)
         self.deliveries += delivered
         return delivered
 
@@ -88,11 +88,12 @@ class Hub:
             if conn.offer(frame):
                 delivered += 1
             else:
-                self._drop_slow(conn)
+                self.drop_slow(conn)
         self.deliveries += delivered
         return delivered
 
-    def _drop_slow(self, conn: Connection) -> None:
+    def drop_slow(self, conn: Connection) -> None:
+        """Count ``conn`` as a slow consumer and close it 4001, dropping what it has queued."""
         self.slow_consumers += 1
         log.warning("closing %s: outbox full (slow consumer)", conn.name)
         conn.close(CloseCode.SLOW_CONSUMER, "outbox full", flush=False)
