@@ -11,7 +11,6 @@ prompt_toolkit.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import stat
 import sys
@@ -104,10 +103,7 @@ async def run_pipe(session: ChatSession, as_json: bool = False) -> int:
                     failed += 1
                 else:
                     await session.send_when_room(said)
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(EOF_DRAIN_S):
-                    await session.drain()
-            await session.close()
+            await session.finish(EOF_DRAIN_S)
             await runner
             printer.cancel()
     except BaseExceptionGroup as group:

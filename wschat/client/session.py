@@ -252,6 +252,16 @@ class ChatSession:
             self._outbox_changed.clear()
             await self._outbox_changed.wait()
 
+    async def finish(self, drain_s: float) -> None:
+        """Give queued commands up to ``drain_s`` seconds to go out, then ``close()``.
+
+        What is still queued afterwards stays in ``queued`` for the caller to report unsent.
+        """
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(drain_s):
+                await self.drain()
+        await self.close()
+
     async def close(self) -> None:
         """Close the connection normally (1000) and make ``run()`` return."""
         self._closing = True

@@ -10,7 +10,6 @@ batch. The status line is the prompt's bottom toolbar.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from io import StringIO
@@ -167,11 +166,7 @@ async def run_terminal(session: ChatSession) -> int:
                     _print_events(session, lambda: prompt.app.output.get_size().columns)
                 )
                 status = await _input_loop(session, prompt)
-                if session.online.is_set():
-                    with contextlib.suppress(TimeoutError):
-                        async with asyncio.timeout(QUIT_DRAIN_S):
-                            await session.drain()
-                await session.close()
+                await session.finish(QUIT_DRAIN_S if session.online.is_set() else 0.0)
                 await runner
                 printer.cancel()
         except BaseExceptionGroup as group:
