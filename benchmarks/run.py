@@ -213,10 +213,6 @@ def measure(kind: ServerKind, sizes: Sizes, workdir: Path) -> dict[str, Any]:
         for _ in range(sizes.repeats):
             server = start(kind, workdir)
             try:
-                base = bench(
-                    server, "-n", str(sizes.fanout_n), "--scenario", "connect",
-                    "--duration", "1", "--protocol", protocol,
-                )  # fmt: skip
                 run = bench(
                     server, "-n", str(sizes.fanout_n), "--scenario", "fanout",
                     "--rate", str(sizes.fanout_rate), "--duration", dur, "--protocol", protocol,
@@ -224,10 +220,8 @@ def measure(kind: ServerKind, sizes: Sizes, workdir: Path) -> dict[str, Any]:
             finally:
                 stop(server)
             delivered = _summary(run)["messages"]["delivered"]
-            load_cpu = run["server"]["load_cpu_s"]
-            if load_cpu is None:  # too short a load to sample: fall back on the difference
-                load_cpu = run["server"]["cpu_s"] - base["server"]["cpu_s"]
-            if delivered:
+            load_cpu = run["server"]["load_cpu_s"]  # None: the load was too short to sample
+            if delivered and load_cpu is not None:
                 per_delivery.append(load_cpu / delivered * 1e6)
             figures["fanout_lost"] = _summary(run)["messages"]["lost"]
             if _summary(run)["generator"]["limited"]:
