@@ -156,12 +156,14 @@ async def serve_raw_echo(websocket: WebSocket, hub: Hub, settings: ServerSetting
     await run_connection(_connection(websocket, "echo", None, settings, hub), hub, on_frame)
 
 
-async def serve_chat(websocket: WebSocket, client_id: str, chat: ChatService) -> None:
-    """Serve ``/ws/{client_id}``: the v1 JSON protocol if offered, else the article's text."""
+def serve_chat(websocket: WebSocket, client_id: str, chat: ChatService) -> Awaitable[None]:
+    """Serve ``/ws/{client_id}``: the v1 JSON protocol if offered, else the article's text.
+
+    Returns the loop's coroutine (no frame of its own for the life of the socket).
+    """
     if SUBPROTOCOL in websocket.scope.get("subprotocols", ()):
-        await _serve_v1(websocket, client_id, chat)
-    else:
-        await _serve_plain(websocket, client_id, chat)
+        return _serve_v1(websocket, client_id, chat)
+    return _serve_plain(websocket, client_id, chat)
 
 
 async def _refuse(websocket: WebSocket, code: int, reason: str) -> None:

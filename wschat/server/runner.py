@@ -109,6 +109,7 @@ def run(settings: ServerSettings, sock: socket.socket, on_ready: Callable[[], No
         ws_ping_interval=settings.ping_interval_s or None,
         ws_ping_timeout=settings.ping_timeout_s or None,
         ws_per_message_deflate=False,
+        interface="asgi3",
         lifespan="on",
         log_level=settings.log_level,
         log_config=log_config(settings.log_level, settings.log_format),
