@@ -13,7 +13,7 @@ middleware, body limit) costs about 300 bytes per idle socket.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
 from importlib import resources
 from typing import Any
@@ -24,7 +24,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from wschat import __version__
-from wschat.server.endpoint import serve_chat, serve_echo, serve_raw_echo
+from wschat.server.endpoint import ChatEndpoint, serve_echo, serve_raw_echo
 from wschat.server.engine import build_chat
 from wschat.server.guard import Guard
 from wschat.server.hub import Hub
@@ -41,8 +41,10 @@ class App:
         self.state = api.state
         self._entry = entry
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await self._entry(scope, receive, send)
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+        # Returns the entry's coroutine: no frame of its own for the life of a socket (uvicorn
+        # is told the interface is ASGI 3, which it cannot tell from a plain method).
+        return self._entry(scope, receive, send)
 
 
 def create_app(settings: ServerSettings | None = None) -> App:
@@ -101,7 +103,7 @@ def create_app(settings: ServerSettings | None = None) -> App:
     routes = WebSocketRoutes(
         app,
         echo=lambda websocket: serve_echo(websocket, hub, settings),
-        chat=lambda websocket, client_id: serve_chat(websocket, client_id, chat),
+        chat=ChatEndpoint(chat),
     )
     # Outermost: origin, caps and tokens are checked before any route (issue 7).
     return App(app, Guard(routes, settings))

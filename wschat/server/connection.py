@@ -22,6 +22,7 @@ from typing import Any
 from starlette.websockets import WebSocket
 from websockets.frames import Frame, Opcode
 
+from wschat.ratelimit import RateLimiter
 from wschat.server.wsprotocol import TRANSPORT_EXTENSION, WschatWebSocketProtocol
 
 Message = dict[str, Any]
@@ -114,6 +115,7 @@ class Connection:
         "_writer",
         "close_code",
         "last_id",
+        "limiter",
         "name",
         "pending",
         "replaced",
@@ -142,6 +144,7 @@ class Connection:
         # v1: while the room's history is being read, live messages wait here (see chat.py)
         self.pending: list[Any] | None = None
         self.replaced = False  # the same user reconnected; this socket no longer owns the name
+        self.limiter: RateLimiter | None = None  # made at the first message (guard.rate_limit)
         # A list, not a deque: 56 bytes while empty (most of the time) against about 600.
         self._outbox: list[Entry] = []
         self._outbox_size = outbox_size

@@ -11,6 +11,7 @@ import logging
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
+from starlette.datastructures import QueryParams
 from starlette.websockets import WebSocket
 
 from wschat.errors import ProtocolError
@@ -156,16 +157,6 @@ async def serve_raw_echo(websocket: WebSocket, hub: Hub, settings: ServerSetting
     await run_connection(_connection(websocket, "echo", None, settings, hub), hub, on_frame)
 
 
-def serve_chat(websocket: WebSocket, client_id: str, chat: ChatService) -> Awaitable[None]:
-    """Serve ``/ws/{client_id}``: the v1 JSON protocol if offered, else the article's text.
-
-    Returns the loop's coroutine (no frame of its own for the life of the socket).
-    """
-    if SUBPROTOCOL in websocket.scope.get("subprotocols", ()):
-        return _serve_v1(websocket, client_id, chat)
-    return _serve_plain(websocket, client_id, chat)
-
-
 async def _refuse(websocket: WebSocket, code: int, reason: str) -> None:
     # Close reasons are limited to 123 bytes (RFC 6455 §5.5).
     peer = _peer(websocket)
@@ -189,34 +180,6 @@ def _taken(name: str, lookalike: str | None) -> str:
     return f"name {name!r} is taken"
 
 
-async def _serve_plain(websocket: WebSocket, client_id: str, chat: ChatService) -> None:
-    await websocket.accept()
-    try:
-        name = check_name(client_id)
-        room = check_room(websocket.query_params.get("room") or DEFAULT_ROOM)
-    except ProtocolError as exc:
-        await _refuse(websocket, CloseCode.INVALID_NAME, exc.detail)
-        return
-    conn = _connection(websocket, name, room, chat.settings, chat.hub)
-    claim = await chat.claim(conn, None, shared=_signed_in(websocket, name))
-    if claim.result is ClaimResult.TAKEN:
-        await _refuse(websocket, CloseCode.NAME_TAKEN, _taken(name, claim.lookalike))
-        return
-
-    async def on_frame(conn: Connection, message: Frame) -> None:
-        text = message.get("text")
-        if text is None:
-            conn.close(CloseCode.UNSUPPORTED_DATA, "binary frames are not supported here")
-            return
-        await chat.say(conn, text)
-
-    code: int | None = None
-    try:
-        code = await run_connection(conn, chat.hub, rate_limit(on_frame, chat.hub, chat.settings))
-    finally:
-        chat.leave(conn, code)
-
-
 def _since(raw: str | None) -> int | None:
     if raw is None or raw == "":
         return None
@@ -226,28 +189,85 @@ def _since(raw: str | None) -> int | None:
     return value
 
 
-async def _serve_v1(websocket: WebSocket, client_id: str, chat: ChatService) -> None:
-    await websocket.accept(subprotocol=SUBPROTOCOL)
-    params = websocket.query_params
-    try:
-        name = check_name(client_id)
-        room = check_room(params.get("room") or DEFAULT_ROOM)
-        since = _since(params.get("since"))
-    except ProtocolError as exc:
-        await _refuse(websocket, CloseCode.INVALID_NAME, exc.detail)
-        return
-    except ValueError:
-        await _refuse(websocket, CloseCode.POLICY_VIOLATION, "since must be a non-negative integer")
-        return
-    settings = chat.settings
-    conn = _connection(websocket, name, room, settings, chat.hub, v1=True)
-    claim = await chat.claim(conn, params.get("resume"), shared=_signed_in(websocket, name))
-    if claim.result is ClaimResult.TAKEN or claim.holder is None:
-        await _refuse(websocket, CloseCode.NAME_TAKEN, _taken(name, claim.lookalike))
-        return
-    token = claim.holder.token
+class ChatEndpoint:
+    """Serve ``/ws/{client_id}`` for one ``ChatService``: the v1 JSON protocol if offered,
+    else the article's text.
 
-    async def on_frame(conn: Connection, message: Frame) -> None:
+    One per app. Its per-frame handlers (behind the rate limiter) are shared by every socket,
+    so an idle socket holds no closures of its own.
+    """
+
+    def __init__(self, chat: ChatService) -> None:
+        self.chat = chat
+        self._on_plain = rate_limit(self._plain_frame, chat.hub, chat.settings)
+        self._on_v1 = rate_limit(self._v1_frame, chat.hub, chat.settings)
+
+    def __call__(self, websocket: WebSocket, client_id: str) -> Awaitable[None]:
+        """Return the socket's loop as a coroutine (no frame of its own for the socket's life)."""
+        if SUBPROTOCOL in websocket.scope.get("subprotocols", ()):
+            return self._serve_v1(websocket, client_id)
+        return self._serve_plain(websocket, client_id)
+
+    async def _serve_plain(self, websocket: WebSocket, client_id: str) -> None:
+        chat = self.chat
+        await websocket.accept()
+        try:
+            name = check_name(client_id)
+            room = check_room(_query(websocket).get("room") or DEFAULT_ROOM)
+        except ProtocolError as exc:
+            await _refuse(websocket, CloseCode.INVALID_NAME, exc.detail)
+            return
+        conn = _connection(websocket, name, room, chat.settings, chat.hub)
+        claim = await chat.claim(conn, None, shared=_signed_in(websocket, name))
+        if claim.result is ClaimResult.TAKEN:
+            await _refuse(websocket, CloseCode.NAME_TAKEN, _taken(name, claim.lookalike))
+            return
+        code: int | None = None
+        try:
+            code = await run_connection(conn, chat.hub, self._on_plain)
+        finally:
+            chat.leave(conn, code)
+
+    async def _plain_frame(self, conn: Connection, message: Frame) -> None:
+        text = message.get("text")
+        if text is None:
+            conn.close(CloseCode.UNSUPPORTED_DATA, "binary frames are not supported here")
+            return
+        await self.chat.say(conn, text)
+
+    async def _serve_v1(self, websocket: WebSocket, client_id: str) -> None:
+        chat = self.chat
+        await websocket.accept(subprotocol=SUBPROTOCOL)
+        params = _query(websocket)
+        try:
+            name = check_name(client_id)
+            room = check_room(params.get("room") or DEFAULT_ROOM)
+            since = _since(params.get("since"))
+        except ProtocolError as exc:
+            await _refuse(websocket, CloseCode.INVALID_NAME, exc.detail)
+            return
+        except ValueError:
+            await _refuse(
+                websocket, CloseCode.POLICY_VIOLATION, "since must be a non-negative integer"
+            )
+            return
+        conn = _connection(websocket, name, room, chat.settings, chat.hub, v1=True)
+        claim = await chat.claim(conn, params.get("resume"), shared=_signed_in(websocket, name))
+        if claim.result is ClaimResult.TAKEN or claim.holder is None:
+            await _refuse(websocket, CloseCode.NAME_TAKEN, _taken(name, claim.lookalike))
+            return
+        token = claim.holder.token
+        del params, claim  # not kept for the life of the socket
+        code: int | None = None
+        try:
+            await chat.enter(conn, since, token)
+            code = await run_connection(conn, chat.hub, self._on_v1)
+        finally:
+            chat.hub.remove(conn, code)
+            chat.leave(conn, code)
+
+    async def _v1_frame(self, conn: Connection, message: Frame) -> None:
+        chat = self.chat
         text = message.get("text")
         if text is None:
             error = error_event(ErrorCode.BINARY_UNSUPPORTED, "send JSON in text frames")
@@ -268,10 +288,7 @@ async def _serve_v1(websocket: WebSocket, client_id: str, chat: ChatService) -> 
             case Who():
                 chat.who(conn)
 
-    code: int | None = None
-    try:
-        await chat.enter(conn, since, token)
-        code = await run_connection(conn, chat.hub, rate_limit(on_frame, chat.hub, settings))
-    finally:
-        chat.hub.remove(conn, code)
-        chat.leave(conn, code)
+
+def _query(websocket: WebSocket) -> QueryParams:
+    # Parsed afresh, not through ``websocket.query_params``, which caches it on the socket.
+    return QueryParams(websocket.scope.get("query_string", b""))

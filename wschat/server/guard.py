@@ -170,16 +170,21 @@ async def _deny(scope: Scope, receive: Receive, send: Send, refusal: Refusal) ->
 
 
 def rate_limit(on_frame: OnFrame, hub: Hub, settings: ServerSettings) -> OnFrame:
-    """Return ``on_frame`` behind a new per-connection rate limiter (``--rate-limit``/``--rate-burst``).
+    """Return ``on_frame`` behind a per-connection rate limiter (``--rate-limit``/``--rate-burst``).
 
-    A message past the limit is dropped: a v1 client gets an ``error`` with code
-    ``rate_limited``, a plain client (which cannot parse JSON) nothing. Sustained abuse closes
-    the connection with 1008. Nobody else is affected: the sender's messages never reach the
-    room.
+    One wrapper serves every connection; each connection's limiter is made at its first
+    message (``Connection.limiter``), so idle sockets hold none. A message past the limit is
+    dropped: a v1 client gets an ``error`` with code ``rate_limited``, a plain client (which
+    cannot parse JSON) nothing. Sustained abuse closes the connection with 1008. Nobody else
+    is affected: the sender's messages never reach the room.
     """
-    limiter = RateLimiter(settings.rate_per_s, settings.burst)
+    if settings.rate_per_s <= 0:
+        return on_frame
 
     async def limited(conn: Connection, message: Frame) -> None:
+        limiter = conn.limiter
+        if limiter is None:
+            limiter = conn.limiter = RateLimiter(settings.rate_per_s, settings.burst)
         verdict = limiter.check(time.monotonic())
         if verdict is Verdict.ALLOW:
             await on_frame(conn, message)
