@@ -380,6 +380,7 @@ class ChatService:
         plain_frame: Outgoing | None = None
         offered = 0
         slow: list[Connection] = []
+        direct = self.hub.coalescer.fresh_pass()
         for conn in self.hub.members(msg.room):
             if not conn.v1:
                 if not plain:
@@ -407,9 +408,12 @@ class ChatService:
                 frame = v1_frame
             else:
                 continue
-            # offer() never writes here (the hub's coalescer writes after this pass), so the
-            # room's set cannot change while we walk it.
-            if conn.offer(frame):
+            # Neither call can change the room's set while we walk it: offer() only queues (the
+            # hub's coalescer writes after this pass), and a failed write_now() is reported by
+            # the transport in a later pass.
+            if direct and conn.write_now(frame):
+                offered += 1
+            elif conn.offer(frame):
                 offered += 1
             else:
                 slow.append(conn)

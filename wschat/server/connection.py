@@ -81,6 +81,19 @@ class Coalescer:
             self._scheduled = True
             asyncio.get_running_loop().call_soon(self._flush)
 
+    def fresh_pass(self) -> bool:
+        """Return True for the first broadcast of a loop pass: its frames may be written at once.
+
+        Nothing is queued yet in such a pass, so a receiver with an empty outbox can take its
+        frame straight away (``Connection.write_now``), without being marked and flushed; later
+        broadcasts in the same pass queue and are joined into one write per receiver.
+        """
+        if self._scheduled:
+            return False
+        self._scheduled = True
+        asyncio.get_running_loop().call_soon(self._flush)  # ends the pass
+        return True
+
     def _flush(self) -> None:
         self._scheduled = False
         dirty, self._dirty = self._dirty, []
@@ -201,6 +214,25 @@ class Connection:
                 else:
                     self._dirty = True
                     self._coalescer.mark(self)
+        return True
+
+    def write_now(self, frame: Outgoing) -> bool:
+        """Write ``frame`` to the socket at once and return True, if nothing waits before it
+        and the socket takes it; else return False, and the caller ``offer()``s it.
+
+        Only for the first broadcast of a loop pass (``Coalescer.fresh_pass``). A failed write
+        never changes the hub here: the transport reports a lost connection in a later pass.
+        """
+        proto = self._proto
+        if (
+            proto is None
+            or self._outbox
+            or self.close_code is not None
+            or proto.on_writable is None
+            or not proto.can_write()
+        ):
+            return False
+        proto.write_frame(frame.wire)
         return True
 
     def push(self, batch: list[Outgoing]) -> None:
