@@ -37,6 +37,7 @@ from statistics import median
 from typing import Any
 
 import psutil
+from floor import measure_floor
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -273,7 +274,13 @@ def fmt(value: Any, spec: str = ".1f") -> str:
     return "—" if value is None else format(value, spec)
 
 
-def render(results: dict[str, dict[str, Any]], sizes: Sizes, command: str, took: float) -> str:
+def render(
+    results: dict[str, dict[str, Any]],
+    sizes: Sizes,
+    command: str,
+    took: float,
+    floor: dict[str, Any] | None = None,
+) -> str:
     cpu = platform.processor() or platform.machine()
     try:
         model = next(
@@ -331,6 +338,17 @@ def render(results: dict[str, dict[str, Any]], sizes: Sizes, command: str, took:
         + " | ".join(("yes: " + ", ".join(sorted(set(v)))) if v else "no" for v in limited.values())
         + " |"
     )
+    if floor is not None:
+        lines += [
+            "",
+            f"**The kernel's floor.** A bare Python loop that sends one 66-byte frame to each of "
+            f"{floor['n']} loopback sockets {floor['rate']:g} times a second (`benchmarks/floor.py`: "
+            f"no WebSocket, no framework; a reader process drains them) costs "
+            f"**{floor['us_per_send']:.2f} µs per send** on this machine, "
+            f"{floor['system_us_per_send']:.2f} µs of it in the kernel (median of "
+            f"{sizes.repeats}). One `send()` per receiver per message is the least any of these "
+            "servers can do, so that is the floor under the first row.",
+        ]
     lines += [
         "",
         "All p99 samples (ms): "
@@ -364,7 +382,15 @@ def main() -> int:
             print(f"measuring {kind.label} ...", file=sys.stderr, flush=True)
             results[kind.name] = measure(kind, sizes, Path(tmp))
             print(json.dumps(results[kind.name]), file=sys.stderr, flush=True)
-    report = render(results, sizes, command.strip(), time.monotonic() - started)
+    floor = None
+    if not args.only:
+        print("measuring the kernel's floor ...", file=sys.stderr, flush=True)
+        floors = [
+            measure_floor(sizes.fanout_n, sizes.fanout_rate, sizes.duration)
+            for _ in range(sizes.repeats)
+        ]
+        floor = sorted(floors, key=lambda f: float(f["us_per_send"]))[len(floors) // 2]
+    report = render(results, sizes, command.strip(), time.monotonic() - started, floor)
     args.out.write_text(report)
     print(report)
     return 0

@@ -26,3 +26,4 @@ def test_benchmark_smoke_run_writes_the_table(tmp_path: Path) -> None:
         assert column in table
     assert "connections failed | 0 | 0 | 0 | 0 |" in table
     assert "Command: `python benchmarks/run.py --smoke" in table
+    assert "The kernel's floor" in table and " µs per send" in table
