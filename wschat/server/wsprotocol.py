@@ -18,6 +18,10 @@ implementation:
   1009 too big) is logged once, without a traceback, too;
 - answers a close frame that arrives between the fragments of a message with a normal close
   (RFC 6455 §5.4), where the websockets core fails the connection with 1002;
+- pings every socket from one shared keepalive timer (``_Keepalive``) instead of one timer
+  handle per socket;
+- keeps less per socket: a list-based receive queue, a lean writable flag, and the
+  handshake's headers and state copy dropped at accept;
 - marks a handshake refused with an HTTP response (``websocket.http.response``) as complete,
   so uvicorn does not log it as an app error.
 """
@@ -27,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import codecs
 import logging
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -114,6 +119,48 @@ class _Flag:
                 self._waiters.remove(waiter)
 
 
+class _Keepalive:
+    """One timer for every socket's keepalive ping, where uvicorn arms one per socket.
+
+    A timer handle per socket costs about 600 bytes (more in the event loop's own memory)
+    for something that fires every 20 seconds. Here a socket waits in the set of its due
+    tick, and one timer walks the due sets every ``tick_s`` (at most a second, finer for
+    short intervals), so a ping goes out up to one tick late.
+    """
+
+    __slots__ = ("_due", "_handle", "_loop", "tick_s")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, interval_s: float) -> None:
+        self._loop = loop
+        self.tick_s = min(1.0, interval_s / 4)
+        self._due: dict[int, set[WschatWebSocketProtocol]] = {}
+        self._handle: asyncio.TimerHandle | None = None
+
+    def add(self, proto: WschatWebSocketProtocol, delay_s: float) -> int:
+        """Ping ``proto`` in ``delay_s`` (rounded up to the next tick); return its tick."""
+        tick = math.ceil((self._loop.time() + delay_s) / self.tick_s)
+        self._due.setdefault(tick, set()).add(proto)
+        if self._handle is None:
+            self._handle = self._loop.call_later(self.tick_s, self._run)
+        return tick
+
+    def discard(self, proto: WschatWebSocketProtocol, tick: int) -> None:
+        waiting = self._due.get(tick)
+        if waiting is not None:
+            waiting.discard(proto)
+            if not waiting:
+                del self._due[tick]
+
+    def _run(self) -> None:
+        self._handle = None
+        now = self._loop.time() / self.tick_s
+        for tick in sorted(t for t in self._due if t <= now):
+            for proto in self._due.pop(tick):
+                proto.ping_due()
+        if self._due:
+            self._handle = self._loop.call_later(self.tick_s, self._run)
+
+
 class _ServerProtocol(ServerProtocol):
     def recv_frame(self, frame: Frame) -> None:
         if frame.opcode is Opcode.CLOSE and self.current_size is not None:
@@ -128,6 +175,7 @@ class WschatWebSocketProtocol(WebSocketsSansIOProtocol):
     """uvicorn's websockets-sansio protocol with a direct write path and strict framing."""
 
     on_writable: Callable[[], None] | None = None
+    _ping_tick: int | None = None  # the keepalive tick this socket waits in, if any
 
     def __init__(
         self,
@@ -146,6 +194,12 @@ class WschatWebSocketProtocol(WebSocketsSansIOProtocol):
         self.writable = _Flag()  # type: ignore[assignment]
         self._utf8 = _NO_DECODER
         self._failure_logged = False
+        if self.ping_interval:
+            keepalive = getattr(server_state, "wschat_keepalive", None)
+            if keepalive is None:
+                keepalive = _Keepalive(self.loop, self.ping_interval)
+                server_state.wschat_keepalive = keepalive  # type: ignore[attr-defined]
+            self._keepalive: _Keepalive = keepalive
 
     async def run_asgi(self) -> None:
         extensions = self.scope.setdefault("extensions", {})
@@ -199,6 +253,24 @@ class WschatWebSocketProtocol(WebSocketsSansIOProtocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.on_writable = None
         super().connection_lost(exc)
+
+    # --- keepalive: one shared timer (see _Keepalive) --------------------------------------------
+
+    def schedule_ping(self) -> None:
+        assert self.ping_interval is not None
+        delay = max(0.0, self.ping_interval - self.last_ping_rtt)
+        self._ping_tick = self._keepalive.add(self, delay)
+
+    def ping_due(self) -> None:
+        """Send the keepalive ping now (called by the shared keepalive timer)."""
+        self._ping_tick = None
+        self.send_keepalive_ping()
+
+    def stop_keepalive(self) -> None:
+        if self._ping_tick is not None:
+            self._keepalive.discard(self, self._ping_tick)
+            self._ping_tick = None
+        super().stop_keepalive()
 
     # --- strict framing -------------------------------------------------------------------------
 
