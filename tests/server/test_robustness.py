@@ -11,7 +11,8 @@ import psutil
 import websockets
 
 from tests.conftest import Server
-from tests.helpers import get_json, raw_handshake, reset, wait_until
+from tests.helpers import get_json, masked_frame, raw_handshake, reset, wait_until
+from wschat.protocol import SUBPROTOCOL
 
 
 def _established(server: Server) -> int:
@@ -207,3 +208,42 @@ def test_server_raises_its_own_descriptor_limit(tmp_path) -> None:  # type: igno
         proc.wait(10)
         if proc.stdout is not None:
             proc.stdout.close()
+
+
+async def test_idle_chat_sockets_hold_no_task(server: Server) -> None:
+    # Chat sockets are read by callbacks from the protocol (server/reader.py), not by a task
+    # each: a task exists only while a message is handled. Echo sockets keep their task.
+    base = get_json(server.http + "/healthz")["tasks"]
+    async with asyncio.timeout(30):
+        plain = [await websockets.connect(f"{server.ws}/ws/p{i}") for i in range(30)]
+        # These never read: an unbounded client queue keeps their presence events from
+        # pausing the client library's reads (which would hold up its closing handshake).
+        v1 = [
+            await websockets.connect(
+                f"{server.ws}/ws/v{i}",
+                subprotocols=[SUBPROTOCOL],  # type: ignore[list-item]
+                max_queue=None,
+            )
+            for i in range(30)
+        ]
+        assert get_json(server.http + "/healthz")["connections"] == 60
+        assert get_json(server.http + "/healthz")["tasks"] < base + 5
+        await plain[0].send("still served")
+        assert await plain[1].recv() == "Client p0: still served"
+        for ws in plain + v1:
+            await ws.close()
+
+
+async def test_a_pipelined_flood_arrives_whole_and_in_order(server_factory) -> None:  # type: ignore[no-untyped-def]
+    server: Server = server_factory("--rate-limit", "0")  # floods on purpose
+    count = 500
+    async with asyncio.timeout(30), websockets.connect(f"{server.ws}/ws/watcher") as watcher:
+        flood = raw_handshake(server.port, "/ws/flood")
+        try:
+            # Every frame in one write: they reach the server in a few reads, far faster
+            # than it handles them one at a time.
+            flood.sendall(b"".join(masked_frame(0x1, f"m{i}".encode()) for i in range(count)))
+            got = [await watcher.recv() for _ in range(count)]
+        finally:
+            flood.close()
+    assert got == [f"Client flood: m{i}" for i in range(count)]

@@ -165,6 +165,10 @@ async def test_connection_caps_refuse_before_accept(server_factory) -> None:  # 
         await a.close()
         await wait_until(lambda: _accepts(f"{total.ws}/echo"))  # the count went down
         await b.close()
+        # A chat socket's place comes back too (its reader ends it, after the ASGI call).
+        x = await websockets.connect(f"{total.ws}/ws/ex")
+        await wait_until(lambda: _accepts(f"{total.ws}/echo"))
+        await x.close()
         c = await websockets.connect(f"{per_ip.ws}/echo")
         assert await _status(f"{per_ip.ws}/ws") == 429
         await c.close()

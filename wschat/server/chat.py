@@ -408,9 +408,8 @@ class ChatService:
                 frame = v1_frame
             else:
                 continue
-            # Neither call can change the room's set while we walk it: offer() only queues (the
-            # hub's coalescer writes after this pass), and a failed write_now() is reported by
-            # the transport in a later pass.
+            # Neither call can change the room's set while we walk it: they only queue or write,
+            # and a failed write is reported by the transport in a later pass.
             if direct and conn.write_now(frame):
                 offered += 1
             elif conn.offer(frame):

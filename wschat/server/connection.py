@@ -177,6 +177,17 @@ class Connection:
         return f"<Connection {self.name!r} room={self.room!r}>"
 
     @property
+    def peer(self) -> str:
+        """Return the client's ``host:port`` (or ``-``), for logs."""
+        client = self.websocket.client
+        return f"{client.host}:{client.port}" if client is not None else "-"
+
+    @property
+    def protocol(self) -> WschatWebSocketProtocol | None:
+        """Return wschat's uvicorn protocol for this socket, or None under another server."""
+        return self._proto
+
+    @property
     def queued(self) -> int:
         """Return how many entries wait in the outbox."""
         return len(self._outbox)
@@ -200,7 +211,7 @@ class Connection:
         if self.close_code is not None:
             return True  # closing: drop silently, the peer will resume from history
         outbox = self._outbox
-        if len(outbox) >= self._outbox_size:
+        if len(outbox) >= self._outbox_size and not self._flush_burst():
             return False
         outbox.append(frame)
         if not self._dirty:  # _wake(), inlined: this runs once per receiver per broadcast
@@ -234,6 +245,19 @@ class Connection:
             return False
         proto.write_frame(frame.wire)
         return True
+
+    def _flush_burst(self) -> bool:
+        """Make room in a full outbox by writing it now, if the socket takes data.
+
+        A burst (many messages in one loop pass: a pipelined flood, many senders at once)
+        fills the outbox before the end-of-pass flush; that is not a slow reader. Return
+        whether there is room now; a socket that cannot take data means a slow consumer.
+        """
+        proto = self._proto
+        if proto is None or proto.on_writable is None or not proto.can_write():
+            return False
+        self._flush()
+        return len(self._outbox) < self._outbox_size
 
     def push(self, batch: list[Outgoing]) -> None:
         """Queue ``batch`` (a welcome and its replay) as one outbox entry, whatever the fill.
@@ -280,6 +304,14 @@ class Connection:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+
+    def stop_now(self) -> None:
+        """Stop sending, without waiting for the writer or closer tasks to finish."""
+        if self._proto is not None:
+            self._proto.on_writable = None
+        for task in (self._writer, self._closer):
+            if task is not None and not task.done():
+                task.cancel()
 
     def _wake(self) -> None:
         if self._proto is not None:

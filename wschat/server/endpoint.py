@@ -34,8 +34,9 @@ from wschat.protocol import (
 from wschat.rooms import ClaimResult
 from wschat.server.chat import ChatService, text_frame
 from wschat.server.connection import Connection, Outgoing
-from wschat.server.guard import USER_SCOPE_KEY, rate_limit
+from wschat.server.guard import LEASE_SCOPE_KEY, USER_SCOPE_KEY, Lease, rate_limit
 from wschat.server.hub import Hub
+from wschat.server.reader import OnEnd, Reader, log_close
 from wschat.server.settings import ServerSettings
 
 log = logging.getLogger("wschat.server")
@@ -54,17 +55,7 @@ async def run_connection(conn: Connection, hub: Hub, on_frame: OnFrame) -> int |
     code: int | None = None
     hub.add(conn)
     conn.start()
-    peer = _peer(conn.websocket)
-    kind = "v1" if conn.v1 else ("plain" if conn.room is not None else "echo")
-    # One line per open and per close; never message text, never the query (it holds tokens).
-    log.info(
-        "open %s room=%s peer=%s protocol=%s",
-        conn.name,
-        conn.room,
-        peer,
-        kind,
-        extra={"event": "open", "user": conn.name, "room": conn.room or "", "peer": peer},
-    )
+    _log_open(conn)
     try:
         while True:
             message = await receive()
@@ -81,21 +72,43 @@ async def run_connection(conn: Connection, hub: Hub, on_frame: OnFrame) -> int |
     finally:
         await conn.stop()
         hub.remove(conn, code)
-        log.info(
-            "close %s room=%s peer=%s code=%s",
-            conn.name,
-            conn.room,
-            peer,
-            code,
-            extra={
-                "event": "close",
-                "user": conn.name,
-                "room": conn.room or "",
-                "peer": peer,
-                "code": code if code is not None else 1006,
-            },
-        )
+        log_close(conn, code)
     return code
+
+
+def detach(conn: Connection, hub: Hub, on_frame: OnFrame, on_end: OnEnd) -> bool:
+    """Register ``conn`` and hand its reading to a ``Reader`` (no task of its own); return
+    False, doing nothing, under a server without wschat's protocol (then ``run_connection``).
+
+    ``on_end(conn, code)`` runs once the connection has ended and left the hub.
+    """
+    proto = conn.protocol
+    if proto is None:
+        return False
+    lease = conn.websocket.scope.get(LEASE_SCOPE_KEY)
+    if isinstance(lease, Lease):
+        lease.kept = True  # released by the reader when the connection ends
+    else:
+        lease = None
+    hub.add(conn)
+    conn.start()
+    _log_open(conn)
+    proto.detach(Reader(conn, proto, hub, on_frame, on_end, lease))
+    return True
+
+
+def _log_open(conn: Connection) -> None:
+    # One line per open and per close; never message text, never the query (it holds tokens).
+    peer = conn.peer
+    kind = "v1" if conn.v1 else ("plain" if conn.room is not None else "echo")
+    log.info(
+        "open %s room=%s peer=%s protocol=%s",
+        conn.name,
+        conn.room,
+        peer,
+        kind,
+        extra={"event": "open", "user": conn.name, "room": conn.room or "", "peer": peer},
+    )
 
 
 def _peer(websocket: WebSocket) -> str:
@@ -222,6 +235,8 @@ class ChatEndpoint:
         if claim.result is ClaimResult.TAKEN:
             await _refuse(websocket, CloseCode.NAME_TAKEN, _taken(name, claim.lookalike))
             return
+        if detach(conn, chat.hub, self._on_plain, chat.leave):
+            return  # the socket lives on without this coroutine
         code: int | None = None
         try:
             code = await run_connection(conn, chat.hub, self._on_plain)
@@ -259,12 +274,16 @@ class ChatEndpoint:
         token = claim.holder.token
         del params, claim  # not kept for the life of the socket
         code: int | None = None
+        detached = False
         try:
             await chat.enter(conn, since, token)
-            code = await run_connection(conn, chat.hub, self._on_v1)
+            detached = detach(conn, chat.hub, self._on_v1, chat.leave)
+            if not detached:
+                code = await run_connection(conn, chat.hub, self._on_v1)
         finally:
-            chat.hub.remove(conn, code)
-            chat.leave(conn, code)
+            if not detached:  # else the reader does this when the socket ends
+                chat.hub.remove(conn, code)
+                chat.leave(conn, code)
 
     async def _v1_frame(self, conn: Connection, message: Frame) -> None:
         chat = self.chat

@@ -14,7 +14,7 @@ app sees it, it checks in order:
 A refusal is an HTTP response sent instead of the ``101`` (the ASGI ``websocket.http.response``
 extension), so a refused client never has an open socket and is delivered nothing. An admitted
 handshake is counted until the app returns. The authenticated name is left in the scope under
-``wschat.user`` for the endpoint.
+``wschat.user`` for the endpoint, and its place in the caps under ``wschat.lease`` (``Lease``).
 
 ``rate_limit`` wraps an endpoint's per-frame handler with a per-connection token bucket.
 """
@@ -49,6 +49,7 @@ Frame = MutableMapping[str, Any]
 OnFrame = Callable[[Connection, Frame], Awaitable[None]]
 
 USER_SCOPE_KEY = "wschat.user"
+LEASE_SCOPE_KEY = "wschat.lease"
 CHAT_PATH_PREFIX = "/ws/"
 _AUTH_STATUS = {
     Reason.MISSING: HTTPStatus.UNAUTHORIZED,
@@ -92,6 +93,27 @@ def presented_token(scope: Scope) -> str | None:
     return None
 
 
+class Lease:
+    """An admitted WebSocket's place in the connection caps, given back once by ``release()``.
+
+    The guard gives it back when the app returns, unless the app ``kept`` it: a chat socket
+    whose reading was handed to a ``Reader`` (no task) outlives its ASGI call, and its reader
+    releases the lease when the connection ends.
+    """
+
+    __slots__ = ("_guard", "_ip", "kept")
+
+    def __init__(self, guard: Guard | None, ip: str) -> None:
+        self._guard = guard
+        self._ip = ip
+        self.kept = False
+
+    def release(self) -> None:
+        guard, self._guard = self._guard, None
+        if guard is not None:
+            guard._release(self._ip)
+
+
 class Guard:
     """ASGI middleware: refuse WebSocket handshakes by origin, caps and token; count the rest."""
 
@@ -120,13 +142,18 @@ class Guard:
             return
         self.total += 1
         self.per_ip[ip] += 1
+        lease = scope[LEASE_SCOPE_KEY] = Lease(self, ip)
         try:
             await self.app(scope, receive, send)
         finally:
-            self.total -= 1
-            self.per_ip[ip] -= 1
-            if self.per_ip[ip] <= 0:
-                del self.per_ip[ip]
+            if not lease.kept:
+                lease.release()
+
+    def _release(self, ip: str) -> None:
+        self.total -= 1
+        self.per_ip[ip] -= 1
+        if self.per_ip[ip] <= 0:
+            del self.per_ip[ip]
 
     def check(self, scope: Scope, ip: str) -> None:
         """Raise ``Refusal`` if this handshake may not proceed; record the user in the scope."""

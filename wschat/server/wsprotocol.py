@@ -33,15 +33,19 @@ import codecs
 import logging
 import math
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from uvicorn.config import Config
+from uvicorn.protocols.utils import ClientDisconnected
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from uvicorn.server import ServerState
 from websockets.frames import Frame, Opcode
 from websockets.server import ServerProtocol
 
 from wschat.protocol import CloseCode
+
+if TYPE_CHECKING:
+    from wschat.server.reader import Reader
 
 TRANSPORT_EXTENSION = "wschat.transport"
 
@@ -55,13 +59,17 @@ class _Inbox:
     preallocates about 600) and one waiter do the same job.
     """
 
-    __slots__ = ("_items", "_waiter")
+    __slots__ = ("_items", "_waiter", "sink")
 
     def __init__(self) -> None:
         self._items: list[Any] = []
         self._waiter: asyncio.Future[None] | None = None
+        self.sink: Callable[[Any], None] | None = None  # set once the socket is detached
 
     def put_nowait(self, item: Any) -> None:
+        if self.sink is not None:
+            self.sink(item)
+            return
         self._items.append(item)
         waiter = self._waiter
         if waiter is not None and not waiter.done():
@@ -69,6 +77,12 @@ class _Inbox:
 
     def empty(self) -> bool:
         return not self._items
+
+    def forward(self, sink: Callable[[Any], None]) -> list[Any]:
+        """From now on pass each item to ``sink``; return (and forget) those queued so far."""
+        self.sink = sink
+        queued, self._items = self._items, []
+        return queued
 
     async def get(self) -> Any:
         while not self._items:
@@ -175,6 +189,7 @@ class WschatWebSocketProtocol(WebSocketsSansIOProtocol):
     """uvicorn's websockets-sansio protocol with a direct write path and strict framing."""
 
     on_writable: Callable[[], None] | None = None
+    _reader: Reader | None = None  # set by detach(): events go to it, not to the ASGI queue
     _ping_tick: int | None = None  # the keepalive tick this socket waits in, if any
 
     def __init__(
@@ -190,7 +205,8 @@ class WschatWebSocketProtocol(WebSocketsSansIOProtocol):
             max_size=self.config.ws_max_size,
             logger=logging.getLogger("uvicorn.error"),
         )
-        self.queue = _Inbox()  # type: ignore[assignment]
+        self._inbox = _Inbox()
+        self.queue = self._inbox  # type: ignore[assignment]
         self.writable = _Flag()  # type: ignore[assignment]
         self._utf8 = _NO_DECODER
         self._failure_logged = False
@@ -202,10 +218,69 @@ class WschatWebSocketProtocol(WebSocketsSansIOProtocol):
             self._keepalive: _Keepalive = keepalive
 
     async def run_asgi(self) -> None:
+        # uvicorn's run_asgi, except that a detached socket outlives the app's call.
         extensions = self.scope.setdefault("extensions", {})
         if extensions is not None:
             extensions[TRANSPORT_EXTENSION] = {"protocol": self}
-        await super().run_asgi()
+        try:
+            result = await self.app(self.scope, self.receive, self.send)
+        except ClientDisconnected:
+            pass
+        except BaseException:
+            self.logger.exception("Exception in ASGI application\n")
+            self.send_500_response()
+        else:
+            if not self.handshake_complete:
+                self.logger.error("ASGI callable returned without completing handshake.")
+                self.send_500_response()
+            elif result is not None:
+                self.logger.error("ASGI callable should return None, but returned '%s'.", result)
+        if self.close_timer is None and self._reader is None:
+            self.transport.close()
+
+    # --- detached reading: no ASGI task once the chat is set up (see reader.py) ---------------
+
+    def detach(self, reader: Reader) -> None:
+        """Hand this socket's further events to ``reader``; the app's call may then return.
+
+        Events that arrived before are handed over first, in order. Call after accept.
+        """
+        self._reader = reader
+        for event in self._inbox.forward(self._dispatch):
+            self._dispatch(event)
+        if not reader.busy:
+            self.hold_reading(False)
+
+    def _dispatch(self, event: Any) -> None:
+        reader = self._reader
+        assert reader is not None
+        if event["type"] == "websocket.receive":
+            reader.on_message(event)
+        elif event["type"] == "websocket.disconnect":
+            reader.on_disconnect(int(event.get("code", 1005)))
+
+    def hold_reading(self, hold: bool) -> None:
+        """Pause (``hold``) or resume reading from the socket: the detached reader's backpressure."""
+        if hold and not self.read_paused:
+            self.read_paused = True
+            self.transport.pause_reading()
+        elif not hold and self.read_paused:
+            self.read_paused = False
+            self.transport.resume_reading()
+
+    def send_receive_event_to_app(self) -> None:
+        reader = self._reader
+        if reader is None:
+            super().send_receive_event_to_app()
+            return
+        data = self.frames[0] if len(self.frames) == 1 else b"".join(self.frames)
+        self.frames = []
+        if self.close_sent:
+            return  # past our close frame: discard, as uvicorn does
+        if self.curr_msg_data_type == "text":  # UTF-8 checked per fragment (handle_text)
+            reader.on_message({"type": "websocket.receive", "text": data.decode()})
+        else:
+            reader.on_message({"type": "websocket.receive", "bytes": data})
 
     async def send(self, message: Any) -> None:
         await super().send(message)
