@@ -13,6 +13,10 @@ implementation:
   another server find no such extension and use plain ASGI sends. Data frames written here
   are complete, unfragmented and unmasked (RFC 6455 §5.1 to 5.2), so they interleave safely
   with the control frames uvicorn writes itself; the closing handshake stays with uvicorn;
+- lets the app hand a socket's further messages and its disconnect to a reader object
+  (``detach``, see ``reader.py``) and return from its ASGI call, so an idle chat socket holds
+  no task; ``run_asgi`` then leaves the socket open, and the reader pauses and resumes
+  reading (``hold_reading``) while it handles a message;
 - closes a text message that is not UTF-8 with 1007 and logs one line, where uvicorn logs a
   traceback per message (issue 7); every other frame-level failure (1002 malformed frame,
   1009 too big) is logged once, without a traceback, too;
