@@ -1,8 +1,11 @@
-"""The per-socket loops: read frames, act on them, and always clean up.
+"""The per-socket handlers: accept, set up, read frames, act on them, and always clean up.
 
-Each loop accepts the socket, registers a ``Connection``, starts its writer and reads until
-the peer disconnects. Whatever ends the loop (a close, a reset, an error), the ``finally``
-stops the writer and removes the connection, so nothing outlives the socket.
+Each handler accepts the socket, checks what the client asked for and registers a
+``Connection``. A chat socket under wschat's own protocol is then ``detach``-ed: a ``Reader``
+(reader.py) gets its frames and its end by callbacks, and the handler returns, so an idle
+socket holds no task. Elsewhere (the echo sockets, or another ASGI server) ``run_connection``
+reads until the peer disconnects. Either way, whatever ends the connection (a close, a
+reset, an error) stops its outbox and removes it, so nothing outlives the socket.
 """
 
 from __future__ import annotations
