@@ -47,6 +47,7 @@ ROOT = HERE.parent
 class Sizes:
     fanout_n: int = 1000
     fanout_rate: float = 20.0
+    fanout_high_rate: float = 100.0
     latency_n: int = 500
     latency_rate: float = 200.0
     latency_low_rate: float = 20.0
@@ -59,6 +60,7 @@ class Sizes:
 SMOKE = Sizes(
     fanout_n=20,
     fanout_rate=20,
+    fanout_high_rate=40,
     latency_n=10,
     latency_rate=20,
     latency_low_rate=5,
@@ -207,16 +209,19 @@ def _summary(report: dict[str, Any]) -> dict[str, Any]:
 def measure(kind: ServerKind, sizes: Sizes, workdir: Path) -> dict[str, Any]:
     """Run every scenario against one server kind; return the figures for the table."""
     figures: dict[str, Any] = {"limited": []}
-    protocols = ["plain", "v1"] if kind.name == "wschat" else ["plain"]
+    runs = [("plain", sizes.fanout_rate, "plain")]
+    if kind.name == "wschat":
+        runs.append(("v1", sizes.fanout_rate, "v1"))
+    runs.append(("plain", sizes.fanout_high_rate, "plain_high"))
     dur = str(sizes.duration)
-    for protocol in protocols:
+    for protocol, rate, key in runs:
         per_delivery: list[float] = []
         for _ in range(sizes.repeats):
             server = start(kind, workdir)
             try:
                 run = bench(
                     server, "-n", str(sizes.fanout_n), "--scenario", "fanout",
-                    "--rate", str(sizes.fanout_rate), "--duration", dur, "--protocol", protocol,
+                    "--rate", str(rate), "--duration", dur, "--protocol", protocol,
                 )  # fmt: skip
             finally:
                 stop(server)
@@ -224,10 +229,12 @@ def measure(kind: ServerKind, sizes: Sizes, workdir: Path) -> dict[str, Any]:
             load_cpu = run["server"]["load_cpu_s"]  # None: the load was too short to sample
             if delivered and load_cpu is not None:
                 per_delivery.append(load_cpu / delivered * 1e6)
-            figures["fanout_lost"] = _summary(run)["messages"]["lost"]
+            figures["fanout_lost"] = (
+                figures.get("fanout_lost", 0) + _summary(run)["messages"]["lost"]
+            )
             if _summary(run)["generator"]["limited"]:
-                figures["limited"].append(f"fanout/{protocol}")
-        figures[f"cpu_us_per_delivery_{protocol}"] = median(per_delivery) if per_delivery else None
+                figures["limited"].append(f"fanout/{protocol} at {rate:g}/s")
+        figures[f"cpu_us_per_delivery_{key}"] = median(per_delivery) if per_delivery else None
 
     server = start(kind, workdir)
     try:
@@ -279,7 +286,7 @@ def render(
     sizes: Sizes,
     command: str,
     took: float,
-    floor: dict[str, Any] | None = None,
+    floors: list[dict[str, Any]] | None = None,
 ) -> str:
     cpu = platform.processor() or platform.machine()
     try:
@@ -319,6 +326,13 @@ def render(
         ".2f",
     )
     row("same, wschat.v1 JSON path (µs)", "within 20 % of plain", "cpu_us_per_delivery_v1", ".2f")
+    row(
+        f"same, plain, at {sizes.fanout_high_rate:g} msg/s "
+        f"({sizes.fanout_n * sizes.fanout_high_rate:,.0f} deliveries/s) (µs)",
+        "≤ 4",
+        "cpu_us_per_delivery_plain_high",
+        ".2f",
+    )
     row(f"RSS per idle connection at {sizes.idle_n} (KB)", "≤ 10", "rss_kb_per_conn")
     row(
         f"p99 fan-out latency, {sizes.latency_n} receivers x {sizes.latency_rate:g} msg/s (ms)",
@@ -338,16 +352,19 @@ def render(
         + " | ".join(("yes: " + ", ".join(sorted(set(v)))) if v else "no" for v in limited.values())
         + " |"
     )
-    if floor is not None:
+    if floors:
+        at = "; ".join(
+            f"**{f['us_per_send']:.2f} µs per send** at {f['rate']:g} times a second "
+            f"({f['system_us_per_send']:.2f} µs of it in the kernel)"
+            for f in floors
+        )
         lines += [
             "",
             f"**The kernel's floor.** A bare Python loop that sends one 66-byte frame to each of "
-            f"{floor['n']} loopback sockets {floor['rate']:g} times a second (`benchmarks/floor.py`: "
-            f"no WebSocket, no framework; a reader process drains them) costs "
-            f"**{floor['us_per_send']:.2f} µs per send** on this machine, "
-            f"{floor['system_us_per_send']:.2f} µs of it in the kernel (median of "
+            f"{floors[0]['n']} loopback sockets (`benchmarks/floor.py`: no WebSocket, no "
+            f"framework; a reader process drains them) costs {at} on this machine (medians of "
             f"{sizes.repeats}). One `send()` per receiver per message is the least any of these "
-            "servers can do, so that is the floor under the first row.",
+            "servers can do, so that is the floor under the CPU rows.",
         ]
     lines += [
         "",
@@ -382,15 +399,15 @@ def main() -> int:
             print(f"measuring {kind.label} ...", file=sys.stderr, flush=True)
             results[kind.name] = measure(kind, sizes, Path(tmp))
             print(json.dumps(results[kind.name]), file=sys.stderr, flush=True)
-    floor = None
+    floors: list[dict[str, Any]] = []
     if not args.only:
         print("measuring the kernel's floor ...", file=sys.stderr, flush=True)
-        floors = [
-            measure_floor(sizes.fanout_n, sizes.fanout_rate, sizes.duration)
-            for _ in range(sizes.repeats)
-        ]
-        floor = sorted(floors, key=lambda f: float(f["us_per_send"]))[len(floors) // 2]
-    report = render(results, sizes, command.strip(), time.monotonic() - started, floor)
+        for rate in (sizes.fanout_rate, sizes.fanout_high_rate):
+            runs = [
+                measure_floor(sizes.fanout_n, rate, sizes.duration) for _ in range(sizes.repeats)
+            ]
+            floors.append(sorted(runs, key=lambda f: float(f["us_per_send"]))[len(runs) // 2])
+    report = render(results, sizes, command.strip(), time.monotonic() - started, floors)
     args.out.write_text(report)
     print(report)
     return 0
