@@ -13,7 +13,7 @@ middleware, body limit) costs about 300 bytes per idle socket.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib import resources
 from typing import Any
@@ -41,10 +41,8 @@ class App:
         self.state = api.state
         self._entry = entry
 
-    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
-        # Returns the entry's coroutine: no frame of its own for the life of a socket (uvicorn
-        # is told the interface is ASGI 3, which it cannot tell from a plain method).
-        return self._entry(scope, receive, send)
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self._entry(scope, receive, send)
 
 
 def create_app(settings: ServerSettings | None = None) -> App:
