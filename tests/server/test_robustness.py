@@ -211,8 +211,8 @@ def test_server_raises_its_own_descriptor_limit(tmp_path) -> None:  # type: igno
 
 
 async def test_idle_chat_sockets_hold_no_task(server: Server) -> None:
-    # Chat sockets are read by callbacks from the protocol (server/reader.py), not by a task
-    # each: a task exists only while a message is handled. Echo sockets keep their task.
+    # Sockets are read by callbacks from the protocol (server/reader.py), not by a task
+    # each: a task exists only while a message is handled.
     base = get_json(server.http + "/healthz")["tasks"]
     async with asyncio.timeout(30):
         plain = [await websockets.connect(f"{server.ws}/ws/p{i}") for i in range(30)]
@@ -226,11 +226,14 @@ async def test_idle_chat_sockets_hold_no_task(server: Server) -> None:
             )
             for i in range(30)
         ]
-        assert get_json(server.http + "/healthz")["connections"] == 60
+        echo = [await websockets.connect(f"{server.ws}/ws") for _ in range(10)]
+        assert get_json(server.http + "/healthz")["connections"] == 70
         assert get_json(server.http + "/healthz")["tasks"] < base + 5
         await plain[0].send("still served")
         assert await plain[1].recv() == "Client p0: still served"
-        for ws in plain + v1:
+        await echo[0].send("and echoed")
+        assert await echo[0].recv() == "You said: and echoed"
+        for ws in plain + v1 + echo:
             await ws.close()
 
 

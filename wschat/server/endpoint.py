@@ -1,10 +1,10 @@
 """The per-socket handlers: accept, set up, read frames, act on them, and always clean up.
 
 Each handler accepts the socket, checks what the client asked for and registers a
-``Connection``. A chat socket under wschat's own protocol is then ``detach``-ed: a ``Reader``
-(reader.py) gets its frames and its end by callbacks, and the handler returns, so an idle
-socket holds no task. Elsewhere (the echo sockets, or another ASGI server) ``run_connection``
-reads until the peer disconnects. Either way, whatever ends the connection (a close, a
+``Connection``. Under wschat's own protocol the socket (chat or echo) is then ``detach``-ed:
+a ``Reader`` (reader.py) gets its frames and its end by callbacks, and the handler returns,
+so an idle socket holds no task. Under another ASGI server ``run_connection`` reads until
+the peer disconnects. Either way, whatever ends the connection (a close, a
 reset, an error) stops its outbox and removes it, so nothing outlives the socket.
 """
 
@@ -155,7 +155,7 @@ async def serve_echo(websocket: WebSocket, hub: Hub, settings: ServerSettings) -
             reply = Outgoing(data=echo_bytes(message.get("bytes") or b""))
         _offer_or_drop(hub, conn, reply)
 
-    await run_connection(_connection(websocket, "echo", None, settings, hub), hub, on_frame)
+    await _serve_echo_socket(_connection(websocket, "echo", None, settings, hub), hub, on_frame)
 
 
 async def serve_raw_echo(websocket: WebSocket, hub: Hub, settings: ServerSettings) -> None:
@@ -170,7 +170,16 @@ async def serve_raw_echo(websocket: WebSocket, hub: Hub, settings: ServerSetting
             reply = Outgoing(data=message.get("bytes") or b"")
         _offer_or_drop(hub, conn, reply)
 
-    await run_connection(_connection(websocket, "echo", None, settings, hub), hub, on_frame)
+    await _serve_echo_socket(_connection(websocket, "echo", None, settings, hub), hub, on_frame)
+
+
+async def _serve_echo_socket(conn: Connection, hub: Hub, on_frame: OnFrame) -> None:
+    if not detach(conn, hub, on_frame, _echo_ended):
+        await run_connection(conn, hub, on_frame)
+
+
+def _echo_ended(conn: Connection, code: int | None) -> None:
+    """Nothing to undo when an echo socket ends: it holds no name and no room."""
 
 
 async def _refuse(websocket: WebSocket, code: int, reason: str) -> None:
