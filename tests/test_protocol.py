@@ -50,7 +50,15 @@ def test_invalid_names(name: object, code: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "command", [Say("hi"), Say("waves", action=True), Dm("bob", "psst"), Join("ops"), Who()]
+    "command",
+    [
+        Say("hi"),
+        Say("waves", action=True),
+        Say("hi", cid="c-1"),
+        Dm("bob", "psst"),
+        Join("ops"),
+        Who(),
+    ],
 )
 def test_commands_round_trip(command: object) -> None:
     assert decode_command(encode_command(command)) == command  # type: ignore[arg-type]
@@ -67,6 +75,10 @@ def test_commands_round_trip(command: object) -> None:
         ('{"type": "say", "text": 5}', "bad_field"),
         ('{"type": "say", "text": ""}', "bad_field"),
         ('{"type": "say", "text": "hi", "action": "yes"}', "bad_field"),
+        ('{"type": "say", "text": "hi", "cid": 7}', "bad_field"),
+        ('{"type": "say", "text": "hi", "cid": ""}', "bad_field"),
+        ('{"type": "say", "text": "hi", "cid": "has space"}', "bad_field"),
+        ('{"type": "say", "text": "hi", "cid": "' + "x" * 65 + '"}', "bad_field"),
         ('{"type": "dm", "text": "hi"}', "bad_field"),
         ('{"type": "join", "room": "a b"}', "bad_room"),
     ],

@@ -127,6 +127,30 @@ def check_text(raw: object, max_chars: int = MAX_TEXT_CHARS) -> str:
 class Say:
     text: str
     action: bool = False  # an emote: "/me waves" is Say("waves", action=True)
+    # The client's own id for this message, echoed back in the ``message`` event (and in
+    # replays), so a client that reconnects knows which of its lines got through.
+    cid: str | None = None
+
+
+MAX_CID_CHARS = 64
+
+
+def check_cid(raw: object) -> str | None:
+    """Return a valid client message id (or None when absent); raise ``ProtocolError``."""
+    if raw is None:
+        return None
+    if (
+        not isinstance(raw, str)
+        or not 1 <= len(raw) <= MAX_CID_CHARS
+        or not raw.isascii()
+        or not raw.isprintable()
+        or " " in raw
+    ):
+        raise ProtocolError(
+            ErrorCode.BAD_FIELD,
+            f"cid must be 1 to {MAX_CID_CHARS} printable ASCII characters without spaces",
+        )
+    return raw
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,7 +188,7 @@ def decode_command(frame: str, max_text_chars: int = MAX_TEXT_CHARS) -> Command:
         action = obj.get("action", False)
         if not isinstance(action, bool):
             raise ProtocolError(ErrorCode.BAD_FIELD, "action must be a boolean")
-        return Say(check_text(obj.get("text"), max_text_chars), action)
+        return Say(check_text(obj.get("text"), max_text_chars), action, check_cid(obj.get("cid")))
     if kind == "dm":
         return Dm(check_name(obj.get("to")), check_text(obj.get("text"), max_text_chars))
     if kind == "join":
@@ -179,10 +203,12 @@ def decode_command(frame: str, max_text_chars: int = MAX_TEXT_CHARS) -> Command:
 def encode_command(command: Command) -> str:
     """Serialise a client command (used by the terminal client and the load tester)."""
     match command:
-        case Say(text, action):
+        case Say(text, action, cid):
             obj: dict[str, Any] = {"type": "say", "text": text}
             if action:
                 obj["action"] = True
+            if cid is not None:
+                obj["cid"] = cid
         case Dm(to, text):
             obj = {"type": "dm", "to": to, "text": text}
         case Join(room):
@@ -201,7 +227,13 @@ def dumps(obj: dict[str, Any]) -> str:
 
 
 def message_event(
-    room: str, msg_id: int, sender: str, text: str, ts: float, action: bool = False
+    room: str,
+    msg_id: int,
+    sender: str,
+    text: str,
+    ts: float,
+    action: bool = False,
+    cid: str | None = None,
 ) -> dict[str, Any]:
     event: dict[str, Any] = {
         "type": "message",
@@ -213,6 +245,8 @@ def message_event(
     }
     if action:
         event["action"] = True
+    if cid is not None:
+        event["cid"] = cid
     return event
 
 

@@ -63,15 +63,22 @@ async def test_resume_on_the_other_node(server_factory, redis_server: RedisServe
         alice, welcome = await connect(a, "alice", room="r")
         token = welcome["token"]
         for i in range(1, 6):
-            await say(alice, f"m{i}")
+            await say(alice, f"m{i}", cid=f"c{i}")
             assert (await next_of(alice, "message"))["id"] == i
         await next_of(watcher, "joined")
         # alice's connection dies without a close; she comes back on node b, since=2.
         alice.transport.abort()  # type: ignore[attr-defined]
         again, welcome = await connect(b, "alice", room="r", since=2, resume=token)
         assert (welcome["latest"], welcome["replay"], welcome["gap"]) == (5, 3, False)
-        assert [(await recv(again))["text"] for _ in range(3)] == ["m3", "m4", "m5"]
-        await say(again, "back")
+        replayed = [await recv(again) for _ in range(3)]
+        # The client's message ids come back from the Redis streams, too.
+        assert [(e["text"], e["cid"]) for e in replayed] == [
+            ("m3", "c3"),
+            ("m4", "c4"),
+            ("m5", "c5"),
+        ]
+        await say(again, "back", cid="c6")
+        assert (await next_of(again, "message"))["cid"] == "c6"
         assert (await next_of(watcher, "message"))["text"] in ("m1", "back")
         # The watcher on node a saw no left/joined flicker for alice.
         seen = await nothing_within(watcher, 0.5)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
+import sqlite3
 from pathlib import Path
 
 from tests.conftest import Server
@@ -139,3 +140,41 @@ async def test_rooms_have_their_own_ids(server: Server) -> None:
         assert (welcome["room"], welcome["latest"], welcome["replay"]) == ("blue", 1, 1)
         await a.close()
         await b.close()
+
+
+async def test_a_say_with_cid_comes_back_with_it_live_and_replayed(server: Server) -> None:
+    async with asyncio.timeout(20):
+        alice, _ = await connect(server, "alice", room="cids")
+        bob, _ = await connect(server, "bob", room="cids")
+        await say(alice, "tagged", cid="a-1")
+        await say(alice, "plain")
+        mine = [await next_of(alice, "message") for _ in range(2)]
+        assert [(e["text"], e.get("cid")) for e in mine] == [("tagged", "a-1"), ("plain", None)]
+        assert (await next_of(bob, "message"))["cid"] == "a-1"
+        carol, welcome = await connect(server, "carol", room="cids", since=0)
+        assert welcome["replay"] == 2
+        replayed = [await next_of(carol, "message") for _ in range(2)]
+        assert [e.get("cid") for e in replayed] == ["a-1", None]
+        for ws in (alice, bob, carol):
+            await ws.close()
+
+
+async def test_a_history_file_from_before_cids_is_upgraded(server_factory, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    db = tmp_path / "old.sqlite3"
+    with sqlite3.connect(db) as old:  # the schema as it was before client message ids
+        old.execute(
+            "CREATE TABLE messages (room TEXT NOT NULL, id INTEGER NOT NULL, sender TEXT NOT NULL,"
+            " text TEXT NOT NULL, ts REAL NOT NULL, action INTEGER NOT NULL DEFAULT 0,"
+            " PRIMARY KEY (room, id)) WITHOUT ROWID"
+        )
+        old.execute("INSERT INTO messages VALUES ('ops', 1, 'zed', 'from before', 1.0, 0)")
+    server: Server = server_factory("--db", str(db))
+    async with asyncio.timeout(20):
+        bob, welcome = await connect(server, "bob", room="ops", since=0)
+        assert welcome["latest"] == 1
+        first = await next_of(bob, "message")
+        assert (first["text"], first.get("cid")) == ("from before", None)
+        await say(bob, "after", cid="b-1")
+        event = await next_of(bob, "message")
+        assert (event["id"], event["cid"]) == (2, "b-1")
+        await bob.close()

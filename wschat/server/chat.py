@@ -270,11 +270,13 @@ class ChatService:
 
     # --- what clients say -------------------------------------------------------------------
 
-    async def say(self, conn: Connection, text: str, action: bool = False) -> None:
+    async def say(
+        self, conn: Connection, text: str, action: bool = False, cid: str | None = None
+    ) -> None:
         """Store a room message and publish it to every member, the sender included."""
         assert conn.room is not None
         try:
-            stored = await self.store.append(conn.room, conn.name, text, time.time(), action)
+            stored = await self.store.append(conn.room, conn.name, text, time.time(), action, cid)
         except Unavailable:
             self._unavailable(conn, "message not sent: history unavailable, send it again")
             return
@@ -290,6 +292,7 @@ class ChatService:
                 "text": stored.text,
                 "ts": stored.ts,
                 "action": stored.action,
+                "cid": stored.cid,
             }
         )
 
@@ -365,7 +368,13 @@ class ChatService:
 
     def _deliver_message(self, env: Envelope) -> None:
         msg = StoredMessage(
-            env["room"], env["id"], env["from"], env["text"], env["ts"], env.get("action", False)
+            env["room"],
+            env["id"],
+            env["from"],
+            env["text"],
+            env["ts"],
+            env.get("action", False),
+            env.get("cid"),
         )
         self.deliver_stored(msg)
 

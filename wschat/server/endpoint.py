@@ -310,8 +310,8 @@ class ChatEndpoint:
             _offer_or_drop(chat.hub, conn, text_frame(error_event(exc.code, exc.detail)))
             return
         match command:
-            case Say(text=said, action=action):
-                await chat.say(conn, said, action)
+            case Say(text=said, action=action, cid=cid):
+                await chat.say(conn, said, action, cid)
             case Dm(to=to, text=said):
                 await chat.dm(conn, to, said)
             case Join(room=new_room):

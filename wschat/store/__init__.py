@@ -23,10 +23,13 @@ class StoredMessage:
     text: str
     ts: float
     action: bool = False
+    cid: str | None = None  # the sender's own id for it (``say``'s ``cid``), if it gave one
 
     def event(self) -> dict[str, Any]:
         """Return the ``message`` event of the v1 protocol for this message."""
-        return message_event(self.room, self.id, self.sender, self.text, self.ts, self.action)
+        return message_event(
+            self.room, self.id, self.sender, self.text, self.ts, self.action, self.cid
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,7 +49,13 @@ class HistoryStore(Protocol):
     publishes: bool
 
     async def append(
-        self, room: str, sender: str, text: str, ts: float, action: bool = False
+        self,
+        room: str,
+        sender: str,
+        text: str,
+        ts: float,
+        action: bool = False,
+        cid: str | None = None,
     ) -> StoredMessage:
         """Store a message, give it the room's next id and return it; it is then durable."""
         ...

@@ -66,11 +66,19 @@ class RedisStore:
         self._replay = client.register_script(_REPLAY)
 
     async def append(
-        self, room: str, sender: str, text: str, ts: float, action: bool = False
+        self,
+        room: str,
+        sender: str,
+        text: str,
+        ts: float,
+        action: bool = False,
+        cid: str | None = None,
     ) -> StoredMessage:
         body = {"kind": "message", "room": room, "from": sender, "text": text, "ts": ts}
         if action:
             body["action"] = True
+        if cid is not None:
+            body["cid"] = cid
         try:
             msg_id = await self._append(
                 keys=[_seq_key(room), _stream_key(room)],
@@ -78,7 +86,7 @@ class RedisStore:
             )
         except REDIS_DOWN as exc:
             raise Unavailable(f"redis history unavailable: {exc}") from None
-        return StoredMessage(room, int(msg_id), sender, text, ts, action)
+        return StoredMessage(room, int(msg_id), sender, text, ts, action, cid)
 
     async def replay(self, room: str, since: int | None, limit: int) -> Replay:
         first = "" if since is None else str(since + 1)
@@ -116,4 +124,5 @@ def _decode(room: str, entry: Any) -> StoredMessage:
         body["text"],
         float(body["ts"]),
         bool(body.get("action", False)),
+        body.get("cid"),
     )

@@ -22,6 +22,7 @@ CREATE TABLE IF NOT EXISTS messages (
     text TEXT NOT NULL,
     ts REAL NOT NULL,
     action INTEGER NOT NULL DEFAULT 0,
+    cid TEXT,
     PRIMARY KEY (room, id)
 ) WITHOUT ROWID
 """
@@ -49,20 +50,29 @@ class SqliteStore:
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute("PRAGMA busy_timeout=5000")
             self._db.execute(_SCHEMA)
+            columns = {row[1] for row in self._db.execute("PRAGMA table_info(messages)")}
+            if "cid" not in columns:  # a history file from before client message ids
+                self._db.execute("ALTER TABLE messages ADD COLUMN cid TEXT")
         except sqlite3.Error as exc:
             raise ConfigError(f"cannot open the history database {self.path}: {exc}") from None
 
     async def append(
-        self, room: str, sender: str, text: str, ts: float, action: bool = False
+        self,
+        room: str,
+        sender: str,
+        text: str,
+        ts: float,
+        action: bool = False,
+        cid: str | None = None,
     ) -> StoredMessage:
         db = self._db
         db.execute("BEGIN IMMEDIATE")
         try:
             (msg_id,) = db.execute(
-                "INSERT INTO messages (room, id, sender, text, ts, action) "
-                "SELECT ?, coalesce(max(id), 0) + 1, ?, ?, ?, ? FROM messages WHERE room = ? "
+                "INSERT INTO messages (room, id, sender, text, ts, action, cid) "
+                "SELECT ?, coalesce(max(id), 0) + 1, ?, ?, ?, ?, ? FROM messages WHERE room = ? "
                 "RETURNING id",
-                (room, sender, text, ts, int(action), room),
+                (room, sender, text, ts, int(action), cid, room),
             ).fetchone()
             if msg_id > self.cap:
                 db.execute(
@@ -72,7 +82,7 @@ class SqliteStore:
         except BaseException:
             db.execute("ROLLBACK")
             raise
-        return StoredMessage(room, msg_id, sender, text, ts, action)
+        return StoredMessage(room, msg_id, sender, text, ts, action, cid)
 
     async def replay(self, room: str, since: int | None, limit: int) -> Replay:
         db = self._db
@@ -83,7 +93,7 @@ class SqliteStore:
         oldest, latest = row
         if since is None:
             rows = db.execute(
-                "SELECT room, id, sender, text, ts, action FROM messages WHERE room = ? "
+                "SELECT room, id, sender, text, ts, action, cid FROM messages WHERE room = ? "
                 "ORDER BY id DESC LIMIT ?",
                 (room, limit),
             ).fetchall()
@@ -91,12 +101,12 @@ class SqliteStore:
             gap = False
         else:
             rows = db.execute(
-                "SELECT room, id, sender, text, ts, action FROM messages WHERE room = ? AND id > ? "
+                "SELECT room, id, sender, text, ts, action, cid FROM messages WHERE room = ? AND id > ? "
                 "ORDER BY id",
                 (room, since),
             ).fetchall()
             gap = latest > since and oldest > since + 1
-        messages = [StoredMessage(r[0], r[1], r[2], r[3], r[4], bool(r[5])) for r in rows]
+        messages = [StoredMessage(r[0], r[1], r[2], r[3], r[4], bool(r[5]), r[6]) for r in rows]
         return Replay(messages, latest, gap)
 
     def size(self) -> int:
