@@ -103,8 +103,12 @@ class FakeServer:
     port: int = 0
     tls: ssl.SSLContext | None = None
     headers: list[dict[str, str]] = field(default_factory=list)
+    # What happens to the next says: "stored" (kept, then the connection dies before the
+    # echo goes out) or "lost" (the connection dies before the server handles it).
+    drops: list[str] = field(default_factory=list)
+    received: list[dict[str, Any]] = field(default_factory=list)  # every command, in order
 
-    def say(self, sender: str, text: str) -> dict[str, Any]:
+    def say(self, sender: str, text: str, cid: str | None = None) -> dict[str, Any]:
         event = {
             "type": "message",
             "room": "lobby",
@@ -113,6 +117,8 @@ class FakeServer:
             "text": text,
             "ts": 0.0,
         }
+        if cid is not None:
+            event["cid"] = cid
         self.history.append(event)
         return event
 
@@ -147,7 +153,13 @@ class FakeServer:
         try:
             async for frame in ws:
                 command = json.loads(frame)
-                event = self.say("alice", command["text"])
+                self.received.append(command)
+                drop = self.drops.pop(0) if self.drops else None
+                if drop != "lost":
+                    event = self.say("alice", command["text"], command.get("cid"))
+                if drop is not None:
+                    ws.transport.abort()
+                    return
                 for peer in list(self.conns):
                     await peer.send(json.dumps(event))
         finally:
@@ -364,3 +376,41 @@ async def test_retryable_close_codes_reconnect(fake: FakeServer, code: int) -> N
     assert len(fake.urls) == 2
     # A server cannot make the client show a local notice.
     assert all(e["type"] != "notice" for e in await drain_events(session))
+
+
+async def test_a_line_that_got_through_before_a_drop_is_not_sent_again(fake: FakeServer) -> None:
+    session = make_session(fake)
+    async with asyncio.TaskGroup() as tg:
+        runner = tg.create_task(session.run())
+        await next_event(session, "welcome")
+        fake.drops = ["stored"]  # stored, but the connection dies before the echo
+        assert session.send(Say("only once"))
+        welcome = await next_event(session, "welcome")  # after the reconnect
+        assert welcome["replay"] == 1
+        assert (await next_event(session, "message"))["text"] == "only once"
+        assert session.send(Say("next"))
+        assert (await next_event(session, "message"))["text"] == "next"
+        await session.close()
+        await runner
+    assert [c["text"] for c in fake.received] == ["only once", "next"]
+    assert [m["text"] for m in fake.history] == ["only once", "next"]
+    assert session.queued == []
+
+
+async def test_a_line_lost_in_a_drop_is_sent_again_first(fake: FakeServer) -> None:
+    session = make_session(fake)
+    async with asyncio.TaskGroup() as tg:
+        runner = tg.create_task(session.run())
+        await next_event(session, "welcome")
+        fake.drops = ["lost"]  # the connection dies before the server handles it
+        assert session.send(Say("not lost"))
+        await wait_for(lambda: session.status.state is not State.ONLINE)
+        assert session.send(Say("typed later"))
+        assert (await next_event(session, "message"))["text"] == "not lost"
+        assert (await next_event(session, "message"))["text"] == "typed later"
+        await session.close()
+        await runner
+    sent = [(c["text"], c["cid"]) for c in fake.received]
+    assert [text for text, _ in sent] == ["not lost", "not lost", "typed later"]
+    assert sent[0][1] == sent[1][1]  # the same line, sent again under its own id
+    assert [m["text"] for m in fake.history] == ["not lost", "typed later"]

@@ -10,19 +10,29 @@ last ``welcome``, and reconnects to ``?room=R&since=ID&resume=TOKEN``; a replaye
 with an id it has already seen is dropped, so nothing is shown twice. Lines sent while
 offline wait in a bounded queue and go out, in order, after the next ``welcome``; a line that
 does not fit, or is still queued when the session ends, comes back as an ``unsent`` notice.
+
+Nothing said is lost or doubled by a drop: each ``say`` carries a client message id
+(``cid``) and stays "unconfirmed" from the moment it is handed to the connection until the
+server's ``message`` event with that id comes back. After a reconnect the session reads the
+replay first: an unconfirmed line found there got through and is not sent again; the others
+are sent again, before anything typed since. The server handles one connection's messages in
+order, so a confirmed line also settles every unconfirmed line sent before it (those were
+refused, with an ``error``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import os
 import random
 import ssl
 import time
+import uuid
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
@@ -216,6 +226,11 @@ class ChatSession:
         self.on_status = on_status or (lambda: None)
         self._outbox: deque[Command] = deque()
         self._outbox_changed = asyncio.Event()
+        # Lines handed to a connection and not seen back yet, by cid, oldest first.
+        self._unconfirmed: dict[str, Say] = {}
+        self._replay_left = 0  # replayed messages still to come after the last welcome
+        self._caught_up = asyncio.Event()  # the replay is read: unconfirmed lines are settled
+        self._cids = (f"{uuid.uuid4().hex[:12]}-{n}" for n in itertools.count(1))
         self._closing = False
         self._ws: ClientConnection | None = None
         self._bucket = TokenBucket(config.send_rate_per_s, config.send_burst)
@@ -230,6 +245,8 @@ class ChatSession:
         """
         if len(self._outbox) >= self.config.outbox_lines:
             return False
+        if isinstance(command, Say) and command.cid is None:
+            command = replace(command, cid=next(self._cids))
         self._outbox.append(command)
         self._outbox_changed.set()
         self._set_status(queued=len(self._outbox) if not self.online.is_set() else 0)
@@ -243,12 +260,14 @@ class ChatSession:
 
     @property
     def queued(self) -> list[Command]:
-        """Commands not sent yet, oldest first."""
-        return list(self._outbox)
+        """Commands not known to have arrived, oldest first: sent but not seen back, then
+        not sent yet."""
+        return [*self._unconfirmed.values(), *self._outbox]
 
     async def drain(self) -> None:
-        """Wait until every queued command has been handed to the connection."""
-        while self._outbox:
+        """Wait until every queued command has been handed to the connection, and every
+        line said has come back from the server."""
+        while self._outbox or self._unconfirmed:
             self._outbox_changed.clear()
             await self._outbox_changed.wait()
 
@@ -324,6 +343,7 @@ class ChatSession:
     async def _connect_once(self) -> str:
         """Run one connection to its end; return why it ended if a retry makes sense."""
         self.online.clear()
+        self._caught_up.clear()
         headers = list(self.config.headers)
         try:
             ws = await connect(
@@ -433,6 +453,12 @@ class ChatSession:
         if kind == "welcome":
             self._welcome(event)
         elif kind == "message":
+            if event.get("from") == self.name:
+                self._confirm(event.get("cid"))
+            if self._replay_left > 0:
+                self._replay_left -= 1
+                if self._replay_left == 0:
+                    self._catch_up()
             room, msg_id = event.get("room"), event.get("id")
             if isinstance(room, str) and isinstance(msg_id, int):
                 if msg_id <= self.last_seen.get(room, -1):
@@ -459,6 +485,10 @@ class ChatSession:
             replay = event.get("replay")
             self.last_seen[room] = latest - (replay if isinstance(replay, int) else 0)
         self.ever_online = True
+        replayed = event.get("replay")
+        self._replay_left = replayed if isinstance(replayed, int) and replayed > 0 else 0
+        if self._replay_left == 0:
+            self._catch_up()
         self.online.set()
         self._set_status(
             state=State.ONLINE,
@@ -470,8 +500,26 @@ class ChatSession:
         )
         self._outbox_changed.set()
 
+    def _confirm(self, cid: object) -> None:
+        """Settle ``cid`` and every line sent before it (see the module docstring)."""
+        if not isinstance(cid, str) or cid not in self._unconfirmed:
+            return
+        for sent in list(self._unconfirmed):
+            del self._unconfirmed[sent]
+            if sent == cid:
+                break
+        self._outbox_changed.set()
+
+    def _catch_up(self) -> None:
+        """The replay is read: send again, first, the lines it did not show."""
+        self._outbox.extendleft(reversed(self._unconfirmed.values()))
+        self._unconfirmed.clear()
+        self._caught_up.set()
+        self._outbox_changed.set()
+
     async def _write(self, ws: ClientConnection) -> None:
         await self.online.wait()
+        await self._caught_up.wait()
         while True:
             while self._outbox:
                 delay = self._bucket.wait_s()
@@ -479,6 +527,17 @@ class ChatSession:
                     await asyncio.sleep(delay)
                     continue
                 command = self._outbox[0]
+                if isinstance(command, Say) and command.cid is not None:
+                    # Unconfirmed from now on: if the connection drops before the line comes
+                    # back, the next replay tells whether it got through.
+                    self._outbox.popleft()
+                    self._unconfirmed[command.cid] = command
+                    self._outbox_changed.set()
+                    await ws.send(encode_command(command))
+                    continue
+                if isinstance(command, Join):
+                    # Lines for the old room are not sent again into the new one.
+                    self._unconfirmed.clear()
                 await ws.send(encode_command(command))
                 # Only a frame handed to the connection leaves the queue; one cut off by a
                 # dropped connection is sent again after the reconnect.
@@ -494,7 +553,7 @@ class ChatSession:
 
     def unsent_notices(self) -> list[dict[str, Any]]:
         """Return a notice for each queued command that will never be sent now."""
-        return [notice(f"unsent: {describe(command)}", "yellow") for command in self._outbox]
+        return [notice(f"unsent: {describe(command)}", "yellow") for command in self.queued]
 
 
 def _one_line(body: bytes | bytearray | None, limit: int = 200) -> str:
