@@ -277,6 +277,21 @@ def measure(kind: ServerKind, sizes: Sizes, workdir: Path) -> dict[str, Any]:
     return figures
 
 
+def _commit() -> str:
+    """Return the commit measured (and whether the tree had changes), or "unknown"."""
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=ROOT, capture_output=True, text=True,
+        ).stdout.strip()  # fmt: skip
+    except OSError:
+        return "unknown"
+    return (head or "unknown") + (" with uncommitted changes" if dirty else "")
+
+
 def fmt(value: Any, spec: str = ".1f") -> str:
     return "—" if value is None else format(value, spec)
 
@@ -308,6 +323,7 @@ def render(
         f"- Machine: {model}, {os.cpu_count()} cores, "
         f"{psutil.virtual_memory().total / 2**30:.0f} GiB, Python {platform.python_version()}, "
         f"{platform.system()} {platform.release()}",
+        f"- Commit: {_commit()}",
         f"- Took {took / 60:.1f} min; repeats per figure: {sizes.repeats}",
         "",
         "| figure | target | " + " | ".join(k.label for k in SERVERS) + " |",
