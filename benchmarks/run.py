@@ -206,6 +206,20 @@ def _summary(report: dict[str, Any]) -> dict[str, Any]:
     return report["summary"]  # type: ignore[no-any-return]
 
 
+def fanout(
+    kind: ServerKind, workdir: Path, n: int, rate: float, duration: float, protocol: str
+) -> dict[str, Any]:
+    """Start a fresh ``kind`` server, run one fan-out scenario against it, stop it."""
+    server = start(kind, workdir)
+    try:
+        return bench(
+            server, "-n", str(n), "--scenario", "fanout", "--rate", str(rate),
+            "--duration", str(duration), "--protocol", protocol,
+        )  # fmt: skip
+    finally:
+        stop(server)
+
+
 def measure(kind: ServerKind, sizes: Sizes, workdir: Path) -> dict[str, Any]:
     """Run every scenario against one server kind; return the figures for the table."""
     figures: dict[str, Any] = {"limited": []}
@@ -213,18 +227,10 @@ def measure(kind: ServerKind, sizes: Sizes, workdir: Path) -> dict[str, Any]:
     if kind.name == "wschat":
         runs.append(("v1", sizes.fanout_rate, "v1"))
     runs.append(("plain", sizes.fanout_high_rate, "plain_high"))
-    dur = str(sizes.duration)
     for protocol, rate, key in runs:
         per_delivery: list[float] = []
         for _ in range(sizes.repeats):
-            server = start(kind, workdir)
-            try:
-                run = bench(
-                    server, "-n", str(sizes.fanout_n), "--scenario", "fanout",
-                    "--rate", str(rate), "--duration", dur, "--protocol", protocol,
-                )  # fmt: skip
-            finally:
-                stop(server)
+            run = fanout(kind, workdir, sizes.fanout_n, rate, sizes.duration, protocol)
             delivered = _summary(run)["messages"]["delivered"]
             load_cpu = run["server"]["load_cpu_s"]  # None: the load was too short to sample
             if delivered and load_cpu is not None:
@@ -249,14 +255,7 @@ def measure(kind: ServerKind, sizes: Sizes, workdir: Path) -> dict[str, Any]:
     for key, rate in (("", sizes.latency_rate), ("_low", sizes.latency_low_rate)):
         p99s: list[float] = []
         for _ in range(sizes.repeats):
-            server = start(kind, workdir)
-            try:
-                lat = bench(
-                    server, "-n", str(sizes.latency_n), "--scenario", "fanout",
-                    "--rate", str(rate), "--duration", dur, "--protocol", "plain",
-                )  # fmt: skip
-            finally:
-                stop(server)
+            lat = fanout(kind, workdir, sizes.latency_n, rate, sizes.duration, "plain")
             latency = _summary(lat)["latency_ms"]
             if latency:
                 p99s.append(latency["p99_ms"])

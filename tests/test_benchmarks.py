@@ -28,3 +28,14 @@ def test_benchmark_smoke_run_writes_the_table(tmp_path: Path) -> None:
     assert "Command: `python benchmarks/run.py --smoke" in table
     assert "The kernel's floor" in table and " µs per send" in table
     assert "- Commit: " in table
+
+
+@pytest.mark.timeout(120)
+def test_memory_probe_reports_per_connection_figures() -> None:
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "memory.py"), "--n", "20", "--hold", "3"],
+        capture_output=True,
+        text=True,
+        timeout=110,
+    )
+    assert "20 connections open; RSS per connection" in done.stdout, done.stderr[-3000:]

@@ -32,7 +32,7 @@ from wschat.client.session import (
     normalise_base_url,
 )
 from wschat.errors import AccessDenied, ClosedByServer, ConfigError, ConnectFailed, NameRejected
-from wschat.protocol import Say
+from wschat.protocol import Join, Say
 
 
 def test_backoff_is_capped_exponential_with_jitter() -> None:
@@ -103,8 +103,9 @@ class FakeServer:
     port: int = 0
     tls: ssl.SSLContext | None = None
     headers: list[dict[str, str]] = field(default_factory=list)
-    # What happens to the next says: "stored" (kept, then the connection dies before the
-    # echo goes out) or "lost" (the connection dies before the server handles it).
+    # What happens to the next commands: "stored" (kept, then the connection dies before the
+    # echo goes out), "lost" (the connection dies before the server handles it) or
+    # "unanswered" (neither stored nor echoed; the connection stays).
     drops: list[str] = field(default_factory=list)
     received: list[dict[str, Any]] = field(default_factory=list)  # every command, in order
 
@@ -155,6 +156,8 @@ class FakeServer:
                 command = json.loads(frame)
                 self.received.append(command)
                 drop = self.drops.pop(0) if self.drops else None
+                if drop == "unanswered" or (command["type"] != "say" and drop is None):
+                    continue
                 if drop != "lost":
                     event = self.say("alice", command["text"], command.get("cid"))
                 if drop is not None:
@@ -414,3 +417,21 @@ async def test_a_line_lost_in_a_drop_is_sent_again_first(fake: FakeServer) -> No
     assert [text for text, _ in sent] == ["not lost", "not lost", "typed later"]
     assert sent[0][1] == sent[1][1]  # the same line, sent again under its own id
     assert [m["text"] for m in fake.history] == ["not lost", "typed later"]
+
+
+async def test_a_line_for_the_room_left_is_not_sent_again_into_the_new_one(
+    fake: FakeServer,
+) -> None:
+    session = make_session(fake)
+    async with asyncio.TaskGroup() as tg:
+        runner = tg.create_task(session.run())
+        await next_event(session, "welcome")
+        fake.drops = ["unanswered", "lost"]  # the say gets no echo; the join drops the line
+        assert session.send(Say("for the lobby"))
+        assert session.send(Join("ops"))
+        await next_event(session, "welcome")  # after the reconnect: the replay is empty
+        assert session.send(Say("for ops"))
+        assert (await next_event(session, "message"))["text"] == "for ops"
+        await session.close()
+        await runner
+    assert [c.get("text", c["type"]) for c in fake.received] == ["for the lobby", "join", "for ops"]

@@ -32,6 +32,12 @@ WRITE_CHUNK_BYTES = 64 * 1024
 log = logging.getLogger("wschat.server")
 
 
+def peer_of(websocket: WebSocket) -> str:
+    """Return a socket's client as ``host:port`` (or ``-``), for logs."""
+    client = websocket.client
+    return f"{client.host}:{client.port}" if client is not None else "-"
+
+
 class Outgoing:
     """One frame to send, shared by every receiver: built once, serialised at most once."""
 
@@ -179,8 +185,7 @@ class Connection:
     @property
     def peer(self) -> str:
         """Return the client's ``host:port`` (or ``-``), for logs."""
-        client = self.websocket.client
-        return f"{client.host}:{client.port}" if client is not None else "-"
+        return peer_of(self.websocket)
 
     @property
     def protocol(self) -> WschatWebSocketProtocol | None:
@@ -296,12 +301,10 @@ class Connection:
             self._proto.abort()
 
     async def stop(self) -> None:
-        """Stop sending; call when the endpoint is done with the connection."""
-        if self._proto is not None:
-            self._proto.on_writable = None
+        """Stop sending and wait for the writer and closer tasks to end."""
+        self.stop_now()
         for task in (self._writer, self._closer):
-            if task is not None and not task.done():
-                task.cancel()
+            if task is not None:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
 

@@ -36,7 +36,7 @@ from wschat.protocol import (
 )
 from wschat.rooms import ClaimResult
 from wschat.server.chat import ChatService, text_frame
-from wschat.server.connection import Connection, Outgoing
+from wschat.server.connection import Connection, Outgoing, peer_of
 from wschat.server.guard import LEASE_SCOPE_KEY, USER_SCOPE_KEY, Lease, rate_limit
 from wschat.server.hub import Hub
 from wschat.server.reader import OnEnd, Reader, log_close
@@ -48,17 +48,31 @@ Frame = MutableMapping[str, Any]
 OnFrame = Callable[[Connection, Frame], Awaitable[None]]
 
 
+async def serve_connection(conn: Connection, hub: Hub, on_frame: OnFrame, on_end: OnEnd) -> None:
+    """Serve an accepted ``conn`` until it ends, then call ``on_end(conn, code)`` once.
+
+    Under wschat's protocol the reading is handed to a ``Reader`` and this returns at once
+    (the socket holds no task); elsewhere it reads here (``run_connection``).
+    """
+    if detach(conn, hub, on_frame, on_end):
+        return
+    code: int | None = None
+    try:
+        code = await run_connection(conn, hub, on_frame)
+    finally:
+        on_end(conn, code)
+
+
 async def run_connection(conn: Connection, hub: Hub, on_frame: OnFrame) -> int | None:
     """Read ``conn`` until it disconnects, awaiting ``on_frame`` for each data frame.
 
-    The caller has registered ``conn`` with the hub. Returns the close code. An unexpected
-    error in ``on_frame`` is logged with its traceback and closes the socket with 1011.
+    Registers ``conn`` with the hub and takes it out at the end. Returns the close code. An
+    unexpected error in ``on_frame`` is logged with its traceback and closes the socket with
+    1011.
     """
     receive = conn.websocket.receive
     code: int | None = None
-    hub.add(conn)
-    conn.start()
-    _log_open(conn)
+    _opened(conn, hub)
     try:
         while True:
             message = await receive()
@@ -93,14 +107,15 @@ def detach(conn: Connection, hub: Hub, on_frame: OnFrame, on_end: OnEnd) -> bool
         lease.kept = True  # released by the reader when the connection ends
     else:
         lease = None
-    hub.add(conn)
-    conn.start()
-    _log_open(conn)
+    _opened(conn, hub)
     proto.detach(Reader(conn, proto, hub, on_frame, on_end, lease))
     return True
 
 
-def _log_open(conn: Connection) -> None:
+def _opened(conn: Connection, hub: Hub) -> None:
+    """Register ``conn``, start its outbox and log the open line."""
+    hub.add(conn)
+    conn.start()
     # One line per open and per close; never message text, never the query (it holds tokens).
     peer = conn.peer
     kind = "v1" if conn.v1 else ("plain" if conn.room is not None else "echo")
@@ -112,11 +127,6 @@ def _log_open(conn: Connection) -> None:
         kind,
         extra={"event": "open", "user": conn.name, "room": conn.room or "", "peer": peer},
     )
-
-
-def _peer(websocket: WebSocket) -> str:
-    client = websocket.client
-    return f"{client.host}:{client.port}" if client is not None else "-"
 
 
 def _connection(
@@ -155,7 +165,8 @@ async def serve_echo(websocket: WebSocket, hub: Hub, settings: ServerSettings) -
             reply = Outgoing(data=echo_bytes(message.get("bytes") or b""))
         _offer_or_drop(hub, conn, reply)
 
-    await _serve_echo_socket(_connection(websocket, "echo", None, settings, hub), hub, on_frame)
+    conn = _connection(websocket, "echo", None, settings, hub)
+    await serve_connection(conn, hub, on_frame, _echo_ended)
 
 
 async def serve_raw_echo(websocket: WebSocket, hub: Hub, settings: ServerSettings) -> None:
@@ -170,12 +181,8 @@ async def serve_raw_echo(websocket: WebSocket, hub: Hub, settings: ServerSetting
             reply = Outgoing(data=message.get("bytes") or b"")
         _offer_or_drop(hub, conn, reply)
 
-    await _serve_echo_socket(_connection(websocket, "echo", None, settings, hub), hub, on_frame)
-
-
-async def _serve_echo_socket(conn: Connection, hub: Hub, on_frame: OnFrame) -> None:
-    if not detach(conn, hub, on_frame, _echo_ended):
-        await run_connection(conn, hub, on_frame)
+    conn = _connection(websocket, "echo", None, settings, hub)
+    await serve_connection(conn, hub, on_frame, _echo_ended)
 
 
 def _echo_ended(conn: Connection, code: int | None) -> None:
@@ -184,7 +191,7 @@ def _echo_ended(conn: Connection, code: int | None) -> None:
 
 async def _refuse(websocket: WebSocket, code: int, reason: str) -> None:
     # Close reasons are limited to 123 bytes (RFC 6455 §5.5).
-    peer = _peer(websocket)
+    peer = peer_of(websocket)
     log.info(
         "refused peer=%s code=%d: %s",
         peer,
@@ -247,13 +254,7 @@ class ChatEndpoint:
         if claim.result is ClaimResult.TAKEN:
             await _refuse(websocket, CloseCode.NAME_TAKEN, _taken(name, claim.lookalike))
             return
-        if detach(conn, chat.hub, self._on_plain, chat.leave):
-            return  # the socket lives on without this coroutine
-        code: int | None = None
-        try:
-            code = await run_connection(conn, chat.hub, self._on_plain)
-        finally:
-            chat.leave(conn, code)
+        await serve_connection(conn, chat.hub, self._on_plain, chat.leave)
 
     async def _plain_frame(self, conn: Connection, message: Frame) -> None:
         text = message.get("text")
@@ -285,17 +286,13 @@ class ChatEndpoint:
             return
         token = claim.holder.token
         del params, claim  # not kept for the life of the socket
-        code: int | None = None
-        detached = False
         try:
-            await chat.enter(conn, since, token)
-            detached = detach(conn, chat.hub, self._on_v1, chat.leave)
-            if not detached:
-                code = await run_connection(conn, chat.hub, self._on_v1)
-        finally:
-            if not detached:  # else the reader does this when the socket ends
-                chat.hub.remove(conn, code)
-                chat.leave(conn, code)
+            await chat.enter(conn, since, token)  # registers conn in its room
+        except BaseException:
+            chat.hub.remove(conn, None)
+            chat.leave(conn, None)
+            raise
+        await serve_connection(conn, chat.hub, self._on_v1, chat.leave)
 
     async def _v1_frame(self, conn: Connection, message: Frame) -> None:
         chat = self.chat

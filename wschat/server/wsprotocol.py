@@ -264,27 +264,17 @@ class WschatWebSocketProtocol(WebSocketsSansIOProtocol):
             reader.on_disconnect(int(event.get("code", 1005)))
 
     def hold_reading(self, hold: bool) -> None:
-        """Pause (``hold``) or resume reading from the socket: the detached reader's backpressure."""
+        """Pause (``hold``) or resume reading from the socket: the detached reader's backpressure.
+
+        uvicorn pauses reading after each message it hands over (through the inbox, which
+        forwards to the reader); the reader resumes it once it has handled what it got.
+        """
         if hold and not self.read_paused:
             self.read_paused = True
             self.transport.pause_reading()
         elif not hold and self.read_paused:
             self.read_paused = False
             self.transport.resume_reading()
-
-    def send_receive_event_to_app(self) -> None:
-        reader = self._reader
-        if reader is None:
-            super().send_receive_event_to_app()
-            return
-        data = self.frames[0] if len(self.frames) == 1 else b"".join(self.frames)
-        self.frames = []
-        if self.close_sent:
-            return  # past our close frame: discard, as uvicorn does
-        if self.curr_msg_data_type == "text":  # UTF-8 checked per fragment (handle_text)
-            reader.on_message({"type": "websocket.receive", "text": data.decode()})
-        else:
-            reader.on_message({"type": "websocket.receive", "bytes": data})
 
     async def send(self, message: Any) -> None:
         await super().send(message)
