@@ -38,6 +38,15 @@ class ServerSettings:
     burst: int = 40  # messages a connection may send at once before the rate applies
     max_connections: int = 10_000  # open WebSockets in total; past it HTTP 503
     max_connections_per_ip: int = 1_000  # open WebSockets per client address; past it HTTP 429
-    handshake_timeout_s: float = 10.0  # to send a complete HTTP request (upgrade or not)
+    handshake_timeout_s: float = 10.0  # to send a complete HTTP request head (upgrade or not)
+    # --- transport limits (issue 13; docs/security.md) ---
+    max_header_bytes: int = 8192  # request line (else 414) or one header line (else 431)
+    max_headers: int = 128  # header lines in a request head; more gets 431
+    http_timeout_s: float = 10.0  # a plain HTTP connection (not a WebSocket) lives this long
+    max_http_connections: int = 512  # plain HTTP connections open at once; past it 503
+    max_fragments: int = 128  # frames one message may be split into; more closes 1009
+    fragment_timeout_s: float = 10.0  # a fragmented message must be finished this soon; 1008
+    control_rate_per_s: float = 10.0  # pings and pongs per second (burst twice); past it 1008
+    write_buffer_bytes: int = 64 * 1024  # unsent bytes per socket before reading pauses
     broker: str = "memory"  # or redis://HOST:PORT/DB: many processes act as one server
     node_ttl_s: float = 10.0  # Redis: a dead node's users leave everyone's presence this soon
