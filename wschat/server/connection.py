@@ -23,7 +23,7 @@ from starlette.websockets import WebSocket
 from websockets.frames import Frame, Opcode
 
 from wschat.ratelimit import RateLimiter
-from wschat.server.wsprotocol import TRANSPORT_EXTENSION, WschatWebSocketProtocol
+from wschat.server.transport.extension import Transport, transport_of
 
 Message = dict[str, Any]
 
@@ -173,11 +173,7 @@ class Connection:
         self._ready: asyncio.Event | None = None
         self._coalescer = coalescer
         self._dirty = False
-        ext = (websocket.scope.get("extensions") or {}).get(TRANSPORT_EXTENSION) or {}
-        proto = ext.get("protocol")
-        self._proto: WschatWebSocketProtocol | None = (
-            proto if isinstance(proto, WschatWebSocketProtocol) else None
-        )
+        self._proto: Transport | None = transport_of(websocket.scope)
 
     def __repr__(self) -> str:
         return f"<Connection {self.name!r} room={self.room!r}>"
@@ -188,8 +184,8 @@ class Connection:
         return peer_of(self.websocket)
 
     @property
-    def protocol(self) -> WschatWebSocketProtocol | None:
-        """Return wschat's uvicorn protocol for this socket, or None under another server."""
+    def protocol(self) -> Transport | None:
+        """Return wschat's transport for this socket, or None under another server."""
         return self._proto
 
     @property
@@ -366,7 +362,12 @@ class Connection:
             del outbox[:done]
 
     def _start_close(self, entry: Entry) -> None:
-        if self._closer is None and isinstance(entry, _Close):
+        if not isinstance(entry, _Close):
+            return
+        if self._proto is not None:
+            self._proto.close(entry.code, entry.reason)
+            return
+        if self._closer is None:
             self._closer = asyncio.get_running_loop().create_task(self._send_close(entry))
 
     async def _drain(self) -> None:

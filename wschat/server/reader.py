@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from wschat.server.endpoint import Frame, OnFrame
     from wschat.server.guard import Lease
     from wschat.server.hub import Hub
-    from wschat.server.wsprotocol import WschatWebSocketProtocol
+    from wschat.server.transport.extension import Transport
 
 log = logging.getLogger("wschat.server")
 
@@ -54,7 +54,7 @@ class Reader:
     def __init__(
         self,
         conn: Connection,
-        proto: WschatWebSocketProtocol,
+        proto: Transport,
         hub: Hub,
         on_frame: OnFrame,
         on_end: OnEnd,

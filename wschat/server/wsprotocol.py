@@ -49,9 +49,10 @@ from websockets.server import ServerProtocol
 from wschat.protocol import CloseCode
 
 if TYPE_CHECKING:
-    from wschat.server.reader import Reader
+    from wschat.server.transport.extension import Sink as Reader
 
 TRANSPORT_EXTENSION = "wschat.transport"
+CLOSE_TIMEOUT_S = 5.0
 
 
 class _Inbox:
@@ -225,7 +226,7 @@ class WschatWebSocketProtocol(WebSocketsSansIOProtocol):
         # uvicorn's run_asgi, except that a detached socket outlives the app's call.
         extensions = self.scope.setdefault("extensions", {})
         if extensions is not None:
-            extensions[TRANSPORT_EXTENSION] = {"protocol": self}
+            extensions[TRANSPORT_EXTENSION] = {"transport": self}
         try:
             result = await self.app(self.scope, self.receive, self.send)
         except ClientDisconnected:
@@ -313,6 +314,20 @@ class WschatWebSocketProtocol(WebSocketsSansIOProtocol):
     def abort(self) -> None:
         """Drop the TCP connection at once, without a closing handshake."""
         self.transport.abort()
+
+    def close(self, code: int, reason: str) -> None:
+        """Send a close frame; abort if the peer has not read it within the close timeout."""
+        self.loop.create_task(self._close(code, reason))
+
+    async def _close(self, code: int, reason: str) -> None:
+        message = {"type": "websocket.close", "code": int(code), "reason": reason}
+        try:
+            async with asyncio.timeout(CLOSE_TIMEOUT_S):
+                await self.send(message)
+        except TimeoutError:
+            self.abort()
+        except Exception:  # already gone
+            self.logger.debug("close failed", exc_info=True)
 
     def resume_writing(self) -> None:
         super().resume_writing()
