@@ -231,9 +231,79 @@ def serve(
         typer.Option(
             envvar="WSCHAT_HANDSHAKE_TIMEOUT",
             min=0,
-            help="Seconds a client has to send a complete HTTP request or upgrade; 0: no limit.",
+            help="Seconds a client has to send a complete request head (HTTP or upgrade); "
+            "0: no limit.",
         ),
     ] = 10.0,
+    max_header_bytes: Annotated[
+        int,
+        typer.Option(
+            envvar="WSCHAT_MAX_HEADER_BYTES",
+            min=256,
+            max=8192,
+            help="Longest request line (else HTTP 414) or header line (else HTTP 431), in bytes.",
+        ),
+    ] = 8192,
+    max_headers: Annotated[
+        int,
+        typer.Option(
+            envvar="WSCHAT_MAX_HEADERS",
+            min=8,
+            max=128,
+            help="Most header lines in a request; more get HTTP 431.",
+        ),
+    ] = 128,
+    http_timeout: Annotated[
+        float,
+        typer.Option(
+            envvar="WSCHAT_HTTP_TIMEOUT",
+            min=0,
+            help="Seconds a plain HTTP connection (not a WebSocket) may stay open: request, "
+            "body and response must fit. 0: no limit.",
+        ),
+    ] = 10.0,
+    max_http_connections: Annotated[
+        int,
+        typer.Option(
+            envvar="WSCHAT_MAX_HTTP_CONNECTIONS",
+            min=0,
+            help="Plain HTTP connections open at once; past it HTTP 503. 0: no limit.",
+        ),
+    ] = 512,
+    max_fragments: Annotated[
+        int,
+        typer.Option(
+            envvar="WSCHAT_MAX_FRAGMENTS",
+            min=0,
+            help="Frames one WebSocket message may be split into; more closes 1009. 0: no limit.",
+        ),
+    ] = 128,
+    fragment_timeout: Annotated[
+        float,
+        typer.Option(
+            envvar="WSCHAT_FRAGMENT_TIMEOUT",
+            min=0,
+            help="Seconds to finish a fragmented message once begun; later closes 1008. 0: none.",
+        ),
+    ] = 10.0,
+    control_frame_rate: Annotated[
+        float,
+        typer.Option(
+            envvar="WSCHAT_CONTROL_FRAME_RATE",
+            min=0,
+            help="Pings and pongs a client may send per second (twice that at once); more "
+            "closes 1008. 0: no limit.",
+        ),
+    ] = 10.0,
+    write_buffer: Annotated[
+        int,
+        typer.Option(
+            envvar="WSCHAT_WRITE_BUFFER",
+            min=1024,
+            help="Unsent bytes per socket; above it the server stops reading from that socket "
+            "until the client reads.",
+        ),
+    ] = 64 * 1024,
     broker: Annotated[
         str,
         typer.Option(
@@ -295,6 +365,14 @@ def serve(
         max_connections=max_connections,
         max_connections_per_ip=max_connections_per_ip,
         handshake_timeout_s=handshake_timeout,
+        max_header_bytes=max_header_bytes,
+        max_headers=max_headers,
+        http_timeout_s=http_timeout,
+        max_http_connections=max_http_connections,
+        max_fragments=max_fragments,
+        fragment_timeout_s=fragment_timeout,
+        control_rate_per_s=control_frame_rate,
+        write_buffer_bytes=write_buffer,
         broker=broker,
         node_ttl_s=node_ttl,
     )

@@ -19,11 +19,12 @@ from wschat.protocol import CloseCode
 from wschat.rlimit import raise_fd_limit
 from wschat.server.app import create_app
 from wschat.server.engine import check_broker, is_redis
-from wschat.server.httpprotocol import WschatHttpProtocol
 from wschat.server.hub import Hub
 from wschat.server.logs import log_config
 from wschat.server.settings import ServerSettings
-from wschat.server.wsprotocol import WschatWebSocketProtocol
+from wschat.server.transport.http import http_protocol
+from wschat.server.transport.limits import TransportLimits
+from wschat.server.transport.ws import websocket_protocol
 
 
 class _Server(uvicorn.Server):
@@ -101,14 +102,11 @@ def serve(settings: ServerSettings, announce: Callable[[str], None] | None = Non
 def run(settings: ServerSettings, sock: socket.socket, on_ready: Callable[[], None]) -> None:
     """Serve on the bound ``sock`` until SIGINT/SIGTERM; call ``on_ready()`` once accepting."""
     app = create_app(settings)
+    ws = websocket_protocol(transport_limits(settings))
     config = uvicorn.Config(
         app,
-        http=WschatHttpProtocol.with_deadline(settings.handshake_timeout_s),
-        ws=WschatWebSocketProtocol,
-        ws_max_size=settings.max_message_bytes,
-        ws_ping_interval=settings.ping_interval_s or None,
-        ws_ping_timeout=settings.ping_timeout_s or None,
-        ws_per_message_deflate=False,
+        http=http_protocol(ws.limits, ws),
+        ws=ws,
         interface="asgi3",
         lifespan="on",
         log_level=settings.log_level,
@@ -117,6 +115,25 @@ def run(settings: ServerSettings, sock: socket.socket, on_ready: Callable[[], No
         server_header=False,
     )
     _Server(config, app.state.hub, settings, on_ready).run(sockets=[sock])
+
+
+def transport_limits(settings: ServerSettings) -> TransportLimits:
+    """Return the transport's limits for ``settings`` (docs/security.md)."""
+    return TransportLimits(
+        max_message_bytes=settings.max_message_bytes,
+        max_fragments=settings.max_fragments,
+        fragment_timeout_s=settings.fragment_timeout_s,
+        control_rate_per_s=settings.control_rate_per_s,
+        write_buffer_bytes=settings.write_buffer_bytes,
+        close_timeout_s=settings.close_timeout_s,
+        ping_interval_s=settings.ping_interval_s,
+        ping_timeout_s=settings.ping_timeout_s,
+        handshake_timeout_s=settings.handshake_timeout_s,
+        max_header_bytes=settings.max_header_bytes,
+        max_headers=settings.max_headers,
+        http_timeout_s=settings.http_timeout_s,
+        max_http_connections=settings.max_http_connections,
+    )
 
 
 def _print_url(url: str) -> None:
