@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -75,7 +77,7 @@ async def test_send_and_a_clean_close() -> None:
                 await asyncio.sleep(0.01)
             await conn.close()
     assert [t for t, _ in got] == [f"You said: m{i}" for i in range(50)]
-    assert conn.closed and conn.ws.close_rcvd is not None and conn.ws.close_rcvd.code == 1000
+    assert conn.closed and conn.ws.close_code == 1000 and conn.close_kind() == "close 1000"
     assert not await conn.send("late")
 
 
@@ -141,3 +143,53 @@ async def test_frames_split_at_any_chunk_boundary(chunk: int) -> None:
         conn.data_received(stream[i : i + chunk])
     assert got == texts
     assert not conn.closed and conn.ws.state is State.OPEN
+
+
+class _Transport(asyncio.Transport):
+    """Collects what the connection writes; the test plays the server."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.written = bytearray()
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self.written += data
+
+    def is_closing(self) -> bool:
+        return False
+
+    def can_write_eof(self) -> bool:
+        return False
+
+
+def _accept(key: str) -> str:
+    digest = hashlib.sha1((key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11").encode()).digest()
+    return base64.b64encode(digest).decode()  # RFC 6455 4.2.2
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 3, 4, 5, 7, 100, 10**6])
+async def test_the_response_head_and_frames_in_the_same_reads(chunk: int) -> None:
+    # the switch from ClientProtocol's parser to ours must land on the first frame's first
+    # byte whatever the read boundaries, including ones inside the head's final CRLF CRLF
+    stream, texts = _frames()
+    got: list[str] = []
+    conn = BenchConnection("ws://127.0.0.1:1/ws", ["v1"], "test", lambda t, now: got.append(t))
+    transport = _Transport()
+    conn.connection_made(transport)
+    request = bytes(transport.written).decode()
+    key = next(
+        line.split(": ", 1)[1]
+        for line in request.split("\r\n")
+        if line.lower().startswith("sec-websocket-key:")
+    )
+    head = (
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        f"Sec-WebSocket-Accept: {_accept(key)}\r\nSec-WebSocket-Protocol: v1\r\n\r\n"
+    ).encode()
+    data = head + stream
+    for i in range(0, len(data), chunk):
+        conn.data_received(data[i : i + chunk])
+    assert conn.opened.done() and conn.opened.exception() is None
+    assert conn.subprotocol == "v1"
+    assert got == texts
+    assert conn._framing and conn.ws.state is State.OPEN

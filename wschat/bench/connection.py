@@ -3,7 +3,16 @@
 The receive path is the generator's bottleneck, so it has no per-message hop: inside
 ``data_received`` each complete text message is handed to ``on_text`` right there,
 synchronously, with the time its bytes were read. Whole unfragmented text frames are split
-off the byte stream here; every other frame goes to ``ClientProtocol.receive_data``.
+off the byte stream here (about seven times faster than ``ClientProtocol``'s generator-based
+parser); every other frame goes to ``ClientProtocol.receive_data``.
+
+This is the smallest adapter we could write on websockets' documented sans-I/O API: it never
+reads ``ClientProtocol``'s internals (its reader's buffer, its fragment size, its write queue).
+It finds the switch-over point itself: it looks for the end of the HTTP response head
+(``\r\n\r\n``), feeds ``ClientProtocol`` exactly the head so that it validates the handshake,
+and, when that leaves it ``OPEN``, knows ``ClientProtocol`` stands at a frame boundary and
+splits the rest itself. Every websockets name used here is listed, with its signature, in
+``tests/bench/test_dependency_contract.py``.
 Nothing is queued: while ``on_text`` runs, the event loop reads nothing else, so a generator
 that cannot keep up slows its own reads (TCP backpressure) and shows it as latency and loop
 lag, as before. Pings are answered and close frames echoed by ``ClientProtocol``; this shell
@@ -23,7 +32,7 @@ from typing import Any, cast
 
 from websockets.client import ClientProtocol
 from websockets.exceptions import InvalidMessage
-from websockets.frames import Frame, Opcode
+from websockets.frames import CloseCode, Frame, Opcode
 from websockets.http11 import Response
 from websockets.protocol import State
 from websockets.typing import Subprotocol
@@ -31,6 +40,7 @@ from websockets.uri import parse_uri
 
 CLOSE_TIMEOUT_S = 2.0
 MAX_MESSAGE_BYTES = 16 * 2**20  # far above any --size; a bound, not a limit a run meets
+HEAD_END = b"\r\n\r\n"  # the end of the HTTP response head (RFC 9112 2.1)
 
 _TEXT, _BINARY, _CONT = Opcode.TEXT, Opcode.BINARY, Opcode.CONT
 _OPEN = State.OPEN
@@ -68,8 +78,11 @@ class BenchConnection(asyncio.Protocol):
         self.closed = False  # a close frame arrived or the TCP connection ended
         self.opened: asyncio.Future[None] = loop.create_future()
         self.lost: asyncio.Future[None] = loop.create_future()
-        self._parts: list[bytes] = []  # a fragmented message so far (bounded by max_size)
+        # a fragmented message so far (bounded by max_size); not empty while one is under way
+        self._parts: list[bytes] = []
         self._max_size = max_size
+        self._handshaking = True  # the response head has not all arrived yet
+        self._head_tail = b""  # the last bytes fed during the handshake (HEAD_END may span reads)
         self._framing = False  # True once open: data_received splits frames itself
         self._tail = bytearray()  # the start of a frame whose end has not arrived
         self._binary = False
@@ -90,10 +103,34 @@ class BenchConnection(asyncio.Protocol):
         if self._framing:
             self._split(data, now)
             return
+        if self._handshaking:
+            self._handshake(data, now)
+            return
         self._feed(data, now)
-        ws = self.ws
-        if ws.state is _OPEN and not ws.reader.buffer:  # at a frame boundary: split from now on
+
+    def _handshake(self, data: bytes, now: int) -> None:
+        """Feed ``ClientProtocol`` the response head; once it is open, split frames from here.
+
+        The 101 response has no body (RFC 9110 15.2), so the byte after its head is the first
+        byte of the first frame, and ``ClientProtocol`` has consumed everything it was fed.
+        """
+        seen = self._head_tail + data
+        end = seen.find(HEAD_END)
+        if end < 0:
+            self._head_tail = seen[-(len(HEAD_END) - 1) :]
+            self._feed(data, now)  # ClientProtocol bounds the head's size and checks its syntax
+            return
+        cut = end + len(HEAD_END) - len(self._head_tail)  # > 0: the tail is shorter than HEAD_END
+        self._handshaking = False
+        self._head_tail = b""
+        self._feed(data[:cut], now)
+        rest = data[cut:]
+        if self.ws.state is _OPEN:
             self._framing = True
+            if rest:
+                self._split(rest, now)
+        elif rest:  # a refused upgrade's body, or bytes after a bad head: ClientProtocol's
+            self._feed(rest, now)
 
     def _split(self, data: bytes, now: int) -> None:
         """Split ``data`` into frames; handle whole unfragmented text frames right here.
@@ -128,7 +165,7 @@ class BenchConnection(asyncio.Protocol):
             stop = start + length + (4 if b1 & 0x80 else 0)
             if stop > end:
                 break
-            if buf[pos] == 0x81 and b1 < 0x80 and self.ws.current_size is None:
+            if buf[pos] == 0x81 and b1 < 0x80 and not self._parts:
                 try:  # FIN, text, no RSV bits, unmasked, not inside a fragmented message
                     text = buf[start:stop].decode()
                 except UnicodeDecodeError:
@@ -149,8 +186,7 @@ class BenchConnection(asyncio.Protocol):
         ws = self.ws
         ws.receive_data(data)
         events = ws.events_received()
-        if ws.writes:  # pongs, the echo of a close frame
-            self._flush()
+        self._flush()  # pongs, the echo of a close frame
         for event in events:
             if type(event) is Frame:
                 opcode = event.opcode
@@ -159,7 +195,7 @@ class BenchConnection(asyncio.Protocol):
                 elif opcode is Opcode.CLOSE:
                     self.closed = True
             elif isinstance(event, Response):
-                self._handshake_done()
+                self._handshake_done(event)
         if not self.opened.done() and ws.handshake_exc is not None:
             self.opened.set_exception(ws.handshake_exc)
         if ws.state is not _OPEN and ws.close_expected():
@@ -174,8 +210,9 @@ class BenchConnection(asyncio.Protocol):
         self.closed = True
         if self._abort is not None:
             self._abort.cancel()
+        # idempotent; sets handshake_exc when no response came, and close_code in any case
+        self.ws.receive_eof()
         if not self.opened.done():
-            self.ws.receive_eof()  # idempotent; sets handshake_exc when no response came
             error: BaseException = (
                 exc
                 or self.ws.handshake_exc
@@ -231,15 +268,21 @@ class BenchConnection(asyncio.Protocol):
             self.transport.abort()
 
     def close_kind(self) -> str:
-        """Name how the peer closed: its close code, or 1006 when no close frame came."""
-        rcvd = self.ws.close_rcvd
-        return f"close {rcvd.code}" if rcvd is not None else "close 1006 (no close frame)"
+        """Name how the peer closed: its close code, or 1006 when no close frame came.
+
+        Call it once the TCP connection has ended (from ``on_lost`` or after ``lost``).
+        """
+        code = self.ws.close_code  # None until closed; 1006 when no close frame came
+        if code is None or code == CloseCode.ABNORMAL_CLOSURE:
+            return "close 1006 (no close frame)"
+        return f"close {int(code)}"
 
     # --- internals ------------------------------------------------------------------------
 
-    def _handshake_done(self) -> None:
+    def _handshake_done(self, response: Response) -> None:
         if self.ws.handshake_exc is None and not self.opened.done():
-            self.subprotocol = self.ws.subprotocol
+            # ClientProtocol has checked that it is one of those offered
+            self.subprotocol = response.headers.get("Sec-WebSocket-Protocol")
             self.opened.set_result(None)
 
     def _fragment(self, frame: Frame, now: int) -> None:
@@ -262,7 +305,7 @@ class BenchConnection(asyncio.Protocol):
 
     def _fail_utf8(self) -> None:
         # RFC 6455 8.1: a text message that is not UTF-8 fails the connection with 1007
-        self.ws.fail(1007, "invalid UTF-8")
+        self.ws.fail(CloseCode.INVALID_DATA, "invalid UTF-8")
         self._framing = False  # ClientProtocol discards whatever follows
         self._flush()
         self.closed = True
