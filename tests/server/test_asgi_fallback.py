@@ -1,9 +1,10 @@
-"""The app keeps working as a plain ASGI app, under uvicorn's own WebSocket protocol.
+"""The same WebSocket behaviour on both paths: wschat's transport, and stock uvicorn.
 
-``wschat serve`` runs the app with wschat's protocol class (direct writes, detached chat
-sockets; see server/wsprotocol.py). Under any other ASGI server the app finds no
-``wschat.transport`` extension and falls back to ASGI sends and one task per socket. These
-tests run ``create_app`` under stock uvicorn to keep that path honest.
+``wschat serve`` runs the app with wschat's protocol classes (direct writes, detached chat
+sockets; see server/transport/). Under any other ASGI server the app finds no
+``wschat.transport`` extension and falls back to ASGI sends and one task per socket. Each
+test here runs against both, parametrised the way uvicorn's suite runs every WebSocket test
+over every implementation: ``wschat serve`` and ``create_app`` under stock uvicorn.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import pytest
 import websockets
 
 from tests.conftest import Server
-from tests.helpers import get_json, raw_handshake, wait_until
+from tests.helpers import get_json, masked_frame, raw_handshake, wait_until
 from tests.server.v1client import connect, next_of, say
 
 RUN_STOCK = """
@@ -34,8 +35,13 @@ uvicorn.Server(config).run(sockets=[sock])
 """
 
 
-@pytest.fixture
-def stock(tmp_path: Path) -> Iterator[Server]:
+@pytest.fixture(params=["wschat", "stock"])
+def stock(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Server]:
+    """A server on either path, with the same settings (no rate limit, an outbox of 8)."""
+    if request.param == "wschat":
+        factory = request.getfixturevalue("server_factory")
+        yield factory("--rate-limit", "0", "--outbox-size", "8")
+        return
     log_path = tmp_path / "stock.log"
     with open(log_path, "w") as log:
         proc = subprocess.Popen(
@@ -55,7 +61,7 @@ def stock(tmp_path: Path) -> Iterator[Server]:
         proc.stdout.close()
 
 
-async def test_article_routes_work_under_stock_uvicorn(stock: Server) -> None:
+async def test_article_routes_work_on_both_paths(stock: Server) -> None:
     async with asyncio.timeout(20):
         async with (
             websockets.connect(f"{stock.ws}/ws/ann") as ann,
@@ -72,7 +78,7 @@ async def test_article_routes_work_under_stock_uvicorn(stock: Server) -> None:
     assert "Traceback" not in stock.log()
 
 
-async def test_v1_and_slow_consumers_work_under_stock_uvicorn(stock: Server) -> None:
+async def test_v1_and_slow_consumers_work_on_both_paths(stock: Server) -> None:
     async with asyncio.timeout(40):
         ann, welcome = await connect(stock, "ann")
         assert welcome["members"] == ["ann"]
@@ -95,3 +101,52 @@ async def test_v1_and_slow_consumers_work_under_stock_uvicorn(stock: Server) -> 
         stalled.close()
         await wait_until(lambda: get_json(f"{stock.http}/healthz")["connections"] == 0)
     assert "Traceback" not in stock.log()
+
+
+async def test_resume_since_replays_what_was_missed_on_both_paths(stock: Server) -> None:
+    async with asyncio.timeout(20):
+        ann, _ = await connect(stock, "ann", room="r")
+        for text in ("one", "two", "three"):
+            await say(ann, text)
+            await next_of(ann, "message")
+        await ann.close()
+        bob, welcome = await connect(stock, "bob", room="r", since=1)
+        assert (welcome["latest"], welcome["gap"]) == (3, False)
+        replayed = [await next_of(bob, "message") for _ in range(2)]
+        assert [(m["id"], m["text"]) for m in replayed] == [(2, "two"), (3, "three")]
+        await bob.close()
+    assert "Traceback" not in stock.log()
+
+
+async def test_foreign_origins_are_refused_before_accept_on_both_paths(stock: Server) -> None:
+    async with asyncio.timeout(10):
+        with pytest.raises(websockets.InvalidStatus) as refused:
+            async with websockets.connect(f"{stock.ws}/ws/mallory", origin="https://evil.example"):
+                pass
+        assert refused.value.response.status_code == 403
+        assert get_json(f"{stock.http}/healthz")["connections"] == 0
+
+
+@pytest.mark.parametrize(
+    ("frame", "code"),
+    [
+        (masked_frame(0x1, b"\xff\xfe not utf-8"), 1007),
+        (masked_frame(0x3, b"bad opcode"), 1002),
+    ],
+    ids=["invalid-utf8", "bad-opcode"],
+)
+async def test_bad_frames_close_with_their_code_on_both_paths(
+    stock: Server, frame: bytes, code: int
+) -> None:
+    async with asyncio.timeout(10), websockets.connect(f"{stock.ws}/ws/bystander") as bystander:
+        sock = raw_handshake(stock.port, "/ws/culprit")
+        sock.sendall(frame)
+        sock.settimeout(5)
+        data = b""
+        while chunk := sock.recv(4096):
+            data += chunk
+        sock.close()
+        at = data.find(b"\x88")
+        assert at >= 0 and int.from_bytes(data[at + 2 : at + 4], "big") == code
+        await bystander.send("unaffected")
+        assert await bystander.recv() == "Client bystander: unaffected"

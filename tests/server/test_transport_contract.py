@@ -251,8 +251,7 @@ def test_wschat_server_reads_no_underscore_attribute_of_a_dependency() -> None:
                                     own.update(
                                         e.value
                                         for e in value.elts
-                                        if isinstance(e, ast.Constant)
-                                        and isinstance(e.value, str)
+                                        if isinstance(e, ast.Constant) and isinstance(e.value, str)
                                     )
     foreign = []
     for path in sorted(SERVER.rglob("*.py")):

@@ -713,8 +713,12 @@ class WebSocketProtocol(asyncio.Protocol):
         limits = self.limits
         phase = self._ping_phase
         if phase == _AWAITING:
-            log.info("%s - keepalive ping timeout; closing 1011", self._peer())
-            self.close(INTERNAL_ERROR, "keepalive ping timeout")
+            # The peer has not answered for the whole timeout: it will not read a closing
+            # handshake either. Send the close frame for the record and end the connection.
+            self._fail(INTERNAL_ERROR, "keepalive ping timeout")
+            self._flush()
+            if self.transport is not None:
+                self.transport.close()
             return
         if phase == _ANSWERED:  # checked at the timeout: answered, ping again at the interval
             self._ping_phase = _IDLE
