@@ -20,6 +20,7 @@ from tests.conftest import Server
 # servers it runs against need these flags (rate limiting stays on, above its pace).
 BYSTANDER_FLAGS = ("--rate-limit", "100", "--rate-burst", "200")
 FLOOR_S = 0.005  # the smallest baseline p99 a comparison uses (see ``Bystander.check``)
+MIN_ATTACK_S = 1.5  # the shortest attack window measured (see ``Bystander.attack``)
 
 
 def p99(samples: list[float]) -> float:
@@ -137,6 +138,9 @@ class Bystander:
         started = time.perf_counter()
         try:
             yield
+            # An attack the server stops at once still gets a window long enough for a p99
+            # (and for its aftermath, such as a close, to show).
+            await asyncio.sleep(max(0.0, MIN_ATTACK_S - (time.perf_counter() - started)))
         finally:
             self.attack_s = time.perf_counter() - started
             self.phase = "after"

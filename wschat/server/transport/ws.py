@@ -60,6 +60,8 @@ _core_log = logging.Logger("wschat.transport.websockets", logging.WARNING)
 _core_log.parent = log
 
 FEED_BYTES = 16 * 1024  # bytes handed to the parser at once: limits are checked between slices
+CLOSING_READ_BYTES = 64 * 1024  # read (and discard) this much after our close, then stop
+PONG = 0x8A  # the first byte of an unfragmented, unmasked pong frame
 ABNORMAL = 1006
 NO_STATUS = 1005
 GOING_AWAY = 1001
@@ -127,11 +129,13 @@ class WebSocketProtocol(asyncio.Protocol):
     __slots__ = (
         "_app",
         "_app_state",
+        "_close_budget",
         "_close_code",
         "_close_timer",
         "_ctl_stamp",
         "_ctl_tokens",
         "_decoder",
+        "_drop_pongs",
         "_fragment_timer",
         "_fragments",
         "_held",
@@ -186,6 +190,8 @@ class WebSocketProtocol(asyncio.Protocol):
         self._paused = False  # transport.pause_reading() is in effect
         self._lost = False
         self._close_code: int | None = None  # sent or received first
+        self._close_budget = -1  # bytes still read after our close frame; -1: not closing
+        self._drop_pongs = False  # the peer broke the control-frame rate: answer no pings
         self._close_timer: asyncio.TimerHandle | None = None
         self._parts: list[bytes] | None = None  # a fragmented message being assembled
         self._text = False
@@ -209,6 +215,15 @@ class WebSocketProtocol(asyncio.Protocol):
             transport.set_write_buffer_limits(high=self.limits.write_buffer_bytes)
 
     def data_received(self, data: bytes) -> None:
+        budget = self._close_budget
+        if budget >= 0:
+            # Closing: what the peer still sends is read only up to a budget, then reading
+            # stops (a flood after a close costs nothing) until the close timer aborts.
+            self._close_budget = budget = max(0, budget - len(data))
+            if budget == 0:
+                self._unfed = b""
+                self._update_reading()
+                return
         self._unfed = self._unfed + data if self._unfed else data
         self._feed()
 
@@ -254,17 +269,18 @@ class WebSocketProtocol(asyncio.Protocol):
     # --- reading ----------------------------------------------------------------------------
 
     def _feed(self) -> None:
+        data, self._unfed = self._unfed, b""
+        size = len(data)
+        at = 0
         conn = self.conn
-        while self._unfed and not self._lost:
-            if self._held or self._write_full:
+        while at < size and not self._lost:
+            if self._held or self._write_full or self._close_budget == 0:
+                self._unfed = data[at:]
                 self._update_reading()
                 return
-            data = self._unfed
-            if len(data) > FEED_BYTES:
-                data, self._unfed = data[:FEED_BYTES], data[FEED_BYTES:]
-            else:
-                self._unfed = b""
-            conn.receive_data(data)
+            piece = data if size <= FEED_BYTES else data[at : at + FEED_BYTES]
+            at += len(piece)
+            conn.receive_data(piece)
             self._after_parse()
 
     def _after_parse(self) -> None:
@@ -281,14 +297,14 @@ class WebSocketProtocol(asyncio.Protocol):
             if not isinstance(exc, EOFError):  # a vanished peer is not worth a line
                 log.info("%s - WebSocket closed %d: %s", self._peer(), self._close_code, exc)
             self._end_fragments()
-            self._arm_close_timer()
+            self._closing()
         self._flush()
 
     def _update_reading(self) -> None:
         transport = self.transport
         if transport is None or self._lost:
             return
-        pause = self._held or self._write_full
+        pause = self._held or self._write_full or self._close_budget == 0
         if pause and not self._paused:
             self._paused = True
             transport.pause_reading()
@@ -325,6 +341,8 @@ class WebSocketProtocol(asyncio.Protocol):
                 self._add_fragment(frame)
         elif opcode is Opcode.PING or opcode is Opcode.PONG:
             if not self._control_allowed():
+                # websockets has queued a pong for every ping parsed so far: drop them.
+                self._drop_pongs = True
                 self._fail(POLICY_VIOLATION, "too many control frames")
                 return
             if opcode is Opcode.PONG and self._ping_phase == _AWAITING:
@@ -396,7 +414,7 @@ class WebSocketProtocol(asyncio.Protocol):
         log.info("%s - WebSocket closed %d: %s", self._peer(), code, reason)
         self.conn.fail(code, reason)
         self._unfed = b""
-        self._arm_close_timer()
+        self._closing()
 
     def _deliver(self, event: AsgiEvent) -> None:
         sink = self._sink
@@ -607,7 +625,11 @@ class WebSocketProtocol(asyncio.Protocol):
         transport = self.transport
         if transport is None or self._lost:
             return
-        for data in self.conn.data_to_send():
+        chunks = self.conn.data_to_send()
+        if self._drop_pongs:
+            self._drop_pongs = False
+            chunks = [chunk for chunk in chunks if chunk[:1] != bytes((PONG,))]
+        for data in chunks:
             if data:
                 transport.write(data)
             elif self.conn.close_rcvd is not None or self.conn.state is not State.CLOSING:
@@ -645,7 +667,7 @@ class WebSocketProtocol(asyncio.Protocol):
         self._end_fragments()
         self.conn.send_close(code, reason)
         self._flush()
-        self._arm_close_timer()
+        self._closing()
 
     def abort(self) -> None:
         """Drop the TCP connection at once, without a closing handshake."""
@@ -669,6 +691,11 @@ class WebSocketProtocol(asyncio.Protocol):
         if hold != self._held:
             self._held = hold
             self._update_reading()
+
+    def _closing(self) -> None:
+        if self._close_budget < 0:
+            self._close_budget = CLOSING_READ_BYTES
+        self._arm_close_timer()
 
     def _arm_close_timer(self) -> None:
         timeout = self.limits.close_timeout_s
