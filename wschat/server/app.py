@@ -24,13 +24,13 @@ from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from wschat import __version__
-from wschat.server.endpoint import ChatEndpoint, serve_echo, serve_raw_echo
-from wschat.server.engine import build_chat
+from wschat.server.chat.engine import build_chat
+from wschat.server.conn.hub import Hub
 from wschat.server.guard import Guard
-from wschat.server.hub import Hub
+from wschat.server.handlers import ChatEndpoint, serve_echo, serve_raw_echo
 from wschat.server.metrics import CONTENT_TYPE, make_registry, render
+from wschat.server.routing import WebSocketRoutes
 from wschat.server.settings import ServerSettings
-from wschat.server.wsroute import WebSocketRoutes
 
 
 class App:

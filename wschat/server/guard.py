@@ -34,9 +34,9 @@ from wschat.errors import AuthError
 from wschat.origin import normalise_origin, origin_allowed
 from wschat.protocol import CloseCode, ErrorCode, error_event
 from wschat.ratelimit import RateLimiter, Verdict
-from wschat.server.chat import text_frame
-from wschat.server.connection import Connection
-from wschat.server.hub import Hub
+from wschat.server.chat.service import text_frame
+from wschat.server.conn.connection import Connection
+from wschat.server.conn.hub import Hub
 from wschat.server.settings import ServerSettings
 
 log = logging.getLogger("wschat.server")

@@ -27,13 +27,13 @@ from typing import TYPE_CHECKING, Any
 
 from wschat.broker import Envelope
 from wschat.broker.redis import RedisBroker
-from wschat.broker.registry import ClaimOutcome, RedisRegistry
 from wschat.errors import Unavailable
 from wschat.rooms import Holder
+from wschat.server.chat.registry import ClaimOutcome, RedisRegistry
 from wschat.store import HistoryStore
 
 if TYPE_CHECKING:
-    from wschat.server.chat import ChatService
+    from wschat.server.chat.service import ChatService
 
 log = logging.getLogger("wschat.cluster")
 

@@ -23,10 +23,10 @@ from typing import TYPE_CHECKING
 from wschat.protocol import CloseCode
 
 if TYPE_CHECKING:
-    from wschat.server.connection import Connection
-    from wschat.server.endpoint import Frame, OnFrame
+    from wschat.server.conn.connection import Connection
+    from wschat.server.conn.hub import Hub
     from wschat.server.guard import Lease
-    from wschat.server.hub import Hub
+    from wschat.server.handlers import Frame, OnFrame
     from wschat.server.transport.extension import Transport
 
 log = logging.getLogger("wschat.server")

@@ -7,7 +7,7 @@ entering a room is registered *before* its history is read: live messages arrivi
 wait in ``Connection.pending`` and are queued after the replay, skipping ids already replayed
 — no gap, no duplicate, whatever the timing.
 
-With the Redis broker a ``Cluster`` (``wschat.server.cluster``) joins this process to the
+With the Redis broker a ``Cluster`` (``wschat.server.chat.cluster``) joins this process to the
 others: names and members are confirmed in the shared registry, and a v1 connection only
 takes the next id of its room — a gap is repaired from the store (issue 6).
 """
@@ -34,13 +34,13 @@ from wschat.protocol import (
     presence_event,
 )
 from wschat.rooms import Claim, ClaimResult, Presence
-from wschat.server.connection import Connection, Outgoing
-from wschat.server.hub import Hub
+from wschat.server.conn.connection import Connection, Outgoing
+from wschat.server.conn.hub import Hub
 from wschat.server.settings import ServerSettings
 from wschat.store import HistoryStore, Replay, StoredMessage
 
 if TYPE_CHECKING:
-    from wschat.server.cluster import Cluster
+    from wschat.server.chat.cluster import Cluster
 
 log = logging.getLogger("wschat.server")
 

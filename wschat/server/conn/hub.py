@@ -13,8 +13,8 @@ from collections import Counter
 from collections.abc import Iterable
 
 from wschat.protocol import CloseCode
-from wschat.server.connection import Coalescer, Connection, Outgoing
-from wschat.server.drain import drain_plan
+from wschat.server.conn.connection import Coalescer, Connection, Outgoing
+from wschat.server.conn.drain import drain_plan
 
 log = logging.getLogger("wschat.server")
 

@@ -35,11 +35,11 @@ from wschat.protocol import (
     error_event,
 )
 from wschat.rooms import ClaimResult
-from wschat.server.chat import ChatService, text_frame
-from wschat.server.connection import Connection, Outgoing, peer_of
+from wschat.server.chat.service import ChatService, text_frame
+from wschat.server.conn.connection import Connection, Outgoing, peer_of
+from wschat.server.conn.hub import Hub
+from wschat.server.conn.reader import OnEnd, Reader, log_close
 from wschat.server.guard import LEASE_SCOPE_KEY, USER_SCOPE_KEY, Lease, rate_limit
-from wschat.server.hub import Hub
-from wschat.server.reader import OnEnd, Reader, log_close
 from wschat.server.settings import ServerSettings
 
 log = logging.getLogger("wschat.server")

@@ -8,8 +8,8 @@ number of processes behind a load balancer act as one server (issue 6).
 from __future__ import annotations
 
 from wschat.errors import ConfigError
-from wschat.server.chat import ChatService
-from wschat.server.hub import Hub
+from wschat.server.chat.service import ChatService
+from wschat.server.conn.hub import Hub
 from wschat.server.settings import ServerSettings
 
 REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
@@ -37,8 +37,8 @@ def build_chat(hub: Hub, settings: ServerSettings) -> ChatService:
             hub, SqliteStore(settings.db, settings.history_size), MemoryBroker(), settings
         )
     from wschat.broker.redis import RedisBroker, connect, node_id
-    from wschat.broker.registry import RedisRegistry
-    from wschat.server.cluster import Cluster
+    from wschat.server.chat.cluster import Cluster
+    from wschat.server.chat.registry import RedisRegistry
     from wschat.store.redis import RedisStore
 
     client = connect(settings.broker)
