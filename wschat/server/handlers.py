@@ -1,18 +1,21 @@
-"""The per-socket handlers: accept, set up, read frames, act on them, and always clean up.
+"""The per-socket handlers: accept, check, set up, act on each message; nothing else.
 
-Each handler accepts the socket, checks what the client asked for and registers a
-``Connection``. Under wschat's own protocol the socket (chat or echo) is then ``detach``-ed:
-a ``Reader`` (reader.py) gets its frames and its end by callbacks, and the handler returns,
-so an idle socket holds no task. Under another ASGI server ``run_connection`` reads until
-the peer disconnects. Either way, whatever ends the connection (a close, a
-reset, an error) stops its outbox and removes it, so nothing outlives the socket.
+Each handler accepts the socket, checks what the client asked for, makes its connection
+(a ``Member`` for chat) and hands it to ``conn.reader.serve_connection``, the one read loop,
+which also cleans up whatever ends the connection. Here live the echo handlers,
+``ChatEndpoint`` (the article's plain text and ``wschat.v1``), the per-message ``rate_limit``
+and the one open and close log line per connection. Every reply goes through the hub
+(``Hub.send``), so a full outbox closes the peer 4001.
+
+Imports the chat layer, the connection layer, the guard's scope keys and Starlette's
+``WebSocket``; nothing imports this module but ``app``.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
+import time
+from collections.abc import Awaitable
 
 from starlette.datastructures import QueryParams
 from starlette.websockets import WebSocket
@@ -34,164 +37,104 @@ from wschat.protocol import (
     echo_text,
     error_event,
 )
+from wschat.ratelimit import RateLimiter, Verdict
 from wschat.rooms import ClaimResult
-from wschat.server.chat.service import ChatService, text_frame
-from wschat.server.conn.connection import Connection, Outgoing, peer_of
+from wschat.server.chat.member import Member
+from wschat.server.chat.service import ChatService
+from wschat.server.conn.connection import Connection, peer_of
 from wschat.server.conn.hub import Hub
-from wschat.server.conn.reader import OnEnd, Reader, log_close
-from wschat.server.guard import LEASE_SCOPE_KEY, USER_SCOPE_KEY, Lease, rate_limit
+from wschat.server.conn.outgoing import Outgoing, text_frame
+from wschat.server.conn.reader import OnFrame, serve_connection
+from wschat.server.guard import LEASE_SCOPE_KEY, USER_SCOPE_KEY, Lease
 from wschat.server.settings import ServerSettings
+from wschat.server.transport.asgi import AsgiEvent
 
 log = logging.getLogger("wschat.server")
 
-Frame = MutableMapping[str, Any]
-OnFrame = Callable[[Connection, Frame], Awaitable[None]]
+
+def _lease(websocket: WebSocket) -> Lease | None:
+    """Return the guard's lease of this socket, kept for the reader to release at the end."""
+    lease = websocket.scope.get(LEASE_SCOPE_KEY)
+    if not isinstance(lease, Lease):
+        return None
+    lease.kept = True
+    return lease
 
 
-async def serve_connection(conn: Connection, hub: Hub, on_frame: OnFrame, on_end: OnEnd) -> None:
-    """Serve an accepted ``conn`` until it ends, then call ``on_end(conn, code)`` once.
-
-    Under wschat's protocol the reading is handed to a ``Reader`` and this returns at once
-    (the socket holds no task); elsewhere it reads here (``run_connection``).
-    """
-    if detach(conn, hub, on_frame, on_end):
-        return
-    code: int | None = None
-    try:
-        code = await run_connection(conn, hub, on_frame)
-    finally:
-        on_end(conn, code)
-
-
-async def run_connection(conn: Connection, hub: Hub, on_frame: OnFrame) -> int | None:
-    """Read ``conn`` until it disconnects, awaiting ``on_frame`` for each data frame.
-
-    Registers ``conn`` with the hub and takes it out at the end. Returns the close code. An
-    unexpected error in ``on_frame`` is logged with its traceback and closes the socket with
-    1011.
-    """
-    receive = conn.websocket.receive
-    code: int | None = None
-    _opened(conn, hub)
-    try:
-        while True:
-            message = await receive()
-            if message["type"] == "websocket.disconnect":
-                code = int(message.get("code", CloseCode.NORMAL))
-                break
-            if conn.close_code is not None:
-                continue  # closing: ignore what the peer still sends
-            try:
-                await on_frame(conn, message)
-            except Exception:
-                log.exception("error handling a frame from %s", conn.name)
-                conn.close(CloseCode.INTERNAL_ERROR, "internal error")
-    finally:
-        await conn.stop()
-        hub.remove(conn, code)
-        log_close(conn, code)
-    return code
-
-
-def detach(conn: Connection, hub: Hub, on_frame: OnFrame, on_end: OnEnd) -> bool:
-    """Register ``conn`` and hand its reading to a ``Reader`` (no task of its own); return
-    False, doing nothing, under a server without wschat's protocol (then ``run_connection``).
-
-    ``on_end(conn, code)`` runs once the connection has ended and left the hub.
-    """
-    proto = conn.protocol
-    if proto is None:
-        return False
-    lease = conn.websocket.scope.get(LEASE_SCOPE_KEY)
-    if isinstance(lease, Lease):
-        lease.kept = True  # released by the reader when the connection ends
-    else:
-        lease = None
-    _opened(conn, hub)
-    proto.detach(Reader(conn, proto, hub, on_frame, on_end, lease))
-    return True
-
-
-def _opened(conn: Connection, hub: Hub) -> None:
-    """Register ``conn``, start its outbox and log the open line."""
-    hub.add(conn)
-    conn.start()
-    # One line per open and per close; never message text, never the query (it holds tokens).
+def log_open(conn: Connection, kind: str, user: str, room: str | None) -> None:
+    """Log the one line per opened connection (never message text, never the query)."""
     peer = conn.peer
-    kind = "v1" if conn.v1 else ("plain" if conn.room is not None else "echo")
     log.info(
         "open %s room=%s peer=%s protocol=%s",
-        conn.name,
-        conn.room,
+        user,
+        room,
         peer,
         kind,
-        extra={"event": "open", "user": conn.name, "room": conn.room or "", "peer": peer},
+        extra={"event": "open", "user": user, "room": room or "", "peer": peer},
     )
 
 
-def _connection(
-    websocket: WebSocket,
-    name: str,
-    room: str | None,
-    s: ServerSettings,
-    hub: Hub,
-    *,
-    v1: bool = False,
-) -> Connection:
-    return Connection(
-        websocket,
-        name,
+def log_close(user: str, room: str | None, peer: str, code: int | None) -> None:
+    """Log the one line per closed connection (never message text, never the query)."""
+    log.info(
+        "close %s room=%s peer=%s code=%s",
+        user,
         room,
-        v1=v1,
-        outbox_size=s.outbox_size,
-        close_timeout_s=s.close_timeout_s,
-        coalescer=hub.coalescer,
+        peer,
+        code,
+        extra={
+            "event": "close",
+            "user": user,
+            "room": room or "",
+            "peer": peer,
+            "code": code if code is not None else 1006,
+        },
     )
 
 
-def _offer_or_drop(hub: Hub, conn: Connection, frame: Outgoing) -> None:
-    hub.deliver_each([(conn, frame)])
+class EchoHandler:
+    """Serve an echo socket: each message back through ``reply(message)``; one per route."""
 
+    def __init__(self, hub: Hub, settings: ServerSettings, *, raw: bool) -> None:
+        self.hub = hub
+        self.settings = settings
+        self.raw = raw
+        self._handle = self._on_frame  # one bound method for every socket of this route
 
-async def serve_echo(websocket: WebSocket, hub: Hub, settings: ServerSettings) -> None:
-    """Echo each frame back as ``You said: ...``: text as text, binary as binary."""
-    await websocket.accept()
+    async def __call__(self, websocket: WebSocket) -> None:
+        await websocket.accept()
+        s = self.settings
+        conn = Connection(
+            websocket,
+            "echo",
+            outbox_size=s.outbox_size,
+            close_timeout_s=s.close_timeout_s,
+            coalescer=self.hub.coalescer,
+        )
+        lease = _lease(websocket)
+        log_open(conn, "echo", "echo", None)
+        await serve_connection(conn, self.hub, self._handle, self._ended, lease)
 
-    async def on_frame(conn: Connection, message: Frame) -> None:
+    async def _on_frame(self, conn: Connection, message: AsgiEvent) -> None:
         text = message.get("text")
-        if text is not None:
+        data = message.get("bytes") or b""
+        if self.raw:
+            reply = Outgoing(text) if text is not None else Outgoing(data=data)
+        elif text is not None:
             reply = Outgoing(echo_text(text))
         else:
-            reply = Outgoing(data=echo_bytes(message.get("bytes") or b""))
-        _offer_or_drop(hub, conn, reply)
+            reply = Outgoing(data=echo_bytes(data))
+        self.hub.send(conn, reply)
 
-    conn = _connection(websocket, "echo", None, settings, hub)
-    await serve_connection(conn, hub, on_frame, _echo_ended)
-
-
-async def serve_raw_echo(websocket: WebSocket, hub: Hub, settings: ServerSettings) -> None:
-    """Echo each message back unchanged (``/echo``): the target of the Autobahn testsuite."""
-    await websocket.accept()
-
-    async def on_frame(conn: Connection, message: Frame) -> None:
-        text = message.get("text")
-        if text is not None:
-            reply = Outgoing(text)
-        else:
-            reply = Outgoing(data=message.get("bytes") or b"")
-        _offer_or_drop(hub, conn, reply)
-
-    conn = _connection(websocket, "echo", None, settings, hub)
-    await serve_connection(conn, hub, on_frame, _echo_ended)
-
-
-def _echo_ended(conn: Connection, code: int | None) -> None:
-    """Nothing to undo when an echo socket ends: it holds no name and no room."""
+    @staticmethod
+    def _ended(conn: Connection, code: int | None) -> None:
+        """Log the end; nothing to undo: an echo socket holds no name and no room."""
+        log_close(conn.label, None, conn.peer, code)
 
 
 async def _refuse(websocket: WebSocket, code: int, reason: str) -> None:
     # Close reasons are limited to 123 bytes (RFC 6455 §5.5).
-    peer = peer_of(websocket)
+    peer = peer_of(websocket.scope)
     log.info(
         "refused peer=%s code=%d: %s",
         peer,
@@ -221,6 +164,36 @@ def _since(raw: str | None) -> int | None:
     return value
 
 
+def rate_limit(on_frame: OnFrame[Member], hub: Hub, settings: ServerSettings) -> OnFrame[Member]:
+    """Return ``on_frame`` behind a per-connection rate limiter (``--rate-limit``/``--rate-burst``).
+
+    One wrapper serves every connection; each member's limiter is made at its first message
+    (``Member.limiter``), so idle sockets hold none. A message past the limit is dropped: a
+    v1 client gets an ``error`` with code ``rate_limited``, a plain client (which cannot
+    parse JSON) nothing. Sustained abuse closes the connection with 1008. Nobody else is
+    affected: the sender's messages never reach the room.
+    """
+    if settings.rate_per_s <= 0:
+        return on_frame
+
+    async def limited(conn: Member, message: AsgiEvent) -> None:
+        limiter = conn.limiter
+        if limiter is None:
+            limiter = conn.limiter = RateLimiter(settings.rate_per_s, settings.burst)
+        verdict = limiter.check(time.monotonic())
+        if verdict is Verdict.ALLOW:
+            await on_frame(conn, message)
+        elif verdict is Verdict.REFUSE:
+            if conn.v1:
+                detail = f"slow down: at most {settings.rate_per_s:g} messages per second"
+                hub.send(conn, text_frame(error_event(ErrorCode.RATE_LIMITED, detail)))
+        else:
+            log.warning("closing %s: rate limit exceeded again and again", conn.name)
+            conn.close(CloseCode.POLICY_VIOLATION, "rate limit exceeded")
+
+    return limited
+
+
 class ChatEndpoint:
     """Serve ``/ws/{client_id}`` for one ``ChatService``: the v1 JSON protocol if offered,
     else the article's text.
@@ -233,12 +206,29 @@ class ChatEndpoint:
         self.chat = chat
         self._on_plain = rate_limit(self._plain_frame, chat.hub, chat.settings)
         self._on_v1 = rate_limit(self._v1_frame, chat.hub, chat.settings)
+        self._end = self._ended  # one bound method for every socket
 
     def __call__(self, websocket: WebSocket, client_id: str) -> Awaitable[None]:
         """Return the socket's loop as a coroutine (no frame of its own for the socket's life)."""
         if SUBPROTOCOL in websocket.scope.get("subprotocols", ()):
             return self._serve_v1(websocket, client_id)
         return self._serve_plain(websocket, client_id)
+
+    def _member(self, websocket: WebSocket, name: str, room: str, *, v1: bool) -> Member:
+        s = self.chat.settings
+        return Member(
+            websocket,
+            name,
+            room,
+            v1=v1,
+            outbox_size=s.outbox_size,
+            close_timeout_s=s.close_timeout_s,
+            coalescer=self.chat.hub.coalescer,
+        )
+
+    def _ended(self, conn: Member, code: int | None) -> None:
+        log_close(conn.name, conn.room, conn.peer, code)
+        self.chat.leave(conn, code)
 
     async def _serve_plain(self, websocket: WebSocket, client_id: str) -> None:
         chat = self.chat
@@ -249,14 +239,17 @@ class ChatEndpoint:
         except ProtocolError as exc:
             await _refuse(websocket, CloseCode.INVALID_NAME, exc.detail)
             return
-        conn = _connection(websocket, name, room, chat.settings, chat.hub)
+        conn = self._member(websocket, name, room, v1=False)
         claim = await chat.claim(conn, None, shared=_signed_in(websocket, name))
         if claim.result is ClaimResult.TAKEN:
             await _refuse(websocket, CloseCode.NAME_TAKEN, _taken(name, claim.lookalike))
             return
-        await serve_connection(conn, chat.hub, self._on_plain, chat.leave)
+        chat.enter_plain(conn)
+        lease = _lease(websocket)
+        log_open(conn, "plain", name, room)
+        await serve_connection(conn, chat.hub, self._on_plain, self._end, lease)
 
-    async def _plain_frame(self, conn: Connection, message: Frame) -> None:
+    async def _plain_frame(self, conn: Member, message: AsgiEvent) -> None:
         text = message.get("text")
         if text is None:
             conn.close(CloseCode.UNSUPPORTED_DATA, "binary frames are not supported here")
@@ -279,7 +272,7 @@ class ChatEndpoint:
                 websocket, CloseCode.POLICY_VIOLATION, "since must be a non-negative integer"
             )
             return
-        conn = _connection(websocket, name, room, chat.settings, chat.hub, v1=True)
+        conn = self._member(websocket, name, room, v1=True)
         claim = await chat.claim(conn, params.get("resume"), shared=_signed_in(websocket, name))
         if claim.result is ClaimResult.TAKEN or claim.holder is None:
             await _refuse(websocket, CloseCode.NAME_TAKEN, _taken(name, claim.lookalike))
@@ -292,19 +285,21 @@ class ChatEndpoint:
             chat.hub.remove(conn, None)
             chat.leave(conn, None)
             raise
-        await serve_connection(conn, chat.hub, self._on_v1, chat.leave)
+        lease = _lease(websocket)
+        log_open(conn, "v1", name, conn.room)
+        await serve_connection(conn, chat.hub, self._on_v1, self._end, lease)
 
-    async def _v1_frame(self, conn: Connection, message: Frame) -> None:
+    async def _v1_frame(self, conn: Member, message: AsgiEvent) -> None:
         chat = self.chat
         text = message.get("text")
         if text is None:
             error = error_event(ErrorCode.BINARY_UNSUPPORTED, "send JSON in text frames")
-            _offer_or_drop(chat.hub, conn, text_frame(error))
+            chat.hub.send(conn, text_frame(error))
             return
         try:
             command = decode_command(text)
         except ProtocolError as exc:
-            _offer_or_drop(chat.hub, conn, text_frame(error_event(exc.code, exc.detail)))
+            chat.hub.send(conn, text_frame(error_event(exc.code, exc.detail)))
             return
         match command:
             case Say(text=said, action=action, cid=cid):

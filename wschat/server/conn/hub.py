@@ -1,8 +1,12 @@
-"""The registry of live connections on one server process, and fan-out to them.
+"""The registry of live connections on one server process, and the one delivery policy.
 
-``Hub`` knows which connection is in which room and delivers a prepared frame to each member
-without awaiting anyone (see ``Connection.offer``). It keeps the counters that ``/healthz``
-and the metrics report.
+``Hub`` knows which connection is in which fan-out group (the chat layer's rooms; plain keys
+here) and delivers prepared frames without awaiting anyone (see ``Connection.offer``). Every
+frame any layer sends to a peer goes through ``deliver``, ``deliver_each`` or ``send``: a
+full outbox always closes the receiver with ``CloseCode.SLOW_CONSUMER`` (``drop_slow``), and
+the counters that ``/healthz`` and the metrics report live in one ``Stats``.
+
+Imports the connection layer and ``wschat.protocol``; nothing of the chat layer.
 """
 
 from __future__ import annotations
@@ -13,31 +17,51 @@ from collections import Counter
 from collections.abc import Iterable
 
 from wschat.protocol import CloseCode
-from wschat.server.conn.connection import Coalescer, Connection, Outgoing
+from wschat.server.conn.connection import Coalescer, Connection
 from wschat.server.conn.drain import drain_plan
+from wschat.server.conn.outgoing import Outgoing
 
 log = logging.getLogger("wschat.server")
 
 
+class Stats:
+    """The delivery counters of one hub (plain ints, read at scrape time)."""
+
+    __slots__ = ("closed_by_code", "deliveries", "slow_consumers")
+
+    def __init__(self) -> None:
+        self.deliveries = 0  # frames queued or written to a connection
+        self.slow_consumers = 0  # connections closed 4001
+        self.closed_by_code: Counter[int] = Counter()  # connections ended, by close code
+
+
 class Hub:
-    """Live connections by room; every method is synchronous but ``close_all``."""
+    """Live connections, and by group; every method is synchronous but ``close_all``.
+
+    Only the layer above files connections under groups (``join``), and it knows what type
+    it files: the chat layer files only its ``Member``s (see ``chat.fanout``).
+    """
 
     def __init__(self) -> None:
         self.connections: set[Connection] = set()
         self.rooms: dict[str, set[Connection]] = {}
-        self.closed_by_code: Counter[int] = Counter()
-        self.slow_consumers = 0
-        self.deliveries = 0
+        self.stats = Stats()
         self.coalescer = Coalescer()
         self._empty = asyncio.Event()
         self._empty.set()
 
     def add(self, conn: Connection) -> None:
-        """Register ``conn`` (and put it in its room, if it has one)."""
+        """Register ``conn`` as live (in no group: see ``join``); safe to call twice."""
         self.connections.add(conn)
         self._empty.clear()
-        if conn.room is not None:
-            self.rooms.setdefault(conn.room, set()).add(conn)
+
+    def join(self, conn: Connection, group: str) -> None:
+        """Register ``conn`` and file it under ``group``, leaving the group it was in."""
+        if conn.group != group:
+            self.leave(conn)
+            conn.group = group
+        self.add(conn)
+        self.rooms.setdefault(group, set()).add(conn)
 
     def remove(self, conn: Connection, code: int | None) -> None:
         """Forget ``conn``; safe to call twice. ``code`` is the close code it ended with."""
@@ -45,58 +69,85 @@ class Hub:
             return
         self.connections.discard(conn)
         if code is not None:
-            self.closed_by_code[code] += 1
-        if conn.room is not None:
-            self.leave(conn)
+            self.stats.closed_by_code[code] += 1
+        self.leave(conn)
         if not self.connections:
             self._empty.set()
 
     def leave(self, conn: Connection) -> None:
-        """Take ``conn`` out of its room, dropping the room when it empties."""
-        members = self.rooms.get(conn.room) if conn.room is not None else None
+        """Take ``conn`` out of its group's set, dropping the set when it empties.
+
+        ``conn.group`` is kept: it still names where the connection was, for its last logs.
+        """
+        group = conn.group
+        if group is None:
+            return
+        members = self.rooms.get(group)
         if members is not None:
             members.discard(conn)
             if not members:
-                del self.rooms[conn.room]  # type: ignore[arg-type]
+                del self.rooms[group]
 
-    def members(self, room: str) -> set[Connection]:
-        """Return the live set of ``room``'s connections (empty if there is none)."""
-        return self.rooms.get(room, set())
+    def members(self, group: str) -> set[Connection]:
+        """Return the live set of ``group``'s connections (empty if there is none)."""
+        return self.rooms.get(group, set())
 
-    def deliver(self, receivers: Iterable[Connection], frame: Outgoing) -> int:
+    def fresh_pass(self) -> bool:
+        """Return whether a broadcast may write at once (``Coalescer.fresh_pass``)."""
+        return self.coalescer.fresh_pass()
+
+    def deliver(
+        self, receivers: Iterable[Connection], frame: Outgoing, *, direct: bool = False
+    ) -> int:
         """Offer one prepared ``frame`` to each receiver; return how many took it.
 
-        The frame is built once by the caller and serialised at most once for all. A receiver whose outbox is full
-        is closed with ``CloseCode.SLOW_CONSUMER``; nobody else waits for it.
+        The frame is built once by the caller and serialised at most once for all. With
+        ``direct`` (the first broadcast of a loop pass, ``fresh_pass``) it is written at once
+        to each receiver with nothing queued. A receiver whose outbox is full is closed with
+        ``CloseCode.SLOW_CONSUMER``; nobody else waits for it. Neither write nor offer changes
+        a group's set while the caller walks it: a failed write is reported by the transport
+        in a later pass.
         """
         delivered = 0
-        slow: list[Connection] = []
+        slow: list[Connection] | None = None
         for conn in receivers:
-            if conn.offer(frame):
+            if (direct and conn.write_now(frame)) or conn.offer(frame):
                 delivered += 1
+            elif slow is None:
+                slow = [conn]
             else:
                 slow.append(conn)
-        for conn in slow:
-            self.drop_slow(conn)
-        self.deliveries += delivered
+        if slow is not None:
+            for conn in slow:
+                self.drop_slow(conn)
+        self.stats.deliveries += delivered
         return delivered
 
-    def deliver_each(self, pairs: list[tuple[Connection, Outgoing]]) -> int:
+    def deliver_each(self, pairs: Iterable[tuple[Connection, Outgoing]]) -> int:
         """Offer each connection its own prepared frame; see ``deliver`` for the policy."""
         delivered = 0
         for conn, frame in pairs:
-            if conn.offer(frame):
-                delivered += 1
-            else:
-                self.drop_slow(conn)
-        self.deliveries += delivered
+            delivered += self.send(conn, frame)
         return delivered
 
-    def drop_slow(self, conn: Connection) -> None:
-        """Count ``conn`` as a slow consumer and close it 4001, dropping what it has queued."""
-        self.slow_consumers += 1
-        log.warning("closing %s: outbox full (slow consumer)", conn.name)
-        conn.close(CloseCode.SLOW_CONSUMER, "outbox full", flush=False)
+    def send(self, conn: Connection, frame: Outgoing) -> bool:
+        """Offer one reply to one connection; see ``deliver`` for the policy."""
+        if conn.offer(frame):
+            self.stats.deliveries += 1
+            return True
+        self.drop_slow(conn)
+        return False
+
+    def drop_slow(self, conn: Connection, reason: str = "outbox full") -> None:
+        """Count ``conn`` as a slow consumer and close it 4001, dropping what it has queued.
+
+        Does nothing to a connection already closing.
+        """
+        if conn.close_code is not None:
+            return
+        self.stats.slow_consumers += 1
+        log.warning("closing %s: %s (slow consumer)", conn.label, reason)
+        conn.close(CloseCode.SLOW_CONSUMER, reason, flush=False)
 
     async def close_all(
         self, code: int, timeout_s: float, *, drain_s: float = 0.0, batch_size: int = 0
