@@ -107,6 +107,8 @@ class Fanout:
         v1_receivers: list[Member] = []
         plain_receivers: list[Member] = []
         hub = self.hub
+        take = v1_receivers.append  # bound once: this loop runs once per member per message
+        msg_id = msg.id
         for conn in self.members(msg.room):
             if not conn.v1:
                 if plain:
@@ -116,12 +118,12 @@ class Fanout:
                     conn.pending.append(msg)
                 else:
                     hub.drop_slow(conn, "too many messages during replay")
-            elif msg.id > conn.last_id:
-                if self.cluster is not None and msg.id > conn.last_id + 1:
+            elif msg_id > conn.last_id:
+                if self.cluster is not None and msg_id > conn.last_id + 1:
                     gap = True  # never skip an id: fetch the missing ones first
                     continue
-                conn.last_id = msg.id
-                v1_receivers.append(conn)
+                conn.last_id = msg_id
+                take(conn)
         direct = hub.fresh_pass()
         if v1_receivers:
             frame = text_frame(msg.event())

@@ -109,17 +109,21 @@ class Hub:
         in a later pass.
         """
         delivered = 0
-        slow: list[Connection] | None = None
-        for conn in receivers:
-            if (direct and conn.write_now(frame)) or conn.offer(frame):
-                delivered += 1
-            elif slow is None:
-                slow = [conn]
-            else:
-                slow.append(conn)
-        if slow is not None:
-            for conn in slow:
-                self.drop_slow(conn)
+        slow: list[Connection] = []
+        if direct:  # two loops, not a test per receiver: this is the fan-out hot path
+            for conn in receivers:
+                if conn.write_now(frame) or conn.offer(frame):
+                    delivered += 1
+                else:
+                    slow.append(conn)
+        else:
+            for conn in receivers:
+                if conn.offer(frame):
+                    delivered += 1
+                else:
+                    slow.append(conn)
+        for conn in slow:
+            self.drop_slow(conn)
         self.stats.deliveries += delivered
         return delivered
 
