@@ -9,13 +9,12 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from tests.server.conn.fake import FakeSocket, FakeTransport
+from tests.server.conn.fake import FakeSocket, FakeTransport, stall
 from wschat.broker.memory import MemoryBroker
 from wschat.protocol import CloseCode
 from wschat.server.chat.member import Member
 from wschat.server.chat.service import ChatService
 from wschat.server.conn.hub import Hub
-from wschat.server.conn.outgoing import Outgoing
 from wschat.server.conn.reader import serve_connection
 from wschat.server.settings import ServerSettings
 from wschat.server.transport.asgi import AsgiEvent
@@ -54,12 +53,6 @@ async def join(chat: ChatService, name: str, *, v1: bool = True) -> tuple[Member
 
 def of_type(transport: FakeTransport, kind: str) -> list[dict[str, object]]:
     return [e for e in transport.events() if e["type"] == kind]
-
-
-def stall(member: Member, transport: FakeTransport) -> None:
-    transport.full = True
-    while member.offer(Outgoing("filler")):
-        pass
 
 
 async def test_say_stores_with_an_id_and_reaches_every_member(chat: ChatService) -> None:

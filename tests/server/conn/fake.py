@@ -12,6 +12,8 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+from wschat.server.conn.connection import Connection
+from wschat.server.conn.outgoing import Outgoing
 from wschat.server.transport.asgi import AsgiEvent, Scope
 from wschat.server.transport.extension import TRANSPORT_EXTENSION, Sink, Transport
 
@@ -94,6 +96,13 @@ class FakeSocket:
 
     async def send(self, message: AsgiEvent) -> None:
         self.sent.append(message)
+
+
+def stall(conn: Connection, transport: FakeTransport) -> None:
+    """Make ``conn`` a slow consumer: its socket buffer is full, and so is its outbox."""
+    transport.full = True
+    while conn.offer(Outgoing("filler")):
+        pass
 
 
 async def until(predicate: Callable[[], bool]) -> None:

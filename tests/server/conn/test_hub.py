@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from tests.server.conn.fake import FakeSocket, FakeTransport
+from tests.server.conn.fake import FakeSocket, FakeTransport, stall
 from wschat.protocol import CloseCode
 from wschat.server.conn.connection import Connection
 from wschat.server.conn.hub import Hub
@@ -20,13 +20,6 @@ def make(hub: Hub, label: str, group: str | None = "r") -> tuple[Connection, Fak
     else:
         hub.add(conn)
     return conn, transport
-
-
-def stall(conn: Connection, transport: FakeTransport) -> None:
-    """Make ``conn`` a slow consumer: its socket is full and so is its outbox."""
-    transport.full = True
-    while conn.offer(Outgoing("filler")):
-        pass
 
 
 async def test_deliver_offers_one_frame_to_every_receiver() -> None:

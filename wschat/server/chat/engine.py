@@ -3,6 +3,9 @@
 ``--broker memory`` (the default) keeps everything in this process, with history in SQLite.
 ``--broker redis://HOST:PORT/DB`` puts history, names, members and fan-out in Redis, so any
 number of processes behind a load balancer act as one server (issue 6).
+
+Part of the chat layer: imports the service, the cluster, the brokers and the stores (the
+Redis ones only when asked); no socket type.
 """
 
 from __future__ import annotations
