@@ -3,7 +3,7 @@
 Every module is parsed with ``ast`` (nothing is imported); imports inside functions and
 under ``if TYPE_CHECKING:`` count like any other, since a cycle through type hints is still a
 cycle in the design. Layers, bottom to top: transport → conn → chat → guard, handlers,
-routing → app (docs/architecture in the module docstrings; issue 13).
+routing → app (see ``wschat/server/__init__.py``; issue 13).
 """
 
 from __future__ import annotations
