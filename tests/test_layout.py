@@ -20,6 +20,11 @@ FRAMEWORKS = ("fastapi", "starlette", "uvicorn", "websockets", "rich", "prompt_t
         "wschat.origin",
         "wschat.names",
         "wschat.auth",
+        "wschat.rooms",
+        "wschat.broker",
+        "wschat.store",
+        "wschat.server.conn.drain",
+        "wschat.server.transport.extension",
     ],
 )
 def test_core_imports_no_framework(module: str) -> None:

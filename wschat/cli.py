@@ -330,7 +330,7 @@ def serve(
     ] = 10.0,
 ) -> None:
     """Run the chat server (echo at /ws, chat at /ws/{client_id}, a page at /)."""
-    from wschat.server.engine import is_redis
+    from wschat.server.chat.engine import is_redis
     from wschat.server.runner import serve as run_server
     from wschat.server.settings import ServerSettings
 

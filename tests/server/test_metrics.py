@@ -65,6 +65,6 @@ async def test_metrics_count_connections_messages_and_closes(server: Server) -> 
 def test_each_app_has_its_own_registry() -> None:
     one = create_app(ServerSettings())
     two = create_app(ServerSettings())
-    one.state.hub.deliveries += 3
+    one.state.hub.stats.deliveries += 3
     assert b"wschat_deliveries_total 3.0" in render(one.state.metrics)
     assert b"wschat_deliveries_total 0.0" in render(two.state.metrics)

@@ -211,7 +211,7 @@ def test_server_raises_its_own_descriptor_limit(tmp_path) -> None:  # type: igno
 
 
 async def test_idle_chat_sockets_hold_no_task(server: Server) -> None:
-    # Sockets are read by callbacks from the protocol (server/reader.py), not by a task
+    # Sockets are read by callbacks from the protocol (server/conn/reader.py), not by a task
     # each: a task exists only while a message is handled.
     base = get_json(server.http + "/healthz")["tasks"]
     async with asyncio.timeout(30):

@@ -2,10 +2,11 @@
 
 Routes: ``GET /`` (the browser chat page, its files under ``/static``), ``GET /healthz``,
 ``GET /metrics`` (Prometheus), ``WS /echo`` (FastAPI), ``WS /ws`` (echo) and
-``WS /ws/{client_id}`` (chat). The WebSocket loops live in ``endpoint``.
+``WS /ws/{client_id}`` (chat). The WebSocket handlers live in ``handlers``.
 
 What is served is ``App``: the guard, then the chat and echo sockets routed straight to their
-handlers (``wsroute``), then FastAPI for everything else. A chat socket's coroutine frames live
+handlers (``routing``), then FastAPI for everything else. This module only wires: it is the
+top of the server's layers (transport → conn → chat → guard, handlers, routing → app). A chat socket's coroutine frames live
 as long as the socket, and each layer of FastAPI's stack (the app, error middleware, exception
 middleware, body limit) costs about 300 bytes per idle socket.
 """
@@ -21,16 +22,16 @@ from typing import Any
 from fastapi import FastAPI, WebSocket
 from fastapi.responses import HTMLResponse, Response
 from fastapi.staticfiles import StaticFiles
-from starlette.types import ASGIApp, Receive, Scope, Send
 
 from wschat import __version__
-from wschat.server.endpoint import ChatEndpoint, serve_echo, serve_raw_echo
-from wschat.server.engine import build_chat
+from wschat.server.chat.engine import build_chat
+from wschat.server.conn.hub import Hub
 from wschat.server.guard import Guard
-from wschat.server.hub import Hub
+from wschat.server.handlers import ChatEndpoint, EchoHandler
 from wschat.server.metrics import CONTENT_TYPE, make_registry, render
+from wschat.server.routing import WebSocketRoutes
 from wschat.server.settings import ServerSettings
-from wschat.server.wsroute import WebSocketRoutes
+from wschat.server.transport.asgi import ASGIApp, Receive, Scope, Send
 
 
 class App:
@@ -90,18 +91,20 @@ def create_app(settings: ServerSettings | None = None) -> App:
             "names": len(chat.presence.holders),
             "broker": {"engine": chat.broker.name, "state": chat.broker.state()},
             "replays": chat.replays,
-            "slow_consumers": hub.slow_consumers,
-            "closed_by_code": {str(code): n for code, n in sorted(hub.closed_by_code.items())},
+            "slow_consumers": hub.stats.slow_consumers,
+            "closed_by_code": {
+                str(code): n for code, n in sorted(hub.stats.closed_by_code.items())
+            },
         }
+
+    serve_raw_echo = EchoHandler(hub, settings, raw=True)
 
     @app.websocket("/echo")
     async def raw_echo(websocket: WebSocket) -> None:
-        await serve_raw_echo(websocket, hub, settings)
+        await serve_raw_echo(websocket)
 
     routes = WebSocketRoutes(
-        app,
-        echo=lambda websocket: serve_echo(websocket, hub, settings),
-        chat=ChatEndpoint(chat),
+        app, echo=EchoHandler(hub, settings, raw=False), chat=ChatEndpoint(chat)
     )
     # Outermost: origin, caps and tokens are checked before any route (issue 7).
     return App(app, Guard(routes, settings))

@@ -14,39 +14,28 @@ app sees it, it checks in order:
 A refusal is an HTTP response sent instead of the ``101`` (the ASGI ``websocket.http.response``
 extension), so a refused client never has an open socket and is delivered nothing. An admitted
 handshake is counted until the app returns. The authenticated name is left in the scope under
-``wschat.user`` for the endpoint, and its place in the caps under ``wschat.lease`` (``Lease``).
+``wschat.user`` for the handlers, and its place in the caps under ``wschat.lease`` (``Lease``).
 
-``rate_limit`` wraps an endpoint's per-frame handler with a per-connection token bucket.
+The guard works on the handshake only: it imports neither the connection layer nor the chat
+layer (the per-message rate limit lives in ``handlers``). It imports the transport's ASGI
+aliases, the settings and the pure core.
 """
 
 from __future__ import annotations
 
 import logging
-import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, MutableMapping
 from http import HTTPStatus
-from typing import Any
 from urllib.parse import parse_qsl
 
 from wschat.auth import TOKEN_SUBPROTOCOL_PREFIX, Reason, verify_token
-from wschat.errors import AuthError
+from wschat.errors import AuthError, WschatError
 from wschat.origin import normalise_origin, origin_allowed
-from wschat.protocol import CloseCode, ErrorCode, error_event
-from wschat.ratelimit import RateLimiter, Verdict
-from wschat.server.chat import text_frame
-from wschat.server.connection import Connection
-from wschat.server.hub import Hub
+from wschat.protocol import CloseCode
 from wschat.server.settings import ServerSettings
+from wschat.server.transport.asgi import ASGIApp, Receive, Scope, Send
 
 log = logging.getLogger("wschat.server")
-
-Scope = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
-Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
-Frame = MutableMapping[str, Any]
-OnFrame = Callable[[Connection, Frame], Awaitable[None]]
 
 USER_SCOPE_KEY = "wschat.user"
 LEASE_SCOPE_KEY = "wschat.lease"
@@ -59,8 +48,8 @@ _AUTH_STATUS = {
 }
 
 
-class Refusal(Exception):
-    """A handshake the guard turns away with ``status``."""
+class Refusal(WschatError):
+    """A handshake the guard turns away with ``status`` (caught by the guard itself)."""
 
     def __init__(self, status: HTTPStatus, detail: str, headers: list[tuple[str, str]]) -> None:
         super().__init__(detail)
@@ -194,34 +183,3 @@ async def _deny(scope: Scope, receive: Receive, send: Send, refusal: Refusal) ->
         {"type": "websocket.http.response.start", "status": refusal.status, "headers": headers}
     )
     await send({"type": "websocket.http.response.body", "body": body})
-
-
-def rate_limit(on_frame: OnFrame, hub: Hub, settings: ServerSettings) -> OnFrame:
-    """Return ``on_frame`` behind a per-connection rate limiter (``--rate-limit``/``--rate-burst``).
-
-    One wrapper serves every connection; each connection's limiter is made at its first
-    message (``Connection.limiter``), so idle sockets hold none. A message past the limit is
-    dropped: a v1 client gets an ``error`` with code ``rate_limited``, a plain client (which
-    cannot parse JSON) nothing. Sustained abuse closes the connection with 1008. Nobody else
-    is affected: the sender's messages never reach the room.
-    """
-    if settings.rate_per_s <= 0:
-        return on_frame
-
-    async def limited(conn: Connection, message: Frame) -> None:
-        limiter = conn.limiter
-        if limiter is None:
-            limiter = conn.limiter = RateLimiter(settings.rate_per_s, settings.burst)
-        verdict = limiter.check(time.monotonic())
-        if verdict is Verdict.ALLOW:
-            await on_frame(conn, message)
-        elif verdict is Verdict.REFUSE:
-            if conn.v1:
-                detail = f"slow down: at most {settings.rate_per_s:g} messages per second"
-                frame = text_frame(error_event(ErrorCode.RATE_LIMITED, detail))
-                hub.deliver_each([(conn, frame)])
-        else:
-            log.warning("closing %s: rate limit exceeded again and again", conn.name)
-            conn.close(CloseCode.POLICY_VIOLATION, "rate limit exceeded")
-
-    return limited

@@ -15,7 +15,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from wschat.server.chat import ChatService
+from wschat.server.chat.service import ChatService
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -58,23 +58,23 @@ class ChatCollector(Collector):
             "Copies of chat messages queued for receivers (fan-out).",
             labels=["kind"],
         )
-        outgoing.add_metric(["room"], chat.messages_out)
-        outgoing.add_metric(["dm"], chat.dms_out)
+        outgoing.add_metric(["room"], chat.fanout.messages_out)
+        outgoing.add_metric(["dm"], chat.fanout.dms_out)
         yield outgoing
         yield CounterMetricFamily(
             "wschat_deliveries",
             "Frames of any kind queued to a connection's outbox.",
-            value=hub.deliveries,
+            value=hub.stats.deliveries,
         )
         yield CounterMetricFamily(
             "wschat_outbox_drops",
             "Connections closed 4001 because their outbox was full (slow consumers).",
-            value=hub.slow_consumers,
+            value=hub.stats.slow_consumers,
         )
         closed = CounterMetricFamily(
             "wschat_disconnects", "Connections ended, by close code.", labels=["code"]
         )
-        for code, count in sorted(hub.closed_by_code.items()):
+        for code, count in sorted(hub.stats.closed_by_code.items()):
             closed.add_metric([str(code)], count)
         yield closed
         yield CounterMetricFamily(

@@ -18,8 +18,8 @@ import uvicorn
 from wschat.protocol import CloseCode
 from wschat.rlimit import raise_fd_limit
 from wschat.server.app import create_app
-from wschat.server.engine import check_broker, is_redis
-from wschat.server.hub import Hub
+from wschat.server.chat.engine import check_broker, is_redis
+from wschat.server.conn.hub import Hub
 from wschat.server.logs import log_config
 from wschat.server.settings import ServerSettings
 from wschat.server.transport.http import http_protocol

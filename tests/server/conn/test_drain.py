@@ -11,7 +11,7 @@ import pytest
 import websockets
 
 from tests.conftest import Server
-from wschat.server.drain import drain_plan
+from wschat.server.conn.drain import drain_plan
 
 
 @pytest.mark.parametrize(("count", "size", "spread"), [(200, 20, 2.0), (101, 50, 1.0), (7, 3, 0.5)])

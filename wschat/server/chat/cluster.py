@@ -1,7 +1,7 @@
 """One node among many: the chat service's link to the shared registry, heartbeats and repair.
 
-``Cluster`` is what ``ChatService`` consults when the broker is Redis (it is None with the
-in-memory broker, where the local ``Presence`` is the whole truth):
+``Cluster`` is what ``ChatService`` (``chat.service``) consults when the broker is Redis (it is
+None with the in-memory broker, where the local ``Presence`` is the whole truth):
 
 - names: a local claim is confirmed in the shared registry; a resume token presented on
   another node hands the name over (``takeover``: the old node drops it without ``left``);
@@ -15,6 +15,11 @@ in-memory broker, where the local ``Presence`` is the whole truth):
 While Redis is away, nothing here closes a socket: claims are accepted locally (and
 registered by the next heartbeat), presence and DMs between local users carry on, and
 ``say`` answers ``unavailable`` (see ``ChatService.say``).
+
+The cluster calls back into the service only through ``ClusterHost``, a protocol defined here
+and satisfied by ``ChatService``: this module imports neither the service nor the fan-out,
+and nothing of the connection layer or above. It imports the brokers, the store and the
+registry (``chat.registry``).
 """
 
 from __future__ import annotations
@@ -23,23 +28,48 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Coroutine
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from wschat.broker import Envelope
 from wschat.broker.redis import RedisBroker
-from wschat.broker.registry import ClaimOutcome, RedisRegistry
 from wschat.errors import Unavailable
 from wschat.rooms import Holder
-from wschat.store import HistoryStore
-
-if TYPE_CHECKING:
-    from wschat.server.chat import ChatService
+from wschat.server.chat.registry import ClaimOutcome, RedisRegistry
+from wschat.store import HistoryStore, Replay
 
 log = logging.getLogger("wschat.cluster")
 
 REPAIR_DELAY_S = 0.2  # a missing id usually arrives within this; then no store read is needed
 REPAIR_ROUNDS = 5  # bounded: more gaps after this many reads wait for the next trigger
 MAX_BACKGROUND_TASKS = 10_000  # fire-and-forget registry writes in flight before we drop some
+
+
+class ClusterHost(Protocol):
+    """What the cluster asks of this node's chat service (``ChatService`` satisfies it)."""
+
+    def holders(self) -> list[Holder]:
+        """Return the names held on this node."""
+        ...
+
+    def let_go(self, name: str) -> None:
+        """Drop ``name`` here, silently: another node took it over with its resume token."""
+        ...
+
+    def fan_out_presence(self, kind: str, room: str, name: str) -> None:
+        """Tell this node's members of ``room`` that ``name`` ``joined`` or ``left``."""
+        ...
+
+    def rooms(self) -> list[str]:
+        """Return the rooms with a v1 member on this node (the ones that get repairs)."""
+        ...
+
+    def cursor(self, room: str) -> int | None:
+        """Return the oldest id that ``room``'s live v1 members here have, or None if none."""
+        ...
+
+    def catch_up(self, room: str, replay: Replay) -> None:
+        """Deliver what a repair read from the store to ``room``'s v1 members here."""
+        ...
 
 
 class Cluster:
@@ -62,17 +92,18 @@ class Cluster:
         self._publisher: asyncio.Task[None] | None = None
         # Presence and takeover envelopes leave in the order they happened, one at a time.
         self._outgoing: asyncio.Queue[Envelope] = asyncio.Queue(MAX_BACKGROUND_TASKS)
-        self._chat: ChatService | None = None
+        self._host: ClusterHost | None = None
         self._wake = asyncio.Event()
 
     @property
-    def chat(self) -> ChatService:
-        if self._chat is None:
-            raise RuntimeError("cluster used before ChatService.start()")
-        return self._chat
+    def host(self) -> ClusterHost:
+        if self._host is None:
+            raise RuntimeError("cluster used before start()")
+        return self._host
 
-    async def start(self, chat: ChatService) -> None:
-        self._chat = chat
+    async def start(self, host: ClusterHost) -> None:
+        """Start the heartbeat and the publisher; ``host`` is this node's chat service."""
+        self._host = host
         self.broker.on_resubscribed = self._resubscribed
         loop = asyncio.get_running_loop()
         self._heartbeat = loop.create_task(self._beat())
@@ -88,8 +119,8 @@ class Cluster:
         # Free this node's names now rather than after the TTL (best effort, bounded).
         with contextlib.suppress(Unavailable, TimeoutError):
             async with asyncio.timeout(2):
-                for name in list(self.chat.presence.holders):
-                    await self.registry.release(name)
+                for holder in self.host.holders():
+                    await self.registry.release(holder.name)
 
     # --- names ------------------------------------------------------------------------------
 
@@ -157,7 +188,7 @@ class Cluster:
             return self._note(envelope["event"], room, name)
         if kind == "takeover":
             if envelope.get("old") == self.node:
-                self.chat.let_go(envelope["name"])
+                self.host.let_go(envelope["name"])
             return False
         return True
 
@@ -187,23 +218,17 @@ class Cluster:
         self._spawn(self._repair(room, delay_s), limit=False)
 
     async def _repair(self, room: str, delay_s: float) -> None:
-        chat = self.chat
+        host = self.host
         try:
             await asyncio.sleep(delay_s)
             for _ in range(REPAIR_ROUNDS):
                 self._repairing[room] = False
-                conns = [c for c in chat.hub.members(room) if c.v1 and c.pending is None]
-                if not conns:
+                since = host.cursor(room)
+                if since is None:
                     return
-                since = min(c.last_id for c in conns)
                 replay = await self.store.replay(room, since, 0)
                 self.repairs += 1
-                if replay.gap and replay.messages:
-                    # Older than the stored history: what is gone is gone; go on from there.
-                    for conn in conns:
-                        conn.last_id = max(conn.last_id, replay.messages[0].id - 1)
-                for msg in replay.messages:
-                    chat.deliver_stored(msg, plain=False)
+                host.catch_up(room, replay)
                 if not self._repairing[room]:
                     return
         except Unavailable as exc:
@@ -212,7 +237,7 @@ class Cluster:
             self._repairing.pop(room, None)
 
     def _resubscribed(self) -> None:
-        for room in list(self.chat.hub.rooms):
+        for room in self.host.rooms():
             self.repair(room, delay_s=0)
         self._wake.set()
 
@@ -232,27 +257,28 @@ class Cluster:
                     await self._wake.wait()
 
     async def _beat_once(self) -> None:
-        chat = self.chat
-        lost = await self.registry.refresh(list(chat.presence.holders.values()))
+        host = self.host
+        holders = host.holders()
+        lost = await self.registry.refresh(holders)
         if lost:
             log.warning("names now held by another node: %s", ", ".join(sorted(lost)))
-        rooms = [room for room, conns in chat.hub.rooms.items() if any(c.v1 for c in conns)]
+        rooms = host.rooms()
         for room in list(self.mirror):
             if room not in rooms:
                 del self.mirror[room]
         started = asyncio.get_running_loop().time()
         fetched = await self.registry.members(rooms)
-        local = {h.name for h in chat.presence.holders.values()}
+        local = {h.name for h in host.holders()}
         for room, names in fetched.items():
             known = self.mirror.setdefault(room, set())
             for name in sorted(known - names):
                 if name not in local and self._touched.get((room, name), 0.0) < started:
                     known.discard(name)
-                    chat.fan_out_presence("left", room, name)
+                    host.fan_out_presence("left", room, name)
             for name in sorted(names - known):
                 if name not in local and self._touched.get((room, name), 0.0) < started:
                     known.add(name)
-                    chat.fan_out_presence("joined", room, name)
+                    host.fan_out_presence("joined", room, name)
         horizon = started - 10 * self.heartbeat_s
         self._touched = {k: t for k, t in self._touched.items() if t >= horizon}
 

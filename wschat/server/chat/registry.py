@@ -8,7 +8,9 @@ names become free and drop out of every member list within ``ttl``. Every change
 script, so a name is never held by two nodes. One Redis only: the scripts build key names,
 which Redis Cluster would not allow.
 
-Imports redis-py and the core; commands that cannot reach Redis raise ``Unavailable``.
+It is the ``Cluster``'s (``chat.cluster``) and lives beside it: it is not a broker. Imports
+redis-py, ``wschat.broker.redis`` (the key prefix) and the core; commands that cannot reach
+Redis raise ``Unavailable``.
 """
 
 from __future__ import annotations

@@ -1,15 +1,19 @@
 """One WebSocket connection on the server: its bounded outbox and how it is drained.
 
 Fan-out never awaits a peer: ``offer()`` either writes a prepared frame at once or queues it,
-and returns. Under wschat's own uvicorn protocol (see ``wsprotocol``) a frame goes straight to
-the socket while the socket's buffer has room, and the outbox only fills while the peer is not
-reading; the protocol's ``resume_writing`` drains it — no task per connection. Under any other
-ASGI server a writer task drains the outbox with ASGI sends.
+and returns. Under wschat's own transport (``transport.extension.Transport``) a frame goes
+straight to the socket while the socket's buffer has room, and the outbox only fills while
+the peer is not reading; the transport's ``on_writable`` drains it — no task per connection.
+Under any other ASGI server a writer task drains the outbox with ASGI sends.
 
-A peer that does not read fills its outbox; the next ``offer()`` fails, and the caller closes
-the connection with ``CloseCode.SLOW_CONSUMER``. Nothing here is unbounded: the outbox holds at
-most ``outbox_size`` entries, and a close that the peer does not read within
-``close_timeout_s`` aborts the TCP connection.
+A peer that does not read fills its outbox; the next ``offer()`` fails, and the caller (the
+``Hub``, the one delivery policy) closes the connection with ``CloseCode.SLOW_CONSUMER``.
+Nothing here is unbounded: the outbox holds at most ``outbox_size`` entries, and a close that
+the peer does not read within ``close_timeout_s`` aborts the TCP connection.
+
+``Coalescer`` lives here, not with ``Outgoing``, because it drives a connection's private
+flush. This module knows no rooms, names or chat, and imports nothing above
+``wschat.server.transport`` but ``conn.outgoing``.
 """
 
 from __future__ import annotations
@@ -17,53 +21,32 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import Any
+from typing import Protocol
 
-from starlette.websockets import WebSocket
-from websockets.frames import Frame, Opcode
-
-from wschat.ratelimit import RateLimiter
+from wschat.server.conn.outgoing import Outgoing
+from wschat.server.transport.asgi import AsgiEvent, Scope
 from wschat.server.transport.extension import Transport, transport_of
-
-Message = dict[str, Any]
 
 WRITE_CHUNK_BYTES = 64 * 1024
 
 log = logging.getLogger("wschat.server")
 
 
-def peer_of(websocket: WebSocket) -> str:
-    """Return a socket's client as ``host:port`` (or ``-``), for logs."""
-    client = websocket.client
-    return f"{client.host}:{client.port}" if client is not None else "-"
-
-
-class Outgoing:
-    """One frame to send, shared by every receiver: built once, serialised at most once."""
-
-    __slots__ = ("_wire", "data", "text")
-
-    def __init__(self, text: str | None = None, data: bytes | None = None) -> None:
-        self.text = text
-        self.data = data
-        self._wire: bytes | None = None
+class Socket(Protocol):
+    """An accepted ASGI WebSocket as the connection layer uses it (Starlette's fits)."""
 
     @property
-    def wire(self) -> bytes:
-        """Return the frame as bytes on the wire (server frames are unmasked: one for all)."""
-        if self._wire is None:
-            if self.text is not None:
-                frame = Frame(Opcode.TEXT, self.text.encode())
-            else:
-                frame = Frame(Opcode.BINARY, self.data or b"")
-            self._wire = frame.serialize(mask=False)
-        return self._wire
+    def scope(self) -> Scope: ...
 
-    def asgi(self) -> Message:
-        """Return the ASGI ``websocket.send`` message for this frame."""
-        if self.text is not None:
-            return {"type": "websocket.send", "text": self.text}
-        return {"type": "websocket.send", "bytes": self.data or b""}
+    async def receive(self) -> AsgiEvent: ...
+
+    async def send(self, message: AsgiEvent) -> None: ...
+
+
+def peer_of(scope: Scope) -> str:
+    """Return a socket's client as ``host:port`` (or ``-``), for logs."""
+    client = scope.get("client")
+    return f"{client[0]}:{client[1]}" if client else "-"
 
 
 class Coalescer:
@@ -120,7 +103,12 @@ Entry = Outgoing | list[Outgoing] | _Close
 
 
 class Connection:
-    """A live WebSocket, its name, room and outbox; owned by the endpoint that accepted it."""
+    """A live WebSocket and its outbox; owned by the handler that accepted it.
+
+    ``label`` is an opaque identity for logs; ``group`` is the key the ``Hub`` files the
+    connection under for fan-out (the chat layer's room), or None. The layers above keep
+    their own per-connection state in a subclass with ``__slots__`` (no dict per socket).
+    """
 
     __slots__ = (
         "_close_timeout_s",
@@ -133,37 +121,25 @@ class Connection:
         "_ready",
         "_writer",
         "close_code",
-        "last_id",
-        "limiter",
-        "name",
-        "pending",
-        "replaced",
-        "room",
-        "v1",
-        "websocket",
+        "group",
+        "label",
+        "socket",
     )
 
     def __init__(
         self,
-        websocket: WebSocket,
-        name: str,
-        room: str | None,
+        socket: Socket,
+        label: str,
+        group: str | None = None,
         *,
-        v1: bool,
         outbox_size: int,
         close_timeout_s: float,
         coalescer: Coalescer | None = None,
     ) -> None:
-        self.websocket = websocket
-        self.name = name
-        self.room = room
-        self.v1 = v1
+        self.socket = socket
+        self.label = label
+        self.group = group
         self.close_code: int | None = None  # set once we decided to close
-        self.last_id = 0  # v1: the newest room message id queued for this peer
-        # v1: while the room's history is being read, live messages wait here (see chat.py)
-        self.pending: list[Any] | None = None
-        self.replaced = False  # the same user reconnected; this socket no longer owns the name
-        self.limiter: RateLimiter | None = None  # made at the first message (guard.rate_limit)
         # A list, not a deque: 56 bytes while empty (most of the time) against about 600.
         self._outbox: list[Entry] = []
         self._outbox_size = outbox_size
@@ -173,15 +149,15 @@ class Connection:
         self._ready: asyncio.Event | None = None
         self._coalescer = coalescer
         self._dirty = False
-        self._proto: Transport | None = transport_of(websocket.scope)
+        self._proto: Transport | None = transport_of(socket.scope)
 
     def __repr__(self) -> str:
-        return f"<Connection {self.name!r} room={self.room!r}>"
+        return f"<{type(self).__name__} {self.label!r} group={self.group!r}>"
 
     @property
     def peer(self) -> str:
         """Return the client's ``host:port`` (or ``-``), for logs."""
-        return peer_of(self.websocket)
+        return peer_of(self.socket.scope)
 
     @property
     def protocol(self) -> Transport | None:
@@ -372,7 +348,7 @@ class Connection:
 
     async def _drain(self) -> None:
         """Drain the outbox with ASGI sends (when not under wschat's own protocol)."""
-        send = self.websocket.send
+        send = self.socket.send
         outbox = self._outbox
         ready = self._ready
         assert ready is not None
@@ -391,16 +367,20 @@ class Connection:
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # the peer vanished mid-send
-            log.debug("send to %s failed: %r", self.name, exc)
+            log.debug("send to %s failed: %r", self.label, exc)
             self.abort()
 
     async def _send_close(self, entry: _Close) -> None:
-        message = {"type": "websocket.close", "code": int(entry.code), "reason": entry.reason}
+        message: AsgiEvent = {
+            "type": "websocket.close",
+            "code": int(entry.code),
+            "reason": entry.reason,
+        }
         try:
             async with asyncio.timeout(self._close_timeout_s):
-                await self.websocket.send(message)
+                await self.socket.send(message)
         except TimeoutError:
-            log.info("%s did not read its close frame in time; aborting", self.name)
+            log.info("%s did not read its close frame in time; aborting", self.label)
             self.abort()
         except Exception as exc:  # already gone
-            log.debug("close of %s failed: %r", self.name, exc)
+            log.debug("close of %s failed: %r", self.label, exc)

@@ -4,12 +4,17 @@
 broker to the hub's sockets. A room message is stored first (which gives it its id), then
 published; every process's ``deliver`` fans it out, encoding it once per dialect. A v1 client
 entering a room is registered *before* its history is read: live messages arriving meanwhile
-wait in ``Connection.pending`` and are queued after the replay, skipping ids already replayed
+wait in ``Member.pending`` and are queued after the replay, skipping ids already replayed
 — no gap, no duplicate, whatever the timing.
 
-With the Redis broker a ``Cluster`` (``wschat.server.cluster``) joins this process to the
-others: names and members are confirmed in the shared registry, and a v1 connection only
-takes the next id of its room — a gap is repaired from the store (issue 6).
+With the Redis broker a ``Cluster`` (``chat.cluster``) joins this process to the others:
+names and members are confirmed in the shared registry, and a v1 connection only takes the
+next id of its room — a gap is repaired from the store (issue 6). ``ChatService`` satisfies
+the cluster's ``ClusterHost`` protocol; the cluster does not import this module.
+
+Every reply to a member goes through the hub (``Hub.send``), so a full outbox closes it 4001.
+Delivery to many is ``chat.fanout``. Imports the connection layer, ``chat.*``, the broker,
+the store and the pure core; no socket type, nothing of the handlers or the app.
 """
 
 from __future__ import annotations
@@ -17,37 +22,27 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import TYPE_CHECKING, Any
 
 from wschat import __version__
-from wschat.broker import Broker, Envelope
+from wschat.broker import Broker
 from wschat.errors import Unavailable
 from wschat.protocol import (
     SUBPROTOCOL,
     CloseCode,
     ErrorCode,
-    dm_event,
-    dumps,
     error_event,
     members_event,
-    plain_line,
-    presence_event,
 )
-from wschat.rooms import Claim, ClaimResult, Presence
-from wschat.server.connection import Connection, Outgoing
-from wschat.server.hub import Hub
+from wschat.rooms import Claim, ClaimResult, Holder, Presence
+from wschat.server.chat.cluster import Cluster
+from wschat.server.chat.fanout import Fanout
+from wschat.server.chat.member import Member
+from wschat.server.conn.hub import Hub
+from wschat.server.conn.outgoing import Outgoing, text_frame
 from wschat.server.settings import ServerSettings
-from wschat.store import HistoryStore, Replay, StoredMessage
-
-if TYPE_CHECKING:
-    from wschat.server.cluster import Cluster
+from wschat.store import HistoryStore, Replay
 
 log = logging.getLogger("wschat.server")
-
-
-def text_frame(obj: dict[str, Any]) -> Outgoing:
-    """Return the frame carrying ``obj`` as one JSON text frame."""
-    return Outgoing(dumps(obj))
 
 
 class ChatService:
@@ -67,19 +62,17 @@ class ChatService:
         self.broker = broker
         self.settings = settings
         self.presence = Presence(settings.presence_grace_s)
-        self.connections_by_name: dict[str, Connection] = {}
-        self.replays = 0
-        self.presence_suppressed = 0  # joined/left not sent because the room was too big
+        self.connections_by_name: dict[str, Member] = {}
+        self.fanout = Fanout(hub, self.presence, self.connections_by_name, settings, cluster)
         # Plain ints read by the metrics collector at scrape time (see metrics.py).
+        self.replays = 0
         self.replayed = 0
         self.messages_in = 0
         self.dms_in = 0
-        self.messages_out = 0
-        self.dms_out = 0
         self._grace_timers: dict[str, asyncio.TimerHandle] = {}
 
     async def start(self) -> None:
-        await self.broker.start(self.deliver)
+        await self.broker.start(self.fanout.deliver)
         if self.cluster is not None:
             await self.cluster.start(self)
 
@@ -94,13 +87,12 @@ class ChatService:
 
     # --- entering and leaving ---------------------------------------------------------------
 
-    async def claim(self, conn: Connection, token: str | None, *, shared: bool = False) -> Claim:
+    async def claim(self, conn: Member, token: str | None, *, shared: bool = False) -> Claim:
         """Give ``conn`` its name, or say it is taken; announce arrivals. Call before ``enter``.
 
         ``shared``: the connection's name is proven by a signed token, so the same user may
         hold several connections at once (issue 7; on one node only, with the Redis broker).
         """
-        assert conn.room is not None
         claim = self.presence.claim(
             conn.name, conn.room, conn, token, reclaimable=conn.v1, shared=shared
         )
@@ -114,7 +106,7 @@ class ChatService:
         if timer is not None:
             timer.cancel()
         old = claim.replaced
-        if isinstance(old, Connection):
+        if isinstance(old, Member):
             old.replaced = True
             old.close(CloseCode.REPLACED, "replaced by a newer connection")
         self.connections_by_name[conn.name] = conn
@@ -126,9 +118,9 @@ class ChatService:
             self._announce("joined", conn.room, conn.name)
         return claim
 
-    async def _claim_shared(self, conn: Connection, claim: Claim, token: str | None) -> Claim:
+    async def _claim_shared(self, conn: Member, claim: Claim, token: str | None) -> Claim:
         """Confirm a local claim with the other nodes: taken there, or resumed from there."""
-        assert self.cluster is not None and claim.holder is not None and conn.room is not None
+        assert self.cluster is not None and claim.holder is not None
         h = claim.holder
         outcome = await self.cluster.claim(h, token)
         if outcome.result == "taken":
@@ -148,7 +140,7 @@ class ChatService:
         if holder is None:
             return
         conn = holder.key
-        if isinstance(conn, Connection):
+        if isinstance(conn, Member):
             conn.replaced = True
             conn.close(CloseCode.REPLACED, "replaced by a newer connection")
             if self.connections_by_name.get(name) is conn:
@@ -162,15 +154,14 @@ class ChatService:
         local = self.presence.members(room)
         return local if self.cluster is None else self.cluster.members(room, local)
 
-    async def enter(self, conn: Connection, since: int | None, token: str) -> None:
+    async def enter(self, conn: Member, since: int | None, token: str) -> None:
         """Register ``conn`` in its room and queue its welcome, replay and pending messages.
 
         If the shared history is unavailable the connection is closed with 1013 (try again).
         """
-        assert conn.room is not None
         room = conn.room
         conn.pending = []
-        self.hub.add(conn)
+        self.hub.join(conn, room)
         if self.cluster is not None:
             await self.cluster.refresh_room(room)
         try:
@@ -219,7 +210,11 @@ class ChatService:
             self.replayed += len(replay.messages)
         conn.push(batch)
 
-    def leave(self, conn: Connection, code: int | None) -> None:
+    def enter_plain(self, conn: Member) -> None:
+        """Register a plain ``conn`` in its room: no welcome, no replay, live messages only."""
+        self.hub.join(conn, conn.room)
+
+    def leave(self, conn: Member, code: int | None) -> None:
         """Forget ``conn``'s claim; a v1 client that dropped keeps its name for the grace period."""
         if self.connections_by_name.get(conn.name) is conn:
             del self.connections_by_name[conn.name]
@@ -234,7 +229,7 @@ class ChatService:
                 self.cluster.release(holder.name)
             return
         held = self.presence.holders.get(conn.name)
-        if held is not None and isinstance(held.key, Connection):
+        if held is not None and isinstance(held.key, Member):
             self.connections_by_name.setdefault(conn.name, held.key)  # another device carries on
         if held is not None and held.grace_until is not None:
             delay = max(0.0, held.grace_until - loop.time())
@@ -248,19 +243,18 @@ class ChatService:
             if self.cluster is not None:
                 self.cluster.release(holder.name)
 
-    async def move(self, conn: Connection, room: str) -> None:
+    async def move(self, conn: Member, room: str) -> None:
         """Move ``conn`` to ``room``: ``left``/``joined`` for the others, a new welcome for it."""
         if self.broker.state() != "ok":
             # Entering needs the shared history: stay in the room rather than lose the socket.
-            conn.offer(text_frame(error_event(ErrorCode.UNAVAILABLE, "cannot change rooms now")))
+            error = error_event(ErrorCode.UNAVAILABLE, "cannot change rooms now")
+            self.hub.send(conn, text_frame(error))
             return
         old = conn.room
         if old != room:
-            self.hub.leave(conn)
-            conn.room = room
+            self.hub.join(conn, room)
             self.presence.move(conn.name, room)
-            if old is not None:
-                self._announce("left", old, conn.name)
+            self._announce("left", old, conn.name)
             self._announce("joined", room, conn.name)
         holder = self.presence.holders.get(conn.name)
         token = holder.token if holder is not None else ""
@@ -271,10 +265,9 @@ class ChatService:
     # --- what clients say -------------------------------------------------------------------
 
     async def say(
-        self, conn: Connection, text: str, action: bool = False, cid: str | None = None
+        self, conn: Member, text: str, action: bool = False, cid: str | None = None
     ) -> None:
         """Store a room message and publish it to every member, the sender included."""
-        assert conn.room is not None
         try:
             stored = await self.store.append(conn.room, conn.name, text, time.time(), action, cid)
         except Unavailable:
@@ -296,7 +289,7 @@ class ChatService:
             }
         )
 
-    async def dm(self, conn: Connection, to: str, text: str) -> None:
+    async def dm(self, conn: Member, to: str, text: str) -> None:
         """Send a direct message to ``to`` and echo it to the sender; error if nobody holds it."""
         envelope = {"kind": "dm", "from": conn.name, "to": to, "text": text, "ts": time.time()}
         if self.cluster is not None and not self.presence.holds(to):
@@ -308,147 +301,50 @@ class ChatService:
                 self._unavailable(conn, "direct message not sent: broker unavailable")
                 return
         if self.presence.holders.get(to) is None:
-            conn.offer(text_frame(error_event(ErrorCode.NO_SUCH_USER, f"nobody is called {to!r}")))
+            error = error_event(ErrorCode.NO_SUCH_USER, f"nobody is called {to!r}")
+            self.hub.send(conn, text_frame(error))
             return
         self.dms_in += 1
         if self.cluster is not None:
-            self._fan_out(envelope)  # both ends are here: no need for Redis
+            self.fanout.fan_out(envelope)  # both ends are here: no need for Redis
             return
         await self.broker.publish(envelope)
 
-    def _unavailable(self, conn: Connection, detail: str) -> None:
+    def _unavailable(self, conn: Member, detail: str) -> None:
         if conn.v1:
-            conn.offer(text_frame(error_event(ErrorCode.UNAVAILABLE, detail)))
+            self.hub.send(conn, text_frame(error_event(ErrorCode.UNAVAILABLE, detail)))
         else:
-            conn.offer(Outgoing(f"wschat: {detail}"))
+            self.hub.send(conn, Outgoing(f"wschat: {detail}"))
 
-    def who(self, conn: Connection) -> None:
-        assert conn.room is not None
-        conn.offer(text_frame(members_event(conn.room, self.members(conn.room))))
+    def who(self, conn: Member) -> None:
+        """Send ``conn`` the members of its room."""
+        self.hub.send(conn, text_frame(members_event(conn.room, self.members(conn.room))))
 
     # --- delivery ---------------------------------------------------------------------------
 
     def _announce(self, kind: str, room: str, name: str) -> None:
-        self.fan_out_presence(kind, room, name)
+        self.fanout.fan_out_presence(kind, room, name)
         if self.cluster is not None:
             self.cluster.announce(kind, room, name)
 
+    # --- ClusterHost: what the cluster asks of this node ------------------------------------
+
+    def holders(self) -> list[Holder]:
+        """Return the names held on this node."""
+        return list(self.presence.holders.values())
+
     def fan_out_presence(self, kind: str, room: str, name: str) -> None:
         """Tell this process's members of ``room`` that ``name`` joined or left."""
-        self._fan_out({"kind": "presence", "event": kind, "room": room, "name": name})
+        self.fanout.fan_out_presence(kind, room, name)
 
-    def deliver(self, envelope: Envelope) -> None:
-        """Fan an envelope from the broker out to this process's sockets; never awaits a peer."""
-        if self.cluster is not None and not self.cluster.accept(envelope):
-            return
-        self._fan_out(envelope)
+    def rooms(self) -> list[str]:
+        """Return the rooms with a v1 member here."""
+        return self.fanout.rooms()
 
-    def _fan_out(self, envelope: Envelope) -> None:
-        kind = envelope["kind"]
-        if kind == "message":
-            self._deliver_message(envelope)
-        elif kind == "presence":
-            frame = text_frame(
-                presence_event(envelope["event"], envelope["room"], envelope["name"])
-            )
-            members = self.hub.members(envelope["room"])
-            size = max(len(members), len(self.presence.rooms.get(envelope["room"], ())))
-            if size > self.settings.presence_limit:
-                # Past the limit, presence is quadratic (N arrivals x N members): clients of big
-                # rooms ask with `who` instead (docs/protocol.md).
-                self.presence_suppressed += 1
-                return
-            # A connection still entering gets the members in its welcome instead.
-            receivers = [
-                c for c in members if c.v1 and c.name != envelope["name"] and c.pending is None
-            ]
-            self.hub.deliver(receivers, frame)
-        elif kind == "dm":
-            self._deliver_dm(envelope)
+    def cursor(self, room: str) -> int | None:
+        """Return the oldest id that ``room``'s live v1 members here have, or None."""
+        return self.fanout.cursor(room)
 
-    def _deliver_message(self, env: Envelope) -> None:
-        msg = StoredMessage(
-            env["room"],
-            env["id"],
-            env["from"],
-            env["text"],
-            env["ts"],
-            env.get("action", False),
-            env.get("cid"),
-        )
-        self.deliver_stored(msg)
-
-    def deliver_stored(self, msg: StoredMessage, *, plain: bool = True) -> None:
-        """Queue ``msg`` for its room's members here; ``plain=False`` skips plain clients
-        (a repair: they had their copy, or cannot resume anyway).
-
-        The hot path of fan-out: one frame per dialect, offered to each member in one pass.
-        """
-        gap = False
-        v1_frame: Outgoing | None = None
-        plain_frame: Outgoing | None = None
-        offered = 0
-        slow: list[Connection] = []
-        direct = self.hub.coalescer.fresh_pass()
-        for conn in self.hub.members(msg.room):
-            if not conn.v1:
-                if not plain:
-                    continue
-                if plain_frame is None:
-                    text = f"* {msg.sender} {msg.text}" if msg.action else msg.text
-                    plain_frame = Outgoing(plain_line(msg.sender, text))
-                frame = plain_frame
-            elif conn.pending is not None:
-                if len(conn.pending) < self.settings.outbox_size:
-                    conn.pending.append(msg)
-                elif conn.close_code is None:
-                    self.hub.slow_consumers += 1
-                    conn.close(
-                        CloseCode.SLOW_CONSUMER, "too many messages during replay", flush=False
-                    )
-                continue
-            elif msg.id > conn.last_id:
-                if self.cluster is not None and msg.id > conn.last_id + 1:
-                    gap = True  # never skip an id: fetch the missing ones first
-                    continue
-                conn.last_id = msg.id
-                if v1_frame is None:
-                    v1_frame = text_frame(msg.event())
-                frame = v1_frame
-            else:
-                continue
-            # Neither call can change the room's set while we walk it: they only queue or write,
-            # and a failed write is reported by the transport in a later pass.
-            if direct and conn.write_now(frame):
-                offered += 1
-            elif conn.offer(frame):
-                offered += 1
-            else:
-                slow.append(conn)
-        for conn in slow:
-            self.hub.drop_slow(conn)
-        self.hub.deliveries += offered
-        self.messages_out += offered
-        if gap and self.cluster is not None:
-            self.cluster.repair(msg.room)
-
-    def _deliver_dm(self, env: Envelope) -> None:
-        receivers: list[tuple[Connection, Outgoing]] = []
-        v1_frame = text_frame(dm_event(env["from"], env["to"], env["text"], env["ts"]))
-        for name in dict.fromkeys((env["to"], env["from"])):
-            for conn in self._connections_of(name):
-                if conn.v1:
-                    receivers.append((conn, v1_frame))
-                else:
-                    line = f"DM from {env['from']}: {env['text']}"
-                    receivers.append((conn, Outgoing(line)))
-        self.dms_out += self.hub.deliver_each(receivers)
-
-    def _connections_of(self, name: str) -> list[Connection]:
-        """Return every live connection of ``name`` here (several for a signed-in user)."""
-        conn = self.connections_by_name.get(name)
-        found = [conn] if conn is not None else []
-        holder = self.presence.holders.get(name)
-        if holder is not None:
-            found += [c for c in holder.extra if isinstance(c, Connection) and c is not conn]
-        return found
+    def catch_up(self, room: str, replay: Replay) -> None:
+        """Deliver what a repair read from the store to ``room``'s v1 members here."""
+        self.fanout.catch_up(room, replay)

@@ -3,13 +3,16 @@
 ``--broker memory`` (the default) keeps everything in this process, with history in SQLite.
 ``--broker redis://HOST:PORT/DB`` puts history, names, members and fan-out in Redis, so any
 number of processes behind a load balancer act as one server (issue 6).
+
+Part of the chat layer: imports the service, the cluster, the brokers and the stores (the
+Redis ones only when asked); no socket type.
 """
 
 from __future__ import annotations
 
 from wschat.errors import ConfigError
-from wschat.server.chat import ChatService
-from wschat.server.hub import Hub
+from wschat.server.chat.service import ChatService
+from wschat.server.conn.hub import Hub
 from wschat.server.settings import ServerSettings
 
 REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
@@ -37,8 +40,8 @@ def build_chat(hub: Hub, settings: ServerSettings) -> ChatService:
             hub, SqliteStore(settings.db, settings.history_size), MemoryBroker(), settings
         )
     from wschat.broker.redis import RedisBroker, connect, node_id
-    from wschat.broker.registry import RedisRegistry
-    from wschat.server.cluster import Cluster
+    from wschat.server.chat.cluster import Cluster
+    from wschat.server.chat.registry import RedisRegistry
     from wschat.store.redis import RedisStore
 
     client = connect(settings.broker)

@@ -5,14 +5,18 @@ and dependency machinery, whose frames live as long as the connection: about 10 
 socket, measured with tracemalloc (docs/performance.md). This ASGI app matches ``/ws`` and
 ``/ws/{client_id}`` itself and hands everything else to FastAPI unchanged. It returns the
 handler's coroutine rather than awaiting it, so it adds no frame of its own to a socket.
+
+Imports Starlette's ``WebSocket`` and the transport's ASGI aliases; it knows no handler, only
+their signatures.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
-from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocket
+
+from wschat.server.transport.asgi import ASGIApp, Receive, Scope, Send
 
 EchoHandler = Callable[[WebSocket], Awaitable[None]]
 ChatHandler = Callable[[WebSocket, str], Awaitable[None]]
