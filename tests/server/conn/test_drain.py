@@ -61,7 +61,7 @@ async def test_sigterm_drains_200_clients_in_batches(server_factory) -> None:  #
         status = await asyncio.to_thread(server.proc.wait, 15)
         elapsed = time.monotonic() - start
     assert codes == [1001] * count
-    assert status in (0, -signal.SIGTERM)  # uvicorn re-raises the signal once shut down
+    assert status == 0  # a SIGTERM is a request to stop, not a failure
     assert elapsed < 6 + 3  # --shutdown-timeout plus process start-up slack
     spread = max(closed_at) - min(closed_at)
     assert spread > 0.8, f"closes spread over only {spread:.3f} s"
