@@ -170,6 +170,8 @@ def test_websockets_parses_a_handshake_and_frames_as_the_transport_expects() -> 
     assert ("Host", "h") in list(request.headers.raw_items())
     response = conn.accept(request)
     assert isinstance(response, Response) and response.status_code == 101
+    request.headers.clear()  # done once the scope has its copy (memory: see transport/ws.py)
+    assert list(request.headers.raw_items()) == []
     response.headers["Sec-WebSocket-Protocol"] = "wschat.v1"
     conn.send_response(response)
     assert conn.state is State.OPEN
