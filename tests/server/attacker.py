@@ -1,10 +1,10 @@
 """Abusive peers for ``test_attacks.py``, each run as its own process with raw sockets.
 
-``python tests/server/attacker.py MODE --port P [options]`` connects to 127.0.0.1:P, misbehaves
+``python -m tests.server.attacker MODE --port P [options]`` connects to 127.0.0.1:P, misbehaves
 in one way, bounded in count and in time (every mode stops by itself within ``--seconds``
 plus a few seconds of reading), and prints one JSON line of what it saw: close codes, when the
-server closed, what it sent. Standard library only, so it starts fast and imports nothing of
-the server it attacks.
+server closed, what it sent. The standard library and ``tests.helpers`` only (its frame
+builder), so it starts fast and imports nothing of the server it attacks.
 
 Modes (times are seconds on this process's monotonic clock):
 
@@ -36,25 +36,13 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from tests.helpers import masked_frame
+
 HOST = "127.0.0.1"
 CLOSE_READ_S = 3.0  # after the attack, how long to read for the server's close and EOF
 
 
 # --- frames -------------------------------------------------------------------------------------
-
-
-def frame(opcode: int, payload: bytes = b"", fin: bool = True) -> bytes:
-    """One masked client frame (RFC 6455 §5.2, §5.3)."""
-    mask = os.urandom(4)
-    head = bytes([(0x80 if fin else 0) | opcode])
-    n = len(payload)
-    if n < 126:
-        head += bytes([0x80 | n])
-    elif n < 65536:
-        head += bytes([0x80 | 126]) + struct.pack("!H", n)
-    else:
-        head += bytes([0x80 | 127]) + struct.pack("!Q", n)
-    return head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
 
 
 class Frames:
@@ -198,10 +186,10 @@ class Peer:
 def frag_flood(args: argparse.Namespace) -> dict[str, Any]:
     sock = handshake(args.port, args.path)
     sock.setblocking(False)
-    empty = frame(0x0, b"", fin=False)
+    empty = masked_frame(0x0, b"", fin=False)
     chunk = empty * 1024
     peer = Peer(sock, time.monotonic())
-    out = frame(0x1, b"a", fin=False) + chunk
+    out = masked_frame(0x1, b"a", fin=False) + chunk
     sent = 0
     deadline = peer.start + args.seconds
     while peer.close_at is None and peer.eof_at is None and time.monotonic() < deadline:
@@ -234,7 +222,8 @@ def fragments(args: argparse.Namespace) -> dict[str, Any]:
     peer = Peer(sock, time.monotonic())
     parts = [bytes([ord("a") + i % 26]) * args.size for i in range(args.count)]
     data = b"".join(
-        frame(0x1 if i == 0 else 0x0, part, fin=i == args.count - 1) for i, part in enumerate(parts)
+        masked_frame(0x1 if i == 0 else 0x0, part, fin=i == args.count - 1)
+        for i, part in enumerate(parts)
     )
     sock.sendall(data)
     sock.setblocking(False)
@@ -246,7 +235,7 @@ def fragments(args: argparse.Namespace) -> dict[str, Any]:
             peer.read_ready()
     if peer.close_at is None and peer.eof_at is None:  # answered: say goodbye properly
         try:
-            sock.sendall(frame(0x8, struct.pack("!H", 1000)))
+            sock.sendall(masked_frame(0x8, struct.pack("!H", 1000)))
         except OSError:
             pass
     peer.read_until_eof(CLOSE_READ_S)
@@ -261,12 +250,12 @@ def slow_fragment(args: argparse.Namespace) -> dict[str, Any]:
 
     def pong(payload: bytes) -> None:
         try:
-            sock.sendall(frame(0xA, payload))
+            sock.sendall(masked_frame(0xA, payload))
         except OSError:
             pass
 
     peer.on_ping = pong
-    sock.sendall(frame(0x1, b"a", fin=False))
+    sock.sendall(masked_frame(0x1, b"a", fin=False))
     sent = 1
     next_at = peer.start + args.interval
     deadline = peer.start + args.seconds
@@ -275,7 +264,7 @@ def slow_fragment(args: argparse.Namespace) -> dict[str, Any]:
             peer.read_ready()
         if time.monotonic() >= next_at and peer.close_at is None and peer.eof_at is None:
             try:
-                sock.sendall(frame(0x0, b"a", fin=False))
+                sock.sendall(masked_frame(0x0, b"a", fin=False))
             except OSError:
                 peer.reset, peer.eof_at = True, peer.since()
                 break
@@ -293,7 +282,7 @@ def ping_flood(args: argparse.Namespace) -> dict[str, Any]:
     """Send pings as fast as the socket takes them, never reading, for ``--seconds``."""
     sock = handshake(args.port, args.path, rcvbuf=args.rcvbuf)
     sock.setblocking(False)
-    one = frame(0x9, b"p" * args.size)
+    one = masked_frame(0x9, b"p" * args.size)
     chunk = one * 64
     out = chunk
     sent = 0
@@ -341,7 +330,7 @@ def ping_burst(args: argparse.Namespace) -> dict[str, Any]:
     sock = handshake(args.port, args.path)
     peer = Peer(sock, time.monotonic())
     try:
-        sock.sendall(b"".join(frame(0x9, str(i).encode()) for i in range(args.count)))
+        sock.sendall(b"".join(masked_frame(0x9, str(i).encode()) for i in range(args.count)))
     except OSError:
         peer.reset, peer.eof_at = True, peer.since()
     peer.read_until_eof(args.seconds)
@@ -359,7 +348,7 @@ def ping_steady(args: argparse.Namespace) -> dict[str, Any]:
     while peer.close_at is None and peer.eof_at is None and time.monotonic() < deadline:
         if time.monotonic() >= next_at:
             try:
-                sock.sendall(frame(0x9, str(sent).encode()))
+                sock.sendall(masked_frame(0x9, str(sent).encode()))
             except OSError:
                 peer.reset, peer.eof_at = True, peer.since()
                 break
@@ -369,7 +358,7 @@ def ping_steady(args: argparse.Namespace) -> dict[str, Any]:
             peer.read_ready()
     open_at_end = peer.close_at is None and peer.eof_at is None
     if open_at_end:
-        sock.sendall(frame(0x8, struct.pack("!H", 1000)))
+        sock.sendall(masked_frame(0x8, struct.pack("!H", 1000)))
     peer.read_until_eof(CLOSE_READ_S)
     sock.close()
     return {**peer.report(), "pings_sent": sent, "open_at_end": open_at_end}
@@ -411,7 +400,7 @@ def handshake_cases(args: argparse.Namespace) -> dict[str, Any]:
                     got += chunk
                     if got.startswith(b"HTTP/1.1 101") and b"\r\n\r\n" in got:
                         result["end"] = "upgraded"
-                        sock.sendall(frame(0x8, struct.pack("!H", 1000)))
+                        sock.sendall(masked_frame(0x8, struct.pack("!H", 1000)))
                         sock.settimeout(CLOSE_READ_S)
                         while sock.recv(65536):
                             pass

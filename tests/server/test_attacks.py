@@ -23,11 +23,11 @@ import websockets
 
 from tests.conftest import Server
 from tests.helpers import get_json, raw_handshake, reset, wait_until
-from tests.server.bystander import BYSTANDER_FLAGS, Bystander
+from tests.server.bystander import BASELINE_S, BYSTANDER_FLAGS, Bystander
 from tests.server.test_metrics import scrape
 from tests.server.v1client import connect, next_of, say
 
-ATTACKER = Path(__file__).with_name("attacker.py")
+ROOT = Path(__file__).resolve().parents[2]
 MB = 1024 * 1024
 
 
@@ -39,7 +39,8 @@ async def spawn(server: Server, mode: str, *args: str) -> asyncio.subprocess.Pro
     """
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
-        str(ATTACKER),
+        "-m",
+        "tests.server.attacker",
         mode,
         "--port",
         str(server.port),
@@ -48,6 +49,7 @@ async def spawn(server: Server, mode: str, *args: str) -> asyncio.subprocess.Pro
         stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
+        cwd=ROOT,
     )
     assert proc.stdout is not None
     async with asyncio.timeout(20):
@@ -99,7 +101,7 @@ def rss(server: Server) -> int:
 async def test_an_empty_continuation_flood_is_closed_within_a_second(server_factory) -> None:  # type: ignore[no-untyped-def]
     server: Server = server_factory(*BYSTANDER_FLAGS)
     async with asyncio.timeout(30), Bystander.running(server) as bystander:
-        await bystander.baseline(1.5)
+        await bystander.baseline(BASELINE_S)
         proc = await spawn(server, "frag-flood", "--path", "/ws", "--seconds", "3")
         async with bystander.attack():
             seen = await outcome(proc)
@@ -137,7 +139,7 @@ async def test_an_unfinished_fragmented_message_is_closed_1008_after_the_fragmen
         "--fragment-timeout", "2", "--ping-interval", "1", *BYSTANDER_FLAGS
     )
     async with asyncio.timeout(30), Bystander.running(server) as bystander:
-        await bystander.baseline(1.5)
+        await bystander.baseline(BASELINE_S)
         proc = await spawn(
             server, "slow-fragment", "--path", "/ws", "--interval", "1", "--seconds", "6"
         )
@@ -158,7 +160,7 @@ async def test_an_unfinished_fragmented_message_is_closed_1008_after_the_fragmen
 async def test_a_ping_flood_from_a_peer_that_never_reads_costs_no_memory(server_factory) -> None:  # type: ignore[no-untyped-def]
     server: Server = server_factory(*BYSTANDER_FLAGS)
     async with asyncio.timeout(40), Bystander.running(server) as bystander:
-        await bystander.baseline(1.5)
+        await bystander.baseline(BASELINE_S)
         before = rss(server)
         peak = before
         proc = await spawn(
@@ -229,7 +231,7 @@ async def test_oversized_request_heads_get_414_or_431_and_are_closed(server_fact
     small_cases = [arg for case in small_expected for arg in ("--case", case)]
     async with asyncio.timeout(30):
         async with Bystander.running(server) as bystander:
-            await bystander.baseline(1.5)
+            await bystander.baseline(BASELINE_S)
             procs = await asyncio.gather(
                 spawn(server, "handshake", "--repeat", "3", *cases),
                 spawn(small, "handshake", "--repeat", "2", *small_cases),
@@ -304,7 +306,7 @@ async def test_trickled_request_bodies_hold_at_most_the_http_slots_and_time_out(
     slow_head: Server = server_factory("--handshake-timeout", "2")
     samples: list[int] = []
     async with asyncio.timeout(40), Bystander.running(server) as bystander:
-        await bystander.baseline(1.5)
+        await bystander.baseline(BASELINE_S)
         proc = await spawn(
             server, "trickle-body", "--count", "100", "--length", "1000",
             "--interval", "0.5", "--path", "/healthz", "--seconds", "6",
