@@ -255,6 +255,25 @@ def test_a_signed_token_in_the_fragment_lets_the_page_in(
     assert "page-secret" not in server.log()
 
 
+def test_an_expired_token_takes_the_page_offline_for_good(
+    context: BrowserContext,
+    server_factory,  # type: ignore[no-untyped-def]
+) -> None:
+    """Closed 4011 at the token's exp, the page says why and does not reconnect (issue 15)."""
+    from wschat.auth import issue_token
+
+    server: Server = server_factory("--secret", "page-secret")
+    page = context.new_page()
+    page.goto(f"{server.http}/?name=alice#token={issue_token('alice', 'page-secret', ttl_s=3)}")
+    expect(page.locator("#state")).to_have_attribute("data-state", "connected")
+    state = page.locator("#state")
+    expect(state).to_have_attribute("data-state", "offline")
+    expect(state).to_contain_text("your token expired")
+    time.sleep(1.5)  # the backoff's first retry would come within a second
+    expect(state).to_have_attribute("data-state", "offline")
+    assert server.log().count("open alice ") == 1
+
+
 def test_a_page_and_the_terminal_client_chat(server: Server, context: BrowserContext) -> None:
     import queue
     import subprocess
