@@ -71,6 +71,16 @@ def verify_token(token: str | None, secret: str, name: str, now: float | None = 
 
     ``name`` is compared after NFKC normalisation, as the chat compares names.
     """
+    return verify_grant(token, secret, name, now)[0]
+
+
+def verify_grant(
+    token: str | None, secret: str, name: str, now: float | None = None
+) -> tuple[str, int]:
+    """Return the name ``token`` binds and its ``exp`` (Unix seconds); raise as ``verify_token``.
+
+    The server closes a connection at ``exp`` (close 4011, docs/protocol.md).
+    """
     if not token:
         raise AuthError(Reason.MISSING, "a token is required")
     options = {"require": ["sub", "exp"]}
@@ -96,4 +106,4 @@ def verify_token(token: str | None, secret: str, name: str, now: float | None = 
         raise AuthError(Reason.WRONG_NAME, "the token is not for this name") from None
     if bound != wanted:
         raise AuthError(Reason.WRONG_NAME, "the token is not for this name")
-    return bound
+    return bound, int(claims["exp"])

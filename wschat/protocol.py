@@ -40,6 +40,7 @@ class CloseCode(IntEnum):
     INVALID_NAME = 4003  # the name or room fails validation
     NAME_TAKEN = 4009  # another live connection holds the name
     REPLACED = 4010  # the same user reconnected with its resume token; this socket is stale
+    TOKEN_EXPIRED = 4011  # the signed token the connection opened with has expired (--secret)
 
 
 class ErrorCode(StrEnum):

@@ -16,6 +16,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ from websockets.asyncio.client import ClientConnection
 
 from tests.conftest import Server, start_server
 from tests.server.v1client import connect, next_of, say
+from wschat.auth import issue_token
 
 pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux")
 
@@ -430,6 +432,39 @@ async def test_name_taken_is_one_clear_line(server: Server, bob: ClientConnectio
     out = await asyncio.to_thread(run_join, "bob", "--url", server.ws)
     assert out.returncode == 1
     assert out.stderr.strip() == "wschat: the name 'bob' is taken: choose another one"
+
+
+def test_an_expired_token_ends_the_pipe_client_with_one_line(
+    server_factory: Callable[..., Server],
+) -> None:
+    """Closed 4011 at the token's exp, the client stops (no reconnection) and says why."""
+    secret = "s3cret-for-tests-only-0123456789"
+    server = server_factory("--secret", secret)
+    token = issue_token("alice", secret, ttl_s=4)  # exp is a whole second: 3-4 s from now
+    issued = time.monotonic()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "wschat", "join", "alice", "--url", server.ws, "--token", token],
+        stdin=subprocess.PIPE,  # kept open: only the server ends this client
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.wait(8) == 1
+        assert time.monotonic() - issued < 6
+        assert proc.stderr is not None
+        lines = proc.stderr.read().splitlines()
+        assert "you are alice" in lines[0]
+        assert lines[1:] == [
+            "wschat: your token expired: get a new one with "
+            "'wschat token alice --secret ...' and pass it with --token"
+        ]
+        assert server.log().count("open alice ") == 1  # no reconnection attempt
+        assert server.log().count("refused") == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate(timeout=5)
 
 
 def test_pipe_mode_reconnects_and_ctrl_c_exits_130(server: Server) -> None:

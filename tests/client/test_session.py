@@ -277,6 +277,7 @@ async def test_queue_is_bounded_and_reports_unsent(fake: FakeServer) -> None:
         (4003, NameRejected, "invalid name or room"),
         (1008, AccessDenied, "refused by the server (close 1008)"),
         (4010, ClosedByServer, "connected again elsewhere"),
+        (4011, ClosedByServer, "your token expired: get a new one with 'wschat token alice"),
         (1003, ClosedByServer, "closed the connection with code 1003"),
     ],
 )

@@ -235,16 +235,24 @@ def test_query_joins_at_once_and_a_taken_name_is_explained(
     expect(first.locator("#state")).to_have_attribute("data-state", "connected")
 
 
+def open_signed(
+    context: BrowserContext, server: Server, name: str, secret: str, ttl_s: float = 3600
+) -> Page:
+    """Open the page as ``name`` with a token in its fragment; wait until it is connected."""
+    from wschat.auth import issue_token
+
+    page = context.new_page()
+    page.goto(f"{server.http}/?name={name}#token={issue_token(name, secret, ttl_s=ttl_s)}")
+    expect(page.locator("#state")).to_have_attribute("data-state", "connected")
+    return page
+
+
 def test_a_signed_token_in_the_fragment_lets_the_page_in(
     context: BrowserContext,
     server_factory,  # type: ignore[no-untyped-def]
 ) -> None:
-    from wschat.auth import issue_token
-
     server: Server = server_factory("--secret", "page-secret")
-    page = context.new_page()
-    page.goto(f"{server.http}/?name=alice#token={issue_token('alice', 'page-secret')}")
-    expect(page.locator("#state")).to_have_attribute("data-state", "connected")
+    page = open_signed(context, server, "alice", "page-secret")
     send(page, "signed in")
     expect(page.locator("#messages")).to_contain_text("signed in")
     # Without the token the server refuses the handshake: the page never connects.
@@ -253,6 +261,20 @@ def test_a_signed_token_in_the_fragment_lets_the_page_in(
     time.sleep(1.0)
     expect(other.locator("#state")).not_to_have_attribute("data-state", "connected")
     assert "page-secret" not in server.log()
+
+
+def test_an_expired_token_takes_the_page_offline_for_good(
+    context: BrowserContext,
+    server_factory,  # type: ignore[no-untyped-def]
+) -> None:
+    """Closed 4011 at the token's exp, the page says why and does not reconnect (issue 15)."""
+    server: Server = server_factory("--secret", "page-secret")
+    state = open_signed(context, server, "alice", "page-secret", ttl_s=3).locator("#state")
+    expect(state).to_have_attribute("data-state", "offline")
+    expect(state).to_contain_text("your token expired")
+    time.sleep(1.5)  # the backoff's first retry would come within a second
+    expect(state).to_have_attribute("data-state", "offline")
+    assert server.log().count("open alice ") == 1
 
 
 def test_a_page_and_the_terminal_client_chat(server: Server, context: BrowserContext) -> None:

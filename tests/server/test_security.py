@@ -131,6 +131,41 @@ async def test_a_signed_in_name_is_theirs_alone_but_on_several_devices(server_fa
         await bob.close()
 
 
+async def test_a_connection_is_closed_4011_when_its_token_expires(server_factory) -> None:  # type: ignore[no-untyped-def]
+    """v1 and plain connections close at their token's exp; a long token chats on (issue 15)."""
+    server: Server = server_factory("--secret", SECRET)
+    bob = await _v1(server, "bob", issue_token("bob", SECRET))  # an hour: stays open
+    issued = time.time()
+    short = issue_token("alice", SECRET, ttl_s=2)  # exp is a whole second: 1-2 s from now
+    plain_token = issue_token("carol", SECRET, ttl_s=2)
+    async with asyncio.timeout(15):
+        alice = await _v1(server, "alice", short)
+        carol = await websockets.connect(f"{server.ws}/ws/carol?token={plain_token}")
+        await say(alice, "before expiry", cid="a-1")
+        acked = await next_of(alice, "message")
+        assert acked["cid"] == "a-1" and acked["id"] > 0  # stored, acknowledged
+        assert (await next_of(bob, "message"))["text"] == "before expiry"
+        assert await carol.recv() == "Client alice: before expiry"
+        await carol.send("plain before expiry")
+        assert await carol.recv() == "Client carol: plain before expiry"
+        for ws in (alice, carol):
+            with pytest.raises(websockets.ConnectionClosed):
+                async with asyncio.timeout(4):
+                    while True:
+                        await ws.recv()
+            assert (ws.close_code, ws.close_reason) == (4011, "token expired")
+        assert time.time() - issued < 3.5
+        # No presence grace (5 s) for an expired token: both leave at once.
+        left = {(await next_of(bob, "left", within=2))["name"] for _ in range(2)}
+        assert left == {"alice", "carol"}
+        await say(bob, "still here", cid="b-1")
+        assert (await next_of(bob, "message"))["cid"] == "b-1"
+        assert bob.close_code is None
+        await bob.close()
+    await wait_until(lambda: "close alice room=lobby" in server.log())
+    assert "code=4011" in server.log() and "Traceback" not in server.log()
+
+
 # --- origins ------------------------------------------------------------------------------------
 
 

@@ -429,6 +429,14 @@ class ChatSession:
             )
         if code == CloseCode.REPLACED:
             raise ClosedByServer(f"{self.name!r} connected again elsewhere{said}", code, reason)
+        if code == CloseCode.TOKEN_EXPIRED:
+            # Final: the same token would be refused (401) at every reconnection.
+            raise ClosedByServer(
+                f"your token expired: get a new one with 'wschat token {self.name} "
+                "--secret ...' and pass it with --token",
+                code,
+                reason,
+            )
         if code == CloseCode.POLICY_VIOLATION:
             raise AccessDenied(f"refused by the server (close 1008){said}")
         raise ClosedByServer(

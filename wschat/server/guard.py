@@ -14,7 +14,8 @@ app sees it, it checks in order:
 A refusal is an HTTP response sent instead of the ``101`` (the ASGI ``websocket.http.response``
 extension), so a refused client never has an open socket and is delivered nothing. An admitted
 handshake is counted until the app returns. The authenticated name is left in the scope under
-``wschat.user`` for the handlers, and its place in the caps under ``wschat.lease`` (``Lease``).
+``wschat.user`` for the handlers, the token's expiry under ``wschat.token_exp`` (the chat closes
+the connection then, 4011), and its place in the caps under ``wschat.lease`` (``Lease``).
 
 The guard works on the handshake only: it imports neither the connection layer nor the chat
 layer (the per-message rate limit lives in ``handlers``). It imports the transport's ASGI
@@ -28,7 +29,7 @@ from collections import Counter
 from http import HTTPStatus
 from urllib.parse import parse_qsl
 
-from wschat.auth import TOKEN_SUBPROTOCOL_PREFIX, Reason, verify_token
+from wschat.auth import TOKEN_SUBPROTOCOL_PREFIX, Reason, verify_grant
 from wschat.errors import AuthError, WschatError
 from wschat.origin import normalise_origin, origin_allowed
 from wschat.protocol import CloseCode
@@ -38,6 +39,7 @@ from wschat.server.transport.asgi import ASGIApp, Receive, Scope, Send
 log = logging.getLogger("wschat.server")
 
 USER_SCOPE_KEY = "wschat.user"
+TOKEN_EXP_SCOPE_KEY = "wschat.token_exp"  # the token's ``exp``, Unix seconds (an int)
 LEASE_SCOPE_KEY = "wschat.lease"
 CHAT_PATH_PREFIX = "/ws/"
 _AUTH_STATUS = {
@@ -164,11 +166,13 @@ class Guard:
         if s.secret and path.startswith(CHAT_PATH_PREFIX) and len(path) > len(CHAT_PATH_PREFIX):
             name = path[len(CHAT_PATH_PREFIX) :]
             try:
-                scope[USER_SCOPE_KEY] = verify_token(presented_token(scope), s.secret, name)
+                user, exp = verify_grant(presented_token(scope), s.secret, name)
             except AuthError as exc:
                 error = "" if exc.reason == Reason.MISSING else ', error="invalid_token"'
                 headers = [("WWW-Authenticate", f'Bearer realm="wschat"{error}')]
                 raise Refusal(_AUTH_STATUS[exc.reason], exc.detail, headers) from None
+            scope[USER_SCOPE_KEY] = user
+            scope[TOKEN_EXP_SCOPE_KEY] = exp
 
 
 async def _deny(scope: Scope, receive: Receive, send: Send, refusal: Refusal) -> None:

@@ -45,7 +45,7 @@ from wschat.server.conn.connection import Connection, peer_of
 from wschat.server.conn.hub import Hub
 from wschat.server.conn.outgoing import Outgoing, text_frame
 from wschat.server.conn.reader import OnFrame, serve_connection
-from wschat.server.guard import LEASE_SCOPE_KEY, USER_SCOPE_KEY, Lease
+from wschat.server.guard import LEASE_SCOPE_KEY, TOKEN_EXP_SCOPE_KEY, USER_SCOPE_KEY, Lease
 from wschat.server.settings import ServerSettings
 from wschat.server.transport.asgi import AsgiEvent
 
@@ -149,6 +149,13 @@ def _signed_in(websocket: WebSocket, name: str) -> bool:
     return bool(websocket.scope.get(USER_SCOPE_KEY) == name)
 
 
+def _expire_with_token(chat: ChatService, websocket: WebSocket, conn: Member) -> None:
+    """Have ``conn`` closed 4011 when the token it was admitted with expires (issue 15)."""
+    exp = websocket.scope.get(TOKEN_EXP_SCOPE_KEY)
+    if isinstance(exp, int) and _signed_in(websocket, conn.name):
+        chat.expiries.add(conn, exp)
+
+
 def _taken(name: str, lookalike: str | None) -> str:
     if lookalike is not None:
         return f"name {name!r} looks like {lookalike!r}, which is in use"
@@ -245,6 +252,7 @@ class ChatEndpoint:
             await _refuse(websocket, CloseCode.NAME_TAKEN, _taken(name, claim.lookalike))
             return
         chat.enter_plain(conn)
+        _expire_with_token(chat, websocket, conn)
         lease = _lease(websocket)
         log_open(conn, "plain", name, room)
         await serve_connection(conn, chat.hub, self._on_plain, self._end, lease)
@@ -285,6 +293,7 @@ class ChatEndpoint:
             chat.hub.remove(conn, None)
             chat.leave(conn, None)
             raise
+        _expire_with_token(chat, websocket, conn)
         lease = _lease(websocket)
         log_open(conn, "v1", name, conn.room)
         await serve_connection(conn, chat.hub, self._on_v1, self._end, lease)

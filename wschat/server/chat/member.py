@@ -19,7 +19,7 @@ from wschat.store import StoredMessage
 class Member(Connection):
     """One chat connection: its name, dialect and place in its room's message sequence."""
 
-    __slots__ = ("last_id", "limiter", "name", "pending", "replaced", "v1")
+    __slots__ = ("expires_at", "last_id", "limiter", "name", "pending", "replaced", "v1")
 
     def __init__(
         self,
@@ -47,6 +47,7 @@ class Member(Connection):
         self.pending: list[StoredMessage] | None = None
         self.replaced = False  # the same user reconnected; this socket no longer owns the name
         self.limiter: RateLimiter | None = None  # made at the first message (handlers)
+        self.expires_at: int | None = None  # its token's exp, while ``chat.expiry`` holds it
 
     @property
     def room(self) -> str:

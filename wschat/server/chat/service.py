@@ -35,6 +35,7 @@ from wschat.protocol import (
 )
 from wschat.rooms import Claim, ClaimResult, Holder, Presence
 from wschat.server.chat.cluster import Cluster
+from wschat.server.chat.expiry import Expiries
 from wschat.server.chat.fanout import Fanout
 from wschat.server.chat.member import Member
 from wschat.server.conn.hub import Hub
@@ -70,6 +71,7 @@ class ChatService:
         self.messages_in = 0
         self.dms_in = 0
         self._grace_timers: dict[str, asyncio.TimerHandle] = {}
+        self.expiries = Expiries()  # connections opened with a token close 4011 at its exp
 
     async def start(self) -> None:
         await self.broker.start(self.fanout.deliver)
@@ -77,6 +79,7 @@ class ChatService:
             await self.cluster.start(self)
 
     async def close(self) -> None:
+        self.expiries.cancel()
         for timer in self._grace_timers.values():
             timer.cancel()
         self._grace_timers.clear()
@@ -215,12 +218,17 @@ class ChatService:
         self.hub.join(conn, conn.room)
 
     def leave(self, conn: Member, code: int | None) -> None:
-        """Forget ``conn``'s claim; a v1 client that dropped keeps its name for the grace period."""
+        """Forget ``conn``'s claim; a v1 client that dropped keeps its name for the grace period.
+
+        A connection closed at its token's expiry (4011) leaves at once, like a quit: its
+        client does not come back with that token.
+        """
+        self.expiries.discard(conn)
         if self.connections_by_name.get(conn.name) is conn:
             del self.connections_by_name[conn.name]
         if conn.replaced:
             return
-        graceful_quit = code == CloseCode.NORMAL
+        graceful_quit = code == CloseCode.NORMAL or conn.close_code == CloseCode.TOKEN_EXPIRED
         loop = asyncio.get_running_loop()
         holder = self.presence.release(conn.name, conn, loop.time(), grace=not graceful_quit)
         if holder is not None:

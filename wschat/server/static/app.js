@@ -22,6 +22,7 @@
     [4003, "invalid name or room"],
     [4009, "that name is taken"],
     [4010, "this name connected again elsewhere"],
+    [4011, "your token expired: get a new one (wschat token NAME) and open the page with #token=NEW"],
   ]);
 
   const $ = (id) => document.getElementById(id);
