@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from urllib.parse import quote
 
 import pytest
 import websockets
@@ -143,3 +144,31 @@ async def test_big_rooms_send_no_presence(server_factory) -> None:  # type: igno
         assert (await next_of(alice, "members"))["names"] == ["alice", "bob", "carol"]
         for ws in (alice, bob, carol):
             await ws.close()
+
+
+# Issue 15: each of these was accepted beside "admin" and renders like it.
+ISSUE_15 = [
+    "admin\u2800",  # braille pattern blank
+    "admin\u3164",  # hangul filler
+    "adm\u034fin",  # combining grapheme joiner
+    "\u1d00dmin",  # latin letter small capital a
+    "adm\u0269n",  # latin small letter iota
+    "adm\u04cfn",  # cyrillic small letter palochka
+    "\ua4eedmin",  # lisu letter a
+]
+
+
+async def test_look_alikes_of_admin_are_refused_on_a_real_server(server_factory) -> None:  # type: ignore[no-untyped-def]
+    server: Server = server_factory()
+    async with asyncio.timeout(20):
+        admin, _ = await connect(server, "admin")
+        for name in ISSUE_15:
+            for subprotocols in (["wschat.v1"], None):
+                code, reason = await _closed_with(f"{server.ws}/ws/{quote(name)}", subprotocols)
+                assert (code, bool(reason)) in ((4003, True), (4009, True)), (name, code)
+                if code == 4009:
+                    assert "admin" in reason
+        # An ordinary accented name that looks like nobody online is still welcome.
+        jose, _ = await connect(server, "jos\u00e9")
+        await jose.close()
+        await admin.close()
