@@ -14,7 +14,7 @@ import websockets
 from tests.broker.conftest import RedisServer
 from tests.conftest import Server
 from tests.helpers import get_json
-from tests.server.v1client import connect, next_of, nothing_within, recv, say
+from tests.server.v1client import closed_with, connect, next_of, nothing_within, recv, say
 
 
 def _nodes(server_factory, redis_server: RedisServer, *extra: str) -> tuple[Server, Server]:  # type: ignore[no-untyped-def]
@@ -138,10 +138,7 @@ async def test_a_dead_nodes_users_leave_within_the_ttl(
 
 
 async def _refusal(server: Server, name: str) -> tuple[int | None, str]:
-    ws = await websockets.connect(f"{server.ws}/ws/{quote(name)}", subprotocols=["wschat.v1"])  # type: ignore[list-item]
-    with pytest.raises(websockets.ConnectionClosed):
-        await recv(ws)
-    return ws.close_code, ws.close_reason or ""
+    return await closed_with(f"{server.ws}/ws/{quote(name)}", ["wschat.v1"])
 
 
 async def test_a_look_alike_of_a_name_held_on_the_other_node_is_refused(
