@@ -6,14 +6,15 @@ Unicode's own ``confusables.txt`` (17.0.0) as shipped by the ``disarm`` package,
 nothing by hand. A name has two keys, and two names conflict when they share one:
 
 - ``case:`` + ``casefold(NFKC(name))``: the same name in another case (``ALICE``/``alice``);
-- ``skeleton_key(NFKC(name))``, i.e. NFKC, drop default-ignorables, map each character to
+- ``skel:`` + ``skeleton_key(NFKC(name))``, i.e. NFKC, drop default-ignorables, map each character to
   its confusables prototype *before* folding case (the UTS #39 skeleton is case-sensitive:
   capital ``I`` looks like ``l``), then case-fold, re-map and NFKC until nothing changes.
   Digits take part (``digit_policy="tr39"``: ``0``/``O``, ``1``/``l``).
 
-Some names are refused outright (``refusal``): a character the skeleton deletes (every
-Default_Ignorable_Code_Point such as U+034F, U+200B-U+200F, U+2060-U+206F, U+FE00-U+FE0F,
-and the blanks and fillers U+2800, U+3164, U+FFA0, U+115F, U+1160), a combining mark at
+Some names are refused outright (``refusal``): a character the skeleton deletes (the
+Default_Ignorable_Code_Points such as U+034F, U+200B-U+200F, U+2060-U+206F, U+FE00-U+FE0F,
+and the blanks and fillers U+2800, U+3164, U+FFA0, U+115F, U+1160; not the ignorable marks
+U+17B4/U+17B5 and U+180B-U+180F, which disarm keeps), a combining mark at
 the start (so also a name of marks only), and letters from more than one writing system
 (UTS #39 §5.1 augmented script sets: Japanese Han+kana or Korean Han+Hangul are one).
 
