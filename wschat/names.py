@@ -1,113 +1,62 @@
-"""Look-alike names: a small skeleton in the spirit of Unicode TS #39 §4 (confusables).
+"""Look-alike names: UTS #39 skeletons from Unicode's confusables data, and what a name may hold.
 
-Two names *conflict* when one could be mistaken for the other on screen: equal when
-case-folded, or equal after mapping look-alike letters from other scripts (Cyrillic a,
-Greek omicron), digits and marks (``0``/``O``, ``1``/``l``, ``é``/``e``) and letter pairs
-(``rn``/``m``) onto one representative. The table is a hand-picked subset of the Unicode
-confusables data covering the Latin look-alikes that matter for chat names; control,
-zero-width and bidi characters are refused earlier by ``protocol.check_name``.
+Two names *conflict* when one could be mistaken for the other on screen. The data is
+Unicode's own ``confusables.txt`` (17.0.0) as shipped by the ``disarm`` package, whose
+``skeleton_key`` is the UTS #39 §4 skeleton made a fixed point under case folding; we add
+nothing by hand. A name has two keys, and two names conflict when they share one:
 
-Pure functions, standard library only.
+- ``case:`` + ``casefold(NFKC(name))``: the same name in another case (``ALICE``/``alice``);
+- ``skel:`` + ``skeleton_key(NFKC(name))``, i.e. NFKC, drop default-ignorables, map each character to
+  its confusables prototype *before* folding case (the UTS #39 skeleton is case-sensitive:
+  capital ``I`` looks like ``l``), then case-fold, re-map and NFKC until nothing changes.
+  Digits take part (``digit_policy="tr39"``: ``0``/``O``, ``1``/``l``).
+
+Some names are refused outright (``refusal``): a character the skeleton deletes (the
+Default_Ignorable_Code_Points such as U+034F, U+200B-U+200F, U+2060-U+206F, U+FE00-U+FE0F,
+and the blanks and fillers U+2800, U+3164, U+FFA0, U+115F, U+1160; not the ignorable marks
+U+17B4/U+17B5 and U+180B-U+180F, which disarm keeps), a combining mark at
+the start (so also a name of marks only), and letters from more than one writing system
+(UTS #39 §5.1 augmented script sets: Japanese Han+kana or Korean Han+Hangul are one).
+
+Pure functions. Standard library and ``disarm`` (a data package with a compiled core; it
+loads no framework, ``tests/test_layout.py`` checks) only.
 """
 
 from __future__ import annotations
 
 import unicodedata
 
-# Case-sensitive first: uppercase Cyrillic/Greek letters look like Latin capitals whose
-# lowercase forms differ (Cyrillic capital EN is
-# Latin ``H``, but its small form is not ``h``).
-_UPPER = {
-    "\u0410": "A",  # CYRILLIC CAPITAL LETTER A
-    "\u0412": "B",  # CYRILLIC CAPITAL LETTER VE
-    "\u0415": "E",  # CYRILLIC CAPITAL LETTER IE
-    "\u041a": "K",  # CYRILLIC CAPITAL LETTER KA
-    "\u041c": "M",  # CYRILLIC CAPITAL LETTER EM
-    "\u041d": "H",  # CYRILLIC CAPITAL LETTER EN
-    "\u041e": "O",  # CYRILLIC CAPITAL LETTER O
-    "\u0420": "P",  # CYRILLIC CAPITAL LETTER ER
-    "\u0421": "C",  # CYRILLIC CAPITAL LETTER ES
-    "\u0422": "T",  # CYRILLIC CAPITAL LETTER TE
-    "\u0425": "X",  # CYRILLIC CAPITAL LETTER HA
-    "\u0423": "Y",  # CYRILLIC CAPITAL LETTER U
-    "\u0405": "S",  # CYRILLIC CAPITAL LETTER DZE
-    "\u0406": "l",  # CYRILLIC CAPITAL LETTER BYELORUSSIAN-UKRAINIAN I
-    "\u0408": "J",  # CYRILLIC CAPITAL LETTER JE
-    "\u051a": "Q",  # CYRILLIC CAPITAL LETTER QA
-    "\u051c": "W",  # CYRILLIC CAPITAL LETTER WE
-    "\u04c0": "l",  # CYRILLIC LETTER PALOCHKA
-    "\u0391": "A",  # GREEK CAPITAL LETTER ALPHA
-    "\u0392": "B",  # GREEK CAPITAL LETTER BETA
-    "\u0395": "E",  # GREEK CAPITAL LETTER EPSILON
-    "\u0396": "Z",  # GREEK CAPITAL LETTER ZETA
-    "\u0397": "H",  # GREEK CAPITAL LETTER ETA
-    "\u0399": "l",  # GREEK CAPITAL LETTER IOTA
-    "\u039a": "K",  # GREEK CAPITAL LETTER KAPPA
-    "\u039c": "M",  # GREEK CAPITAL LETTER MU
-    "\u039d": "N",  # GREEK CAPITAL LETTER NU
-    "\u039f": "O",  # GREEK CAPITAL LETTER OMICRON
-    "\u03a1": "P",  # GREEK CAPITAL LETTER RHO
-    "\u03a4": "T",  # GREEK CAPITAL LETTER TAU
-    "\u03a5": "Y",  # GREEK CAPITAL LETTER UPSILON
-    "\u03a7": "X",  # GREEK CAPITAL LETTER CHI
-    "I": "l",  # LATIN CAPITAL LETTER I
-}
-_LOWER = {
-    "\u0430": "a",  # CYRILLIC SMALL LETTER A
-    "\u0435": "e",  # CYRILLIC SMALL LETTER IE
-    "\u043e": "o",  # CYRILLIC SMALL LETTER O
-    "\u0440": "p",  # CYRILLIC SMALL LETTER ER
-    "\u0441": "c",  # CYRILLIC SMALL LETTER ES
-    "\u0443": "y",  # CYRILLIC SMALL LETTER U
-    "\u0445": "x",  # CYRILLIC SMALL LETTER HA
-    "\u0455": "s",  # CYRILLIC SMALL LETTER DZE
-    "\u0456": "i",  # CYRILLIC SMALL LETTER BYELORUSSIAN-UKRAINIAN I
-    "\u0458": "j",  # CYRILLIC SMALL LETTER JE
-    "\u04bb": "h",  # CYRILLIC SMALL LETTER SHHA
-    "\u0501": "d",  # CYRILLIC SMALL LETTER KOMI DE
-    "\u051b": "q",  # CYRILLIC SMALL LETTER QA
-    "\u051d": "w",  # CYRILLIC SMALL LETTER WE
-    "\u04cf": "l",  # CYRILLIC SMALL LETTER PALOCHKA
-    "\u0261": "g",  # LATIN SMALL LETTER SCRIPT G
-    "\u04af": "y",  # CYRILLIC SMALL LETTER STRAIGHT U
-    "\u057d": "u",  # ARMENIAN SMALL LETTER SEH
-    "\u0578": "n",  # ARMENIAN SMALL LETTER VO
-    "\u0585": "o",  # ARMENIAN SMALL LETTER OH
-    "\u03b1": "a",  # GREEK SMALL LETTER ALPHA
-    "\u03bf": "o",  # GREEK SMALL LETTER OMICRON
-    "\u03c1": "p",  # GREEK SMALL LETTER RHO
-    "\u03bd": "v",  # GREEK SMALL LETTER NU
-    "\u03b9": "i",  # GREEK SMALL LETTER IOTA
-    "\u03ba": "k",  # GREEK SMALL LETTER KAPPA
-    "\u03c4": "t",  # GREEK SMALL LETTER TAU
-    "\u03c5": "u",  # GREEK SMALL LETTER UPSILON
-    "\u03c7": "x",  # GREEK SMALL LETTER CHI
-    "\u03f2": "c",  # GREEK LUNATE SIGMA SYMBOL
-    "\u0251": "a",  # LATIN SMALL LETTER ALPHA
-    "\u0131": "i",  # LATIN SMALL LETTER DOTLESS I
-    "\u2113": "l",  # SCRIPT SMALL L
-    "0": "o",  # DIGIT ZERO
-    "1": "l",  # DIGIT ONE
-    "|": "l",  # VERTICAL LINE
-    "!": "l",  # EXCLAMATION MARK
-    "$": "s",  # DOLLAR SIGN
-    "5": "s",  # DIGIT FIVE
-    "@": "a",  # COMMERCIAL AT
-}
-_TABLE = str.maketrans({**_UPPER, **_LOWER})
-_PAIRS = (("rn", "m"), ("vv", "w"), ("cl", "d"))
+import disarm
+
+CONFUSABLES_VERSION: str = disarm.CONFUSABLES_VERSION  # the confusables.txt release in use
 
 
-def skeleton(name: str) -> str:
-    """Return the look-alike skeleton of ``name``: equal skeletons read the same."""
-    text = unicodedata.normalize("NFD", unicodedata.normalize("NFKC", name))
-    text = "".join(c for c in text if not unicodedata.combining(c))
-    text = text.translate(_TABLE).casefold().translate(_TABLE)
-    for pair, single in _PAIRS:
-        text = text.replace(pair, single)
-    return text
+def name_key(name: str) -> str:
+    """Return the UTS #39 skeleton key of ``name``: equal keys read the same on screen."""
+    return disarm.skeleton_key(unicodedata.normalize("NFKC", name), digit_policy="tr39")
 
 
 def confusable_keys(name: str) -> frozenset[str]:
-    """Return the keys under which ``name`` is indexed; two names conflict if any key is shared."""
-    return frozenset({"case:" + unicodedata.normalize("NFKC", name).casefold(), skeleton(name)})
+    """Return the keys under which ``name`` is indexed; two names conflict if any key is shared.
+
+    The single process (``rooms.Presence``) and every node of a cluster index held names by
+    these keys, so a look-alike is refused whichever node holds the original.
+    """
+    folded = unicodedata.normalize("NFKC", name).casefold()
+    return frozenset({"case:" + folded, "skel:" + name_key(name)})
+
+
+def refusal(name: str) -> str | None:
+    """Return why ``name`` may not be used (a lowercase phrase), or None if it may.
+
+    The caller refuses the name (4003, ``INVALID_NAME``) with the phrase as its reason.
+    """
+    for char in name:
+        if not disarm.skeleton_key(char):
+            return f"contains an invisible or blank character U+{ord(char):04X}"
+    if name and unicodedata.category(name[0]).startswith("M"):
+        return f"starts with a combining mark U+{ord(name[0]):04X}"
+    if disarm.is_mixed_script(name):
+        scripts = ", ".join(s.name.lower() for s in disarm.detect_scripts(name))
+        return f"mixes writing systems ({scripts})"
+    return None

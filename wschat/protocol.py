@@ -1,7 +1,8 @@
 """The wire format: close codes, limits, the plain text format and the ``wschat.v1`` JSON protocol.
 
 This module owns what travels on the wire and how it is validated. It is pure: no I/O, no
-event loop, and it imports nothing outside the standard library, so the server, the terminal
+event loop, and it imports nothing outside the standard library and ``wschat.names`` (whose
+confusables data comes from ``disarm``), so the server, the terminal
 client, the browser page's tests and the load tester all share it. ``docs/protocol.md`` is the
 human-readable copy of this file; keep them in step.
 """
@@ -15,6 +16,7 @@ from enum import IntEnum, StrEnum
 from typing import Any
 
 from wschat.errors import ProtocolError
+from wschat.names import refusal
 
 SUBPROTOCOL = "wschat.v1"
 DEFAULT_ROOM = "lobby"
@@ -98,8 +100,16 @@ def _check_label(raw: object, what: str, max_chars: int) -> str:
 
 
 def check_name(raw: object) -> str:
-    """Return ``raw`` as a valid user name (NFKC-normalised) or raise ``ProtocolError``."""
-    return _check_label(raw, "name", MAX_NAME_CHARS)
+    """Return ``raw`` as a valid user name (NFKC-normalised) or raise ``ProtocolError``.
+
+    Besides the label rules, ``names.refusal`` turns away invisible and blank characters, a
+    leading combining mark and mixed writing systems (issue 15).
+    """
+    value = _check_label(raw, "name", MAX_NAME_CHARS)
+    reason = refusal(value)
+    if reason is not None:
+        raise ProtocolError(ErrorCode.BAD_FIELD, f"name {reason}")
+    return value
 
 
 def check_room(raw: object) -> str:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
+from urllib.parse import quote
 
 import pytest
 import websockets
@@ -13,7 +14,7 @@ import websockets
 from tests.broker.conftest import RedisServer
 from tests.conftest import Server
 from tests.helpers import get_json
-from tests.server.v1client import connect, next_of, nothing_within, recv, say
+from tests.server.v1client import closed_with, connect, next_of, nothing_within, recv, say
 
 
 def _nodes(server_factory, redis_server: RedisServer, *extra: str) -> tuple[Server, Server]:  # type: ignore[no-untyped-def]
@@ -134,3 +135,31 @@ async def test_a_dead_nodes_users_leave_within_the_ttl(
         await again.close()
         await alice.close()
         del bob
+
+
+async def _refusal(server: Server, name: str) -> tuple[int | None, str]:
+    return await closed_with(f"{server.ws}/ws/{quote(name)}", ["wschat.v1"])
+
+
+async def test_a_look_alike_of_a_name_held_on_the_other_node_is_refused(
+    server_factory, redis_server: RedisServer
+) -> None:  # type: ignore[no-untyped-def]
+    """Issue 15: both nodes key names by ``names.confusable_keys`` in the shared registry."""
+    a, b = _nodes(server_factory, redis_server)
+    async with asyncio.timeout(20):
+        admin, _ = await connect(a, "admin")
+        for name in ("\u1d00dmin", "adm\u0269n", "ADMIN"):  # small capital a, Latin iota, case
+            code, reason = await _refusal(b, name)
+            assert code == 4009, (name, code, reason)
+            assert "looks like 'admin'" in reason
+        await admin.close()
+        # Released with its name: the look-alike is free again (release runs in the background).
+        while True:
+            try:
+                small, _ = await connect(b, "\u1d00dmin")
+                break
+            except (websockets.ConnectionClosed, AssertionError):
+                await asyncio.sleep(0.05)
+        code, reason = await _refusal(a, "admin")
+        assert (code, "looks like '\u1d00dmin'" in reason) == (4009, True)
+        await small.close()

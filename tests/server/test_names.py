@@ -3,29 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+from urllib.parse import quote
 
 import pytest
 import websockets
 
 from tests.conftest import Server
-from tests.server.v1client import connect, next_of, nothing_within
-
-
-async def _closed_with(url: str, subprotocols: list[str] | None = None) -> tuple[int | None, str]:
-    ws = await websockets.connect(url, subprotocols=subprotocols)  # type: ignore[arg-type]
-    try:
-        async with asyncio.timeout(5):
-            while True:
-                await ws.recv()
-    except websockets.ConnectionClosed:
-        pass
-    return ws.close_code, ws.close_reason or ""
+from tests.server.v1client import closed_with, connect, next_of, nothing_within
+from tests.test_names import ISSUE_15
 
 
 @pytest.mark.parametrize("name", ["al%20ice", "a%E2%80%AEb", "%1B%5B31m", "x" * 33])
 @pytest.mark.parametrize("v1", [True, False])
 async def test_invalid_names_are_refused_4003(server: Server, name: str, v1: bool) -> None:
-    code, reason = await _closed_with(f"{server.ws}/ws/{name}", ["wschat.v1"] if v1 else None)
+    code, reason = await closed_with(f"{server.ws}/ws/{name}", ["wschat.v1"] if v1 else None)
     assert code == 4003
     assert reason
 
@@ -34,11 +25,11 @@ async def test_a_name_in_use_is_refused_4009(server: Server) -> None:
     async with asyncio.timeout(10):
         alice, _ = await connect(server, "alice")
         for subprotocols in (["wschat.v1"], None):
-            code, reason = await _closed_with(f"{server.ws}/ws/alice", subprotocols)
+            code, reason = await closed_with(f"{server.ws}/ws/alice", subprotocols)
             assert code == 4009
             assert "taken" in reason
         # A stolen-looking token does not help either.
-        code, _ = await _closed_with(f"{server.ws}/ws/alice?resume=guess", ["wschat.v1"])
+        code, _ = await closed_with(f"{server.ws}/ws/alice?resume=guess", ["wschat.v1"])
         assert code == 4009
         await alice.close()
 
@@ -47,7 +38,7 @@ async def test_names_are_normalised_before_comparing(server: Server) -> None:
     async with asyncio.timeout(10):
         first, _ = await connect(server, "bob")
         # Fullwidth b-o-b (U+FF42 U+FF4F U+FF42) normalises (NFKC) to "bob": the same name, so it is taken.
-        code, _ = await _closed_with(f"{server.ws}/ws/%EF%BD%82%EF%BD%8F%EF%BD%82", ["wschat.v1"])
+        code, _ = await closed_with(f"{server.ws}/ws/%EF%BD%82%EF%BD%8F%EF%BD%82", ["wschat.v1"])
         assert code == 4009
         await first.close()
 
@@ -117,7 +108,7 @@ async def test_a_client_that_does_not_come_back_leaves_after_the_grace(server_fa
         alice, _ = await connect(server, "alice")
         await next_of(watcher, "joined")
         alice.transport.abort()  # type: ignore[attr-defined]
-        code, _ = await _closed_with(f"{server.ws}/ws/alice", ["wschat.v1"])
+        code, _ = await closed_with(f"{server.ws}/ws/alice", ["wschat.v1"])
         assert code == 4009  # reserved during the grace period
         assert await next_of(watcher, "left", within=3) == {
             "type": "left",
@@ -143,3 +134,19 @@ async def test_big_rooms_send_no_presence(server_factory) -> None:  # type: igno
         assert (await next_of(alice, "members"))["names"] == ["alice", "bob", "carol"]
         for ws in (alice, bob, carol):
             await ws.close()
+
+
+async def test_look_alikes_of_admin_are_refused_on_a_real_server(server_factory) -> None:  # type: ignore[no-untyped-def]
+    server: Server = server_factory()
+    async with asyncio.timeout(20):
+        admin, _ = await connect(server, "admin")
+        for name in ISSUE_15:
+            for subprotocols in (["wschat.v1"], None):
+                code, reason = await closed_with(f"{server.ws}/ws/{quote(name)}", subprotocols)
+                assert (code, bool(reason)) in ((4003, True), (4009, True)), (name, code)
+                if code == 4009:
+                    assert "admin" in reason
+        # An ordinary accented name that looks like nobody online is still welcome.
+        jose, _ = await connect(server, "jos\u00e9")
+        await jose.close()
+        await admin.close()

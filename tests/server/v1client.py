@@ -25,6 +25,18 @@ async def connect(
     return ws, welcome
 
 
+async def closed_with(url: str, subprotocols: list[str] | None = None) -> tuple[int | None, str]:
+    """Connect to ``url``, read until the server closes, and return its close code and reason."""
+    ws = await websockets.connect(url, subprotocols=subprotocols)  # type: ignore[arg-type]
+    try:
+        async with asyncio.timeout(5):
+            while True:
+                await ws.recv()
+    except websockets.ConnectionClosed:
+        pass
+    return ws.close_code, ws.close_reason or ""
+
+
 async def recv(ws: ClientConnection, within: float = 5.0) -> dict[str, Any]:
     async with asyncio.timeout(within):
         frame = await ws.recv()

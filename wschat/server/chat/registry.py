@@ -3,7 +3,10 @@
 Each held name is a hash ``wschat:name:NAME`` (owning node, resume token, room, whether it
 may be reclaimed) that expires ``ttl`` after its node's last heartbeat; each room is a
 sorted set ``wschat:room:ROOM`` of names scored by the same expiry (milliseconds, Redis's
-own clock via TIME, so node clocks do not matter). A node that dies stops refreshing: its
+own clock via TIME, so node clocks do not matter). Each of a held name's look-alike keys
+(``names.confusable_keys``, the very keys a single process indexes by) is a string
+``wschat:look:KEY`` naming its holder, with the same expiry: a name whose key is held by
+another live name is refused as its look-alike (issue 15), whichever node holds it. A node that dies stops refreshing: its
 names become free and drop out of every member list within ``ttl``. Every change is one Lua
 script, so a name is never held by two nodes. One Redis only: the scripts build key names,
 which Redis Cluster would not allow.
@@ -22,6 +25,7 @@ import redis.asyncio as aioredis
 
 from wschat.broker.redis import KEY_PREFIX, REDIS_DOWN
 from wschat.errors import Unavailable
+from wschat.names import confusable_keys
 from wschat.rooms import Holder
 
 _NOW = """
@@ -29,13 +33,32 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 """
 
-# KEYS: none. ARGV: prefix, node, ttl_ms, name, token, room, reclaimable, offered token.
-# Returns {'new'} | {'mine'} | {'moved', old_node, old_room} | {'taken'}.
+# Look-alike keys travel as one argument, joined by newlines: a valid name holds no control
+# character, so neither does any of its keys.
+_LOOKS = """
+local function looks(joined)
+  local out = {}
+  for k in string.gmatch(joined, '[^\\n]+') do out[#out + 1] = k end
+  return out
+end
+"""
+
+# KEYS: none. ARGV: prefix, node, ttl_ms, name, token, room, reclaimable, offered token,
+# look-alike keys. Returns {'new'} | {'mine'} | {'moved', old_node, old_room} | {'taken'} |
+# {'lookalike', held_name}.
 _CLAIM = (
     _NOW
+    + _LOOKS
     + """
 local p, node, ttl, name = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
 local key = p .. 'name:' .. name
+local mine = looks(ARGV[9])
+for _, k in ipairs(mine) do
+  local other = redis.call('GET', p .. 'look:' .. k)
+  if other and other ~= name and redis.call('EXISTS', p .. 'name:' .. other) == 1 then
+    return {'lookalike', other}
+  end
+end
 local cur = redis.call('HMGET', key, 'node', 'token', 'room', 'reclaimable')
 local result = {'new'}
 if cur[1] then
@@ -51,19 +74,22 @@ end
 redis.call('HSET', key, 'node', node, 'token', ARGV[5], 'room', ARGV[6], 'reclaimable', ARGV[7])
 redis.call('PEXPIRE', key, ttl)
 redis.call('ZADD', p .. 'room:' .. ARGV[6], now + ttl, name)
+for _, k in ipairs(mine) do redis.call('SET', p .. 'look:' .. k, name, 'PX', ttl) end
 return result
 """
 )
 
-# ARGV: prefix, node, ttl_ms, then (name, token, room, reclaimable) repeated.
-# Refreshes (or re-creates, after a Redis restart) the names this node holds; returns the
-# names another node holds now.
+# ARGV: prefix, node, ttl_ms, then (name, token, room, reclaimable, look-alike keys)
+# repeated. Refreshes (or re-creates, after a Redis restart) the names this node holds and
+# their look-alike keys that nobody else took meanwhile; returns the names another node
+# holds now.
 _REFRESH = (
     _NOW
+    + _LOOKS
     + """
 local p, node, ttl = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local lost = {}
-for i = 4, #ARGV, 4 do
+for i = 4, #ARGV, 5 do
   local name, room = ARGV[i], ARGV[i + 2]
   local key = p .. 'name:' .. name
   local cur = redis.call('HMGET', key, 'node', 'room')
@@ -75,22 +101,36 @@ for i = 4, #ARGV, 4 do
                'reclaimable', ARGV[i + 3])
     redis.call('PEXPIRE', key, ttl)
     redis.call('ZADD', p .. 'room:' .. room, now + ttl, name)
+    for _, k in ipairs(looks(ARGV[i + 4])) do
+      local look = p .. 'look:' .. k
+      local other = redis.call('GET', look)
+      if not other or other == name or redis.call('EXISTS', p .. 'name:' .. other) == 0 then
+        redis.call('SET', look, name, 'PX', ttl)
+      end
+    end
   end
 end
 return lost
 """
 )
 
-# ARGV: prefix, node, name. Frees the name if this node holds it.
-_RELEASE = """
+# ARGV: prefix, node, name, look-alike keys. Frees the name if this node holds it.
+_RELEASE = (
+    _LOOKS
+    + """
 local p, node, name = ARGV[1], ARGV[2], ARGV[3]
 local key = p .. 'name:' .. name
 local cur = redis.call('HMGET', key, 'node', 'room')
 if cur[1] ~= node then return 0 end
 redis.call('DEL', key)
 if cur[2] then redis.call('ZREM', p .. 'room:' .. cur[2], name) end
+for _, k in ipairs(looks(ARGV[4])) do
+  local look = p .. 'look:' .. k
+  if redis.call('GET', look) == name then redis.call('DEL', look) end
+end
 return 1
 """
+)
 
 # KEYS: room sets. Drops expired names, returns each room's live names.
 _MEMBERS = (
@@ -113,6 +153,7 @@ class ClaimOutcome:
     result: str  # new, mine, moved or taken
     old_node: str | None = None  # moved: the node that held the name (close its socket)
     old_room: str | None = None  # moved: the room it was in
+    lookalike: str | None = None  # taken because this name, held elsewhere, looks the same
 
 
 class RedisRegistry:
@@ -131,7 +172,9 @@ class RedisRegistry:
         """Take ``holder.name`` for this node unless another node holds it.
 
         A name held elsewhere is handed over when ``offered_token`` is its resume token
-        (``moved``: the caller must tell ``old_node`` to let go of it).
+        (``moved``: the caller must tell ``old_node`` to let go of it). A name that looks like
+        another live one (a shared ``names.confusable_keys`` key) is ``taken``, with
+        ``lookalike`` set to the name in use.
         """
         reply = await self._run(
             self._claim,
@@ -145,10 +188,13 @@ class RedisRegistry:
                 holder.room,
                 "1" if holder.reclaimable else "0",
                 offered_token or "",
+                _looks(holder.name),
             ],
         )
         if reply[0] == "moved":
             return ClaimOutcome("moved", reply[1], reply[2])
+        if reply[0] == "lookalike":
+            return ClaimOutcome("taken", lookalike=str(reply[1]))
         return ClaimOutcome(str(reply[0]))
 
     async def refresh(self, holders: list[Holder]) -> list[str]:
@@ -157,13 +203,13 @@ class RedisRegistry:
         for start in range(0, len(holders), REFRESH_BATCH):
             args: list[Any] = [KEY_PREFIX, self.node, self.ttl_ms]
             for h in holders[start : start + REFRESH_BATCH]:
-                args += [h.name, h.token, h.room, "1" if h.reclaimable else "0"]
+                args += [h.name, h.token, h.room, "1" if h.reclaimable else "0", _looks(h.name)]
             lost += await self._run(self._refresh, [], args)
         return lost
 
     async def release(self, name: str) -> None:
         """Free ``name`` if this node holds it."""
-        await self._run(self._release, [], [KEY_PREFIX, self.node, name])
+        await self._run(self._release, [], [KEY_PREFIX, self.node, name, _looks(name)])
 
     async def members(self, rooms: list[str]) -> dict[str, set[str]]:
         """Return the live names of each room in ``rooms``."""
@@ -184,3 +230,8 @@ class RedisRegistry:
             return await script(keys=keys, args=args)
         except REDIS_DOWN as exc:
             raise Unavailable(f"redis registry unavailable: {exc}") from None
+
+
+def _looks(name: str) -> str:
+    """Return ``name``'s look-alike keys as one script argument (see ``_LOOKS``)."""
+    return "\n".join(sorted(confusable_keys(name)))

@@ -129,7 +129,7 @@ class ChatService:
         if outcome.result == "taken":
             if claim.result is ClaimResult.NEW:
                 self.presence.release(conn.name, conn, 0.0, grace=False)
-            return Claim(ClaimResult.TAKEN)
+            return Claim(ClaimResult.TAKEN, lookalike=outcome.lookalike)
         if outcome.result == "moved" and claim.result is ClaimResult.NEW:
             return Claim(ClaimResult.RESUMED, h, None, outcome.old_room or conn.room)
         return claim
