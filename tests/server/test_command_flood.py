@@ -20,7 +20,7 @@ from tests.conftest import Server
 from tests.helpers import get_json, masked_frame, wait_until
 from tests.server.attacker import Frames, close_code, connect, upgrade_head
 from tests.server.v1client import connect as v1_connect
-from tests.server.v1client import next_of, say
+from tests.server.v1client import next_of, nothing_within, say
 
 MB = 1024 * 1024
 JOINS = 200
@@ -177,3 +177,37 @@ async def test_a_join_flood_into_a_room_with_history_costs_no_memory(server: Ser
     assert growth < 6 * MB, f"server RSS grew {growth / MB:.1f} MB"
     assert acks == {f"b{i}": 1 for i in range(sent)}
     assert "Traceback" not in server.log()
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        {"type": "say", "text": "hi"},
+        {"type": "join", "room": "elsewhere"},
+        {"type": "dm", "to": "mallory", "text": "note to self"},
+        {"type": "who"},
+        {"type": "nonsense"},
+    ],
+    ids=lambda c: str(c["type"]),
+)
+async def test_every_v1_command_counts_against_the_rate_limit(
+    server_factory,  # type: ignore[no-untyped-def]
+    command: dict[str, str],
+) -> None:
+    # --rate-limit 1 --rate-burst 5: of 13 commands sent at once, 8 are refused (short of
+    # the 11 strikes that close the connection).
+    server: Server = server_factory("--rate-limit", "1", "--rate-burst", "5")
+    async with asyncio.timeout(20):
+        ws, _ = await v1_connect(server, "mallory")
+        for _ in range(13):
+            await ws.send(json.dumps(command))
+        refused = 0
+        while refused < 8:
+            event = await next_of(ws, "error")
+            if event["code"] == "rate_limited":
+                refused += 1
+        later = await nothing_within(ws, 0.5)
+        assert ws.close_code is None  # refused, not closed
+        await ws.close()
+    assert refused == 8
+    assert not [e for e in later if e.get("code") == "rate_limited"]
