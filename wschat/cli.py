@@ -47,6 +47,16 @@ def _default_db() -> Path:
     return platformdirs.user_data_path("wschat") / "history.sqlite3"
 
 
+def _check_db(db: str) -> None:
+    """Exit 2 if ``--db`` names a file in a directory that does not exist (a typo, most
+    likely): the store would create that directory, or fail later."""
+    if db == ":memory:":
+        return
+    directory = Path(db).parent
+    if not directory.is_dir():
+        _fail(f"--db {db}: directory {directory} does not exist", code=2)
+
+
 def _fail(message: str, code: int = 1) -> NoReturn:
     typer.secho(f"wschat: {message}", fg="red", err=True)
     raise typer.Exit(code)
@@ -145,7 +155,7 @@ def serve(
         str | None,
         typer.Option(
             envvar="WSCHAT_DB",
-            help="SQLite history file; ':memory:' keeps none. [default: history.sqlite3 in the user data dir]",
+            help="SQLite history file, in a directory that exists; ':memory:' keeps none. [default: history.sqlite3 in the user data dir]",
             show_default=False,
         ),
     ] = None,
@@ -340,6 +350,9 @@ def serve(
             "would be a separate chat",
             code=2,
         )
+
+    if db is not None and not is_redis(broker):
+        _check_db(db)
 
     settings = ServerSettings(
         host=host,

@@ -14,6 +14,7 @@ import shlex
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import time
@@ -311,6 +312,36 @@ async def test_ctrl_c_and_ctrl_d_quit_cleanly(server: Server, panes: Callable[..
     second.keys("C-u", "C-d")
     assert await second.exit_status() == 0
     assert "Traceback" not in second.everything()
+
+
+async def test_history_file_is_private(
+    server: Server, panes: Callable[..., Pane], tmp_path: Path
+) -> None:
+    # The history keeps typed DMs: owner only, whatever the umask, and an older file is
+    # tightened. WSCHAT_HOME (tmp_path / "home") does not exist yet: the client makes it.
+    old_umask = os.umask(0o022)
+    try:
+        first = panes("alice", "--url", server.ws)
+    finally:
+        os.umask(old_umask)
+    await first.wait_for("you are alice")
+    first.type("/msg alice a secret for myself")
+    first.keys("Enter")
+    await first.wait_for("a secret for myself")
+    first.keys("C-d")
+    assert await first.exit_status() == 0
+    home = tmp_path / "home"
+    history = home / "history"
+    assert "a secret for myself" in history.read_text()
+    assert stat.S_IMODE(home.stat().st_mode) == 0o700
+    assert stat.S_IMODE(history.stat().st_mode) == 0o600
+
+    history.chmod(0o644)  # as versions before this one left it
+    second = panes("alice", "--url", server.ws)
+    await second.wait_for("you are alice")
+    second.keys("C-d")
+    assert await second.exit_status() == 0
+    assert stat.S_IMODE(history.stat().st_mode) == 0o600
 
 
 # --- pipe mode and errors -------------------------------------------------------------------

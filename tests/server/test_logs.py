@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 from tests.conftest import Server
 from tests.helpers import get_json
 from tests.server.v1client import connect, next_of, say
+from wschat.auth import issue_token
 from wschat.cli import app
 from wschat.server.logs import redact
 
@@ -79,9 +80,64 @@ async def test_trace_level_still_hides_tokens(server_factory) -> None:  # type: 
     assert "Logging error" not in log
 
 
+async def _sign_in_three_ways(server: Server, token: str) -> str:
+    """Connect as alice with ``token`` as a header, a subprotocol and a query value, the last
+    with a resume token too; return that resume token."""
+    async with asyncio.timeout(15):
+        async with websockets.connect(
+            f"{server.ws}/ws/alice",
+            subprotocols=["wschat.v1"],  # type: ignore[list-item]
+            additional_headers={"Authorization": f"Bearer {token}"},
+        ) as ws:
+            resume = str(json.loads(await ws.recv())["token"])
+        async with websockets.connect(
+            f"{server.ws}/ws/alice",
+            subprotocols=["wschat.v1", f"wschat.token.{token}"],  # type: ignore[list-item]
+        ) as ws:
+            await ws.recv()
+        async with websockets.connect(
+            f"{server.ws}/ws/alice?token={token}&resume={resume}",
+            subprotocols=["wschat.v1"],  # type: ignore[list-item]
+        ) as ws:
+            await ws.recv()
+        await asyncio.sleep(0.2)
+    return resume
+
+
+@pytest.mark.parametrize("level", ["debug", "trace"])
+async def test_tokens_never_logged_at_debug_or_trace(server_factory, level: str) -> None:  # type: ignore[no-untyped-def]
+    secret = "s3cret-for-logs"
+    server: Server = server_factory("--secret", secret, "--log-level", level)
+    token = issue_token("alice", secret)
+    resume = await _sign_in_three_ways(server, token)
+    server.stop()
+    log = server.log()
+    for value in (token, resume, *token.split(".")):
+        assert value not in log
+    assert log.count('"WebSocket /ws/alice" [accepted]') == 2
+    assert '"WebSocket /ws/alice?token=***&resume=***" [accepted]' in log
+    assert log.count("open alice room=lobby") == 3
+    if level == "trace":  # uvicorn's ASGI message logger prints each scope
+        assert "'subprotocols': ['wschat.v1', 'wschat.token.***']" in log
+        assert "'query_string': b'token=***&resume=***'" in log
+    assert "Logging error" not in log
+
+
 @pytest.mark.parametrize(
     ("line", "expected"),
     [
+        ("authorization: Bearer eyJ.a.b", "authorization: ***"),
+        ("< Authorization: Basic dXNlcjpw", "< Authorization: ***"),
+        ("(b'authorization', b'Bearer eyJ.x')", "(b'authorization', b'***')"),
+        ("{'Authorization': 'Bearer abc', 'host': 'h'}", "{'Authorization': '***', 'host': 'h'}"),
+        (
+            "'subprotocols': ['wschat.v1', 'wschat.token.eyJ.a-b_c']",
+            "'subprotocols': ['wschat.v1', 'wschat.token.***']",
+        ),
+        (
+            "< sec-websocket-protocol: wschat.v1, wschat.token.eyJ.x.y",
+            "< sec-websocket-protocol: wschat.v1, wschat.token.***",
+        ),
         ("WebSocket /ws/a?resume=abc&since=3", "WebSocket /ws/a?resume=***&since=3"),
         ("WebSocket /ws/a?room=x&token=t0k", "WebSocket /ws/a?room=x&token=***"),
         ('"GET /?token=zz HTTP/1.1" 200', '"GET /?token=*** HTTP/1.1" 200'),

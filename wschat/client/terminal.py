@@ -43,6 +43,27 @@ def data_dir() -> Path:
     return Path(user_data_dir("wschat", appauthor=False))
 
 
+def private_history_file() -> Path:
+    """Create the input history file, readable by its owner only, and return its path.
+
+    The history keeps every line typed, ``/msg`` DMs included: the file is made 0600 (and
+    tightened to 0600 if an older version left it readable by others), and the data
+    directory 0700 when this creates it (a directory that exists, such as a ``$WSCHAT_HOME``
+    the user chose, is left as it is). Raises ``OSError`` if either cannot be created.
+    """
+    directory = data_dir()
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path = directory / "history"
+    # O_CREAT with 0600 rather than chmod after the fact: never readable by others, even
+    # for a moment. prompt_toolkit's FileHistory then appends to the file as it is.
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+    finally:
+        os.close(fd)
+    return path
+
+
 class ChatCompleter(Completer):
     """Complete slash commands at the start of the line and member names elsewhere."""
 
@@ -140,10 +161,8 @@ async def run_terminal(session: ChatSession) -> int:
     Raises the session's ``WschatError`` when the connection fails for good; the prompt is
     only shown once the first connection has been welcomed.
     """
-    history_dir = data_dir()
-    history_dir.mkdir(parents=True, exist_ok=True)
     prompt: PromptSession[str] = PromptSession(
-        history=FileHistory(str(history_dir / "history")),
+        history=FileHistory(str(private_history_file())),
         completer=ChatCompleter(lambda: session.status.members),
         complete_while_typing=False,
         bottom_toolbar=_toolbar(session),

@@ -3,8 +3,10 @@
 ``log_config(level, fmt)`` returns the ``logging.config.dictConfig`` mapping handed to
 uvicorn's ``Config(log_config=...)``, so uvicorn's own lines ("Started server process",
 ``"WebSocket /ws/alice?..." [accepted]``) and wschat's follow the same format. Every handler
-carries ``RedactFilter``: the values of secret query parameters (``resume``, ``token``) never
-reach a log line, whoever logged it. Imports only the standard library.
+carries ``RedactFilter``: the values of secret query parameters (``resume``, ``token``), of
+``Authorization`` headers and of ``wschat.token.*`` subprotocol entries never reach a log line,
+whoever logged it and at whatever level (uvicorn prints the ASGI scope, subprotocols included,
+at trace). Imports only the standard library.
 """
 
 from __future__ import annotations
@@ -24,18 +26,35 @@ SECRET_PARAMS = ("resume", "token")
 _SECRET_RE = re.compile(
     r"(?P<key>(?:^|[?&;\s'\"])(?:" + "|".join(SECRET_PARAMS) + r")=)[^&;\s\"']*"
 )
+# ``wschat.token.TOKEN`` offered as a subprotocol (docs/security.md, "Signed tokens"), as
+# printed in a header line or in the scope's ``subprotocols`` list.
+TOKEN_SUBPROTOCOL_PREFIX = "wschat.token."
+_SUBPROTOCOL_RE = re.compile(re.escape(TOKEN_SUBPROTOCOL_PREFIX) + r"[^\s,;'\"\])]+")
+# An ``Authorization`` header's value, however printed: ``authorization: Bearer T`` (a header
+# line), ``(b'authorization', b'Bearer T')`` (ASGI headers), ``'authorization': 'Bearer T'``.
+_AUTH_RE = re.compile(
+    r"(?P<key>authorization['\"]?\s*[:,=]\s*(?:b?['\"])?)[^'\"\r\n]+", re.IGNORECASE
+)
 REDACTED = "***"
 
 
 def redact(text: str) -> str:
-    """Return ``text`` with the value of every secret query parameter replaced by ``***``."""
-    if "=" not in text:
-        return text
-    return _SECRET_RE.sub(lambda m: m.group("key") + REDACTED, text)
+    """Return ``text`` with every secret replaced by ``***``.
+
+    Secrets are the values of the ``token`` and ``resume`` query parameters, the value of an
+    ``Authorization`` header and the token of a ``wschat.token.*`` subprotocol entry.
+    """
+    if "=" in text:
+        text = _SECRET_RE.sub(lambda m: m.group("key") + REDACTED, text)
+    if TOKEN_SUBPROTOCOL_PREFIX in text:
+        text = _SUBPROTOCOL_RE.sub(TOKEN_SUBPROTOCOL_PREFIX + REDACTED, text)
+    if "uthorization" in text or "UTHORIZATION" in text:
+        text = _AUTH_RE.sub(lambda m: m.group("key") + REDACTED, text)
+    return text
 
 
 class RedactFilter(logging.Filter):
-    """Rewrite a record's message and arguments so that no secret query value is written out.
+    """Rewrite a record's message and arguments so that no secret (see ``redact``) is written out.
 
     Arguments are redacted one by one (uvicorn's access formatter reads them as a tuple); an
     argument that is not a string, such as the ASGI scope logged at trace level, is replaced

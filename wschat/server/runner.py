@@ -9,6 +9,8 @@ SIGTERM or Ctrl-C always ends the process promptly.
 
 from __future__ import annotations
 
+import logging
+import os
 import signal
 import socket
 import sys
@@ -26,6 +28,8 @@ from wschat.server.settings import ServerSettings
 from wschat.server.transport.http import http_protocol
 from wschat.server.transport.limits import TransportLimits
 from wschat.server.transport.ws import websocket_protocol
+
+log = logging.getLogger("wschat.server")
 
 
 class _Server(uvicorn.Server):
@@ -120,7 +124,25 @@ def run(settings: ServerSettings, sock: socket.socket, on_ready: Callable[[], No
         timeout_graceful_shutdown=max(1, round(settings.shutdown_timeout_s)),
         server_header=False,
     )
+    if not is_redis(settings.broker):  # logged here: uvicorn's Config set up the logging
+        log.info(
+            "history: %s",
+            describe_db(settings.db),
+            extra={"event": "history", "db": db_location(settings.db)},
+        )
     _Server(config, app.state.hub, settings, on_ready).run(sockets=[sock])
+
+
+def db_location(db: str) -> str:
+    """Return where the SQLite history lives: ``:memory:``, or the file's absolute path."""
+    return db if db == ":memory:" else os.path.abspath(db)
+
+
+def describe_db(db: str) -> str:
+    """Return the startup line's account of the SQLite history file ``db``."""
+    if db == ":memory:":
+        return "in memory only (--db :memory:), lost when the server stops"
+    return f"SQLite file {db_location(db)}"
 
 
 def transport_limits(settings: ServerSettings) -> TransportLimits:

@@ -211,7 +211,8 @@ class ChatService:
         if replay.messages:
             self.replays += 1
             self.replayed += len(replay.messages)
-        conn.push(batch)
+        if not conn.push(batch):  # the welcome before this one is still unread
+            self.hub.drop_slow(conn, "outbox full: welcomes not read")
 
     def enter_plain(self, conn: Member) -> None:
         """Register a plain ``conn`` in its room: no welcome, no replay, live messages only."""

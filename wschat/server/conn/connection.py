@@ -236,15 +236,26 @@ class Connection:
         self._flush()
         return len(self._outbox) < self._outbox_size
 
-    def push(self, batch: list[Outgoing]) -> None:
-        """Queue ``batch`` (a welcome and its replay) as one outbox entry, whatever the fill.
+    def push(self, batch: list[Outgoing]) -> bool:
+        """Queue ``batch`` (a welcome and its replay) as one outbox entry and return True;
+        return False if an earlier batch is still unsent or the outbox is full.
 
         The batch is bounded by the caller (the history cap), and it is sent in order, before
-        anything offered afterwards.
+        anything offered afterwards. One batch waits at a time: a peer that asks for welcome
+        after welcome (``join`` again and again) and reads none would otherwise hold one
+        history replay per request (issue 15: 110 MB in 30 s under the rate limit). A False
+        return means the peer is too slow: the caller must ``close()`` it, as for ``offer``.
         """
-        if self.close_code is None and batch:
-            self._outbox.append(batch)
-            self._wake()
+        if self.close_code is not None or not batch:
+            return True
+        outbox = self._outbox
+        if outbox:
+            self._flush_burst()  # writes what the socket takes now
+            if len(outbox) >= self._outbox_size or any(type(e) is list for e in outbox):
+                return False
+        outbox.append(batch)
+        self._wake()
+        return True
 
     def close(self, code: int, reason: str = "", *, flush: bool = True) -> None:
         """Close the connection with ``code``; idempotent, never blocks the caller.
