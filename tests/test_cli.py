@@ -90,5 +90,12 @@ def test_serve_help_lists_the_security_flags() -> None:
         "--rate-burst",
         "--max-connections",
         "--handshake-timeout",
+        "--db-timeout",
     ):
         assert flag in result.output
+
+
+def test_serve_refuses_a_db_timeout_of_zero() -> None:
+    result = runner.invoke(app, ["serve", "--db-timeout", "0"])
+    assert result.exit_code == 2
+    assert "--db-timeout" in result.output

@@ -162,6 +162,15 @@ def serve(
     history_size: Annotated[
         int, typer.Option(envvar="WSCHAT_HISTORY_SIZE", min=1, help="Messages kept per room.")
     ] = 10_000,
+    db_timeout: Annotated[
+        float,
+        typer.Option(
+            envvar="WSCHAT_DB_TIMEOUT",
+            min=0.05,
+            help="Seconds a SQLite history call may wait (for a locked file); then the say "
+            "gets the error 'unavailable'.",
+        ),
+    ] = 2.0,
     replay_count: Annotated[
         int,
         typer.Option(
@@ -368,6 +377,7 @@ def serve(
         drain_batch=drain_batch,
         db=db or str(_default_db()),
         history_size=history_size,
+        db_timeout_s=db_timeout,
         replay_count=replay_count,
         presence_grace_s=presence_grace,
         presence_limit=presence_limit,

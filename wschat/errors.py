@@ -9,7 +9,7 @@ WschatError
  │    └── AccessDenied    the server refused the handshake (HTTP 401/403) or closed 1008
  ├── ClosedByServer      the server closed a live connection with a code we cannot recover from
  ├── BenchError          a load test cannot start or run (no server, limits too low)
- ├── Unavailable         a shared backend (Redis) cannot be reached right now
+ ├── Unavailable         a backend (Redis, a locked SQLite file) cannot serve right now
  └── Refusal             the server turns a WebSocket handshake away with an HTTP status
                          (defined in ``wschat.server.guard``, where it is raised and caught)
 """
@@ -76,4 +76,4 @@ class BenchError(WschatError):
 
 
 class Unavailable(WschatError):
-    """A shared backend (the Redis broker or store) cannot be reached right now; retry later."""
+    """A backend (the Redis broker or store, a locked SQLite file) cannot serve now; retry later."""

@@ -56,7 +56,7 @@ class ErrorCode(StrEnum):
     BAD_ROOM = "bad_room"
     BINARY_UNSUPPORTED = "binary_unsupported"
     RATE_LIMITED = "rate_limited"
-    UNAVAILABLE = "unavailable"  # the shared Redis is down: the message was not accepted
+    UNAVAILABLE = "unavailable"  # Redis down or SQLite locked: the message was not accepted
 
 
 # --- the plain text format of the article ---------------------------------------------------

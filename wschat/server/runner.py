@@ -9,6 +9,7 @@ SIGTERM or Ctrl-C always ends the process promptly.
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import signal
@@ -30,6 +31,7 @@ from wschat.server.transport.limits import TransportLimits
 from wschat.server.transport.ws import websocket_protocol
 
 log = logging.getLogger("wschat.server")
+SWITCH_INTERVAL_S = 0.001  # how long another thread may hold the GIL while the loop waits
 
 
 class _Server(uvicorn.Server):
@@ -48,6 +50,16 @@ class _Server(uvicorn.Server):
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets)
         if self.started:
+            # Everything loaded so far (frameworks, the app) lives as long as the process:
+            # keep it out of the collector's scans. Without this a burst of allocations (a
+            # 20k-message replay) triggered full collections of 40-60 ms over the whole
+            # heap, stalling every socket (issue 15); now they scan what serving created.
+            gc.collect()
+            gc.freeze()
+            # The history store's threads (wschat.store.sqlite) hold the GIL while they turn
+            # rows into messages; the loop would wait up to the default 5 ms for it at every
+            # wake-up. 1 ms keeps that wait below a loopback round trip's noise.
+            sys.setswitchinterval(SWITCH_INTERVAL_S)
             self._on_ready()
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:

@@ -28,6 +28,7 @@ class ServerSettings:
     drain_batch: int = 50  # connections closed together in one drain step
     db: str = ":memory:"  # the SQLite history file; the CLI defaults to the user's data dir
     history_size: int = 10_000  # messages kept per room
+    db_timeout_s: float = 2.0  # one SQLite call waits this long (queue + lock); then unavailable
     replay_count: int = 50  # messages replayed to a client that gives no ``since``
     presence_limit: int = 1000  # rooms bigger than this get no joined/left events
     presence_grace_s: float = 5.0  # a dropped v1 client keeps its name and place this long

@@ -3,16 +3,41 @@
 The file survives restarts, and ids continue where they stopped: the next id is computed
 inside the insert's own transaction (``max(id) + 1`` for the room), so even two processes
 sharing a file never reuse one. ``:memory:`` keeps history only for the life of the process.
-Calls are synchronous and short (an indexed insert), so they run on the event loop thread.
+
+No SQLite call runs on the event loop (issue 15): a locked file (another process in a write
+transaction) makes SQLite wait for the lock, and that wait must not freeze every socket.
+Writes run on one dedicated thread, in the order they were asked for, so a room's ids are
+strictly increasing in the order of the ``append`` calls; reads run on a second thread with
+their own connection (WAL lets them read while a write waits), except for ``:memory:``,
+where both share the writer's connection and thread. Every call has a deadline of
+``timeout_s`` from the moment it is asked for: SQLite waits for a lock at most until then,
+and a call still queued at its deadline is not run. Either way the caller gets
+``Unavailable`` and nothing was written, so a ``say`` is acknowledged or refused, never both.
+
+The file (and its ``-wal``/``-shm`` companions, which SQLite creates with the file's mode) is
+created readable by its owner only: history is private (docs/security.md).
+Imports only the standard library and the core.
 """
 
 from __future__ import annotations
 
+import asyncio
+import os
 import sqlite3
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TypeVar
 
-from wschat.errors import ConfigError
+from wschat.errors import ConfigError, Unavailable
 from wschat.store import Replay, StoredMessage
+
+T = TypeVar("T")
+
+DB_TIMEOUT_S = 2.0  # the default deadline of one store call (``--db-timeout``)
+FILE_MODE = 0o600  # the history file and its companions: owner only
+_COMPANIONS = ("", "-wal", "-shm")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS messages (
@@ -27,34 +52,88 @@ CREATE TABLE IF NOT EXISTS messages (
 ) WITHOUT ROWID
 """
 
+_COLUMNS = "room, id, sender, text, ts, action, cid"
+
+
+def _private_file(path: str) -> None:
+    """Create ``path`` with mode 0600 if missing; take group/other access off existing files."""
+    try:
+        os.close(os.open(path, os.O_CREAT | os.O_RDWR, FILE_MODE))
+        for suffix in _COMPANIONS:
+            name = path + suffix
+            if os.path.exists(name) and os.stat(name).st_mode & 0o077:
+                os.chmod(name, FILE_MODE)
+    except OSError as exc:
+        raise ConfigError(f"cannot create the history database {path}: {exc}") from None
+
+
+def _connect(path: str, timeout_s: float) -> sqlite3.Connection:
+    db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    db.execute(f"PRAGMA busy_timeout={int(timeout_s * 1000)}")
+    return db
+
 
 class SqliteStore:
-    """A ``HistoryStore`` in one SQLite file, keeping at most ``cap`` messages per room."""
+    """A ``HistoryStore`` in one SQLite file, keeping at most ``cap`` messages per room.
+
+    ``timeout_s`` bounds each call (waiting in the queue and for a lock): past it the call
+    raises ``Unavailable`` and has changed nothing.
+    """
 
     publishes = False
 
-    def __init__(self, path: str | Path, cap: int) -> None:
+    def __init__(self, path: str | Path, cap: int, timeout_s: float = DB_TIMEOUT_S) -> None:
         self.path = str(path)
         self.cap = cap
-        if self.path != ":memory:":
+        self.timeout_s = timeout_s
+        memory = self.path == ":memory:"
+        if not memory:
             try:
-                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+                Path(self.path).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             except OSError as exc:
                 raise ConfigError(
                     f"cannot create the history directory for {self.path}: {exc}"
                 ) from None
+            _private_file(self.path)
         try:
-            self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            self._db = _connect(self.path, timeout_s)
             self._db.execute("PRAGMA journal_mode=WAL")
             # NORMAL + WAL: a committed message survives a crash of the process (not of the OS).
             self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.execute("PRAGMA busy_timeout=5000")
             self._db.execute(_SCHEMA)
             columns = {row[1] for row in self._db.execute("PRAGMA table_info(messages)")}
             if "cid" not in columns:  # a history file from before client message ids
                 self._db.execute("ALTER TABLE messages ADD COLUMN cid TEXT")
+            (count,) = self._db.execute("SELECT count(*) FROM messages").fetchone()
+            self._read_db = self._db if memory else _connect(self.path, timeout_s)
         except sqlite3.Error as exc:
             raise ConfigError(f"cannot open the history database {self.path}: {exc}") from None
+        self._size = int(count)  # kept by the writer thread, read by the metrics
+        # One thread each: the writer's queue is the order of the appends (ids follow it).
+        self._writer = ThreadPoolExecutor(1, thread_name_prefix="wschat-sqlite-write")
+        self._reader = (
+            self._writer
+            if memory
+            else ThreadPoolExecutor(1, thread_name_prefix="wschat-sqlite-read")
+        )
+
+    async def _call(
+        self, executor: ThreadPoolExecutor, db: sqlite3.Connection, job: Callable[[], T]
+    ) -> T:
+        """Run ``job`` on ``executor``'s thread within the deadline; raise ``Unavailable`` past it."""
+        deadline = time.monotonic() + self.timeout_s
+
+        def run() -> T:
+            left = deadline - time.monotonic()
+            if left <= 0:  # queued behind calls that waited for a lock: do not start late
+                raise Unavailable(f"history database busy for {self.timeout_s:g} s")
+            db.execute(f"PRAGMA busy_timeout={max(1, int(left * 1000))}")
+            try:
+                return job()
+            except sqlite3.OperationalError as exc:  # locked, busy, disk full, I/O error
+                raise Unavailable(f"history database unavailable: {exc}") from None
+
+        return await asyncio.get_running_loop().run_in_executor(executor, run)
 
     async def append(
         self,
@@ -65,54 +144,79 @@ class SqliteStore:
         action: bool = False,
         cid: str | None = None,
     ) -> StoredMessage:
-        db = self._db
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            (msg_id,) = db.execute(
-                "INSERT INTO messages (room, id, sender, text, ts, action, cid) "
-                "SELECT ?, coalesce(max(id), 0) + 1, ?, ?, ?, ?, ? FROM messages WHERE room = ? "
-                "RETURNING id",
-                (room, sender, text, ts, int(action), cid, room),
-            ).fetchone()
-            if msg_id > self.cap:
-                db.execute(
-                    "DELETE FROM messages WHERE room = ? AND id <= ?", (room, msg_id - self.cap)
-                )
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        return StoredMessage(room, msg_id, sender, text, ts, action, cid)
+        def insert() -> StoredMessage:
+            db = self._db
+            db.execute("BEGIN IMMEDIATE")  # waits for the write lock (busy_timeout)
+            try:
+                (msg_id,) = db.execute(
+                    "INSERT INTO messages (room, id, sender, text, ts, action, cid) "
+                    "SELECT ?, coalesce(max(id), 0) + 1, ?, ?, ?, ?, ? FROM messages "
+                    "WHERE room = ? RETURNING id",
+                    (room, sender, text, ts, int(action), cid, room),
+                ).fetchone()
+                deleted = 0
+                if msg_id > self.cap:
+                    deleted = db.execute(
+                        "DELETE FROM messages WHERE room = ? AND id <= ?",
+                        (room, msg_id - self.cap),
+                    ).rowcount
+                db.execute("COMMIT")
+            except BaseException:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise
+            self._size += 1 - max(0, deleted)
+            return StoredMessage(room, msg_id, sender, text, ts, action, cid)
+
+        return await self._call(self._writer, self._db, insert)
 
     async def replay(self, room: str, since: int | None, limit: int) -> Replay:
-        db = self._db
-        row = db.execute(
-            "SELECT coalesce(min(id), 0), coalesce(max(id), 0) FROM messages WHERE room = ?",
-            (room,),
-        ).fetchone()
-        oldest, latest = row
-        if since is None:
-            rows = db.execute(
-                "SELECT room, id, sender, text, ts, action, cid FROM messages WHERE room = ? "
-                "ORDER BY id DESC LIMIT ?",
-                (room, limit),
-            ).fetchall()
-            rows.reverse()
-            gap = False
-        else:
-            rows = db.execute(
-                "SELECT room, id, sender, text, ts, action, cid FROM messages WHERE room = ? AND id > ? "
-                "ORDER BY id",
-                (room, since),
-            ).fetchall()
-            gap = latest > since and oldest > since + 1
-        messages = [StoredMessage(r[0], r[1], r[2], r[3], r[4], bool(r[5]), r[6]) for r in rows]
-        return Replay(messages, latest, gap)
+        def read() -> Replay:
+            db = self._read_db
+            # One read transaction: the bounds and the rows come from the same snapshot.
+            db.execute("BEGIN")
+            try:
+                oldest, latest = db.execute(
+                    "SELECT coalesce(min(id), 0), coalesce(max(id), 0) FROM messages "
+                    "WHERE room = ?",
+                    (room,),
+                ).fetchone()
+                if since is None:
+                    rows = db.execute(
+                        f"SELECT {_COLUMNS} FROM messages WHERE room = ? ORDER BY id DESC LIMIT ?",
+                        (room, limit),
+                    ).fetchall()
+                    rows.reverse()
+                    gap = False
+                else:
+                    # Bounded by the per-room cap (--history-size): older ids are deleted.
+                    rows = db.execute(
+                        f"SELECT {_COLUMNS} FROM messages WHERE room = ? AND id > ? ORDER BY id",
+                        (room, since),
+                    ).fetchall()
+                    gap = latest > since and oldest > since + 1
+            finally:
+                db.execute("COMMIT")
+            messages = [StoredMessage(r[0], r[1], r[2], r[3], r[4], bool(r[5]), r[6]) for r in rows]
+            return Replay(messages, latest, gap)
+
+        return await self._call(self._reader, self._read_db, read)
 
     def size(self) -> int:
-        """Return how many messages are stored, all rooms together (for the metrics)."""
-        (count,) = self._db.execute("SELECT count(*) FROM messages").fetchone()
-        return int(count)
+        """Return how many messages are stored, all rooms together (for the metrics).
+
+        A counter kept by the writer, so scraping the metrics never queries the file.
+        """
+        return self._size
 
     async def close(self) -> None:
+        """Finish the queued calls, then close the connections and stop the threads."""
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, self._shutdown)
+
+    def _shutdown(self) -> None:
+        self._writer.shutdown(wait=True)
+        self._reader.shutdown(wait=True)
+        if self._read_db is not self._db:
+            self._read_db.close()
         self._db.close()

@@ -36,9 +36,8 @@ def build_chat(hub: Hub, settings: ServerSettings) -> ChatService:
         from wschat.broker.memory import MemoryBroker
         from wschat.store.sqlite import SqliteStore
 
-        return ChatService(
-            hub, SqliteStore(settings.db, settings.history_size), MemoryBroker(), settings
-        )
+        history = SqliteStore(settings.db, settings.history_size, settings.db_timeout_s)
+        return ChatService(hub, history, MemoryBroker(), settings)
     from wschat.broker.redis import RedisBroker, connect, node_id
     from wschat.server.chat.cluster import Cluster
     from wschat.server.chat.registry import RedisRegistry

@@ -45,6 +45,8 @@ from wschat.store import HistoryStore, Replay
 
 log = logging.getLogger("wschat.server")
 
+REPLAY_SLICE = 256  # replayed messages encoded between two yields to the event loop
+
 
 class ChatService:
     """Everything a chat connection needs beyond its socket; one per server process."""
@@ -199,7 +201,15 @@ class ChatService:
             "server": __version__,
         }
         batch = [text_frame(welcome)]
-        batch += [text_frame(m.event()) for m in replay.messages]
+        messages = replay.messages
+        for start in range(0, len(messages), REPLAY_SLICE):
+            if start:
+                # A replay of thousands takes many ms to encode and serialise: let other
+                # sockets run between slices (issue 15). Live messages wait in conn.pending.
+                await asyncio.sleep(0)
+            batch += [
+                text_frame(m.event()).serialized() for m in messages[start : start + REPLAY_SLICE]
+            ]
         pending, conn.pending = conn.pending, None
         for msg in pending:
             if msg.id > conn.last_id:

@@ -35,6 +35,16 @@ class Outgoing:
             self._wire = frame.serialize(mask=False)
         return self._wire
 
+    def serialized(self) -> Outgoing:
+        """Serialise the frame now and return it, so that writing it later costs no encoding.
+
+        For long batches built a slice at a time (a replay): otherwise every frame of the
+        batch would be serialised in the one pass that writes it (issue 15).
+        """
+        if self._wire is None:
+            self._wire = self.wire
+        return self
+
     def asgi(self) -> AsgiEvent:
         """Return the ASGI ``websocket.send`` message for this frame."""
         if self.text is not None:
