@@ -103,3 +103,26 @@ def test_no_store_call_runs_on_the_callers_thread(tmp_path: Path) -> None:
         "wschat-sqlite-write",
         "wschat-sqlite-read",
     }, seen
+
+
+@pytest.mark.parametrize(
+    ("since", "most", "ids", "gap"),
+    [
+        (0, 10, list(range(21, 31)), True),  # capped: the newest 10, and a gap before them
+        (20, 10, list(range(21, 31)), False),  # exactly 10 after since: all of them
+        (25, 10, list(range(26, 31)), False),
+        (0, None, list(range(1, 31)), False),  # no cap (a repair): everything
+    ],
+)
+async def test_a_capped_replay_is_the_newest_page_and_says_gap(
+    since: int, most: int | None, ids: list[int], gap: bool
+) -> None:
+    store = SqliteStore(":memory:", 1000)
+    try:
+        for i in range(30):
+            await store.append("r", "a", f"m{i}", 0.0)
+        replay = await store.replay("r", since, 50, most=most)
+        assert [m.id for m in replay.messages] == ids
+        assert (replay.gap, replay.latest) == (gap, 30)
+    finally:
+        await store.close()

@@ -38,7 +38,7 @@ class Replay:
 
     messages: list[StoredMessage]
     latest: int  # the room's newest id (0 when the room has no history)
-    gap: bool  # the asked-for ``since`` is older than the oldest stored message
+    gap: bool  # some messages after ``since`` are not in ``messages``: deleted, or past ``most``
 
 
 class HistoryStore(Protocol):
@@ -60,9 +60,16 @@ class HistoryStore(Protocol):
         """Store a message, give it the room's next id and return it; it is then durable."""
         ...
 
-    async def replay(self, room: str, since: int | None, limit: int) -> Replay:
-        """Return the messages after ``since`` (all of them, in id order), or the last
-        ``limit`` when ``since`` is None."""
+    async def replay(
+        self, room: str, since: int | None, limit: int, *, most: int | None = None
+    ) -> Replay:
+        """Return the messages after ``since`` in id order, or the last ``limit`` when
+        ``since`` is None.
+
+        With ``most``, at most the newest ``most`` messages after ``since`` are read (the
+        query has that LIMIT) and ``gap`` is True when older ones were left out (issue 15);
+        without it, all of them (a repair of a few missed ids).
+        """
         ...
 
     async def close(self) -> None:

@@ -30,7 +30,8 @@ redis.call('PUBLISH', ARGV[3], '{"id":' .. id .. ',' .. string.sub(ARGV[1], 2))
 return id
 """
 
-# Returns {latest, oldest, entries}; ARGV[1] is since + 1 ('' for "the last ARGV[2]").
+# Returns {latest, oldest, entries}; ARGV[1] is since + 1 ('' for "the last ARGV[2]"); with
+# ARGV[3] == '1' the entries from ARGV[1] on are the newest ARGV[2], newest first.
 _REPLAY = """
 local latest = tonumber(redis.call('GET', KEYS[1]) or '0')
 local first = redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', 1)
@@ -39,6 +40,8 @@ if #first > 0 then oldest = tonumber(string.match(first[1][1], '^(%d+)')) end
 local entries
 if ARGV[1] == '' then
   entries = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', ARGV[2])
+elseif ARGV[3] == '1' then
+  entries = redis.call('XREVRANGE', KEYS[2], '+', ARGV[1] .. '-0', 'COUNT', ARGV[2])
 else
   entries = redis.call('XRANGE', KEYS[2], ARGV[1] .. '-0', '+', 'COUNT', ARGV[2])
 end
@@ -88,14 +91,21 @@ class RedisStore:
             raise Unavailable(f"redis history unavailable: {exc}") from None
         return StoredMessage(room, int(msg_id), sender, text, ts, action, cid)
 
-    async def replay(self, room: str, since: int | None, limit: int) -> Replay:
+    async def replay(
+        self, room: str, since: int | None, limit: int, *, most: int | None = None
+    ) -> Replay:
         first = "" if since is None else str(since + 1)
-        count = limit if since is None else self.cap
-        if count <= 0:
-            count = 1 if since is None else self.cap
+        newest = since is not None and most is not None
+        if since is None:
+            count = limit if limit > 0 else 1
+        elif most is not None:
+            count = most + 1  # one more, to tell whether any were left out
+        else:
+            count = self.cap
         try:
             latest, oldest, entries = await self._replay(
-                keys=[_seq_key(room), _stream_key(room)], args=[first, count]
+                keys=[_seq_key(room), _stream_key(room)],
+                args=[first, count, "1" if newest else "0"],
             )
         except REDIS_DOWN as exc:
             raise Unavailable(f"redis history unavailable: {exc}") from None
@@ -105,6 +115,11 @@ class RedisStore:
             if limit <= 0:
                 messages = []
             gap = False
+        elif most is not None:
+            cut = len(messages) > most
+            del messages[most:]
+            messages.reverse()
+            gap = cut or (latest > since and oldest > since + 1)
         else:
             gap = latest > since and oldest > since + 1
         return Replay(messages, int(latest), gap)

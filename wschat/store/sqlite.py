@@ -170,7 +170,9 @@ class SqliteStore:
 
         return await self._call(self._writer, self._db, insert)
 
-    async def replay(self, room: str, since: int | None, limit: int) -> Replay:
+    async def replay(
+        self, room: str, since: int | None, limit: int, *, most: int | None = None
+    ) -> Replay:
         def read() -> Replay:
             db = self._read_db
             # One read transaction: the bounds and the rows come from the same snapshot.
@@ -188,6 +190,17 @@ class SqliteStore:
                     ).fetchall()
                     rows.reverse()
                     gap = False
+                elif most is not None:
+                    # The newest ``most``, and one more to tell whether any were left out.
+                    rows = db.execute(
+                        f"SELECT {_COLUMNS} FROM messages WHERE room = ? AND id > ? "
+                        "ORDER BY id DESC LIMIT ?",
+                        (room, since, most + 1),
+                    ).fetchall()
+                    cut = len(rows) > most
+                    del rows[most:]
+                    rows.reverse()
+                    gap = cut or (latest > since and oldest > since + 1)
                 else:
                     # Bounded by the per-room cap (--history-size): older ids are deleted.
                     rows = db.execute(
