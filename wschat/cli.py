@@ -102,6 +102,15 @@ def serve(
             help="Frames queued per connection before a slow reader is closed with 4001.",
         ),
     ] = 256,
+    outbox_bytes: Annotated[
+        int,
+        typer.Option(
+            envvar="WSCHAT_OUTBOX_BYTES",
+            min=64 * 1024,
+            help="Bytes queued per connection before a slow reader is closed with 4001; "
+            "a replay is trimmed to half of it.",
+        ),
+    ] = 1024 * 1024,
     ping_interval: Annotated[
         float,
         typer.Option(
@@ -179,6 +188,14 @@ def serve(
             help="Messages a v1 client gets on entering a room without ?since=.",
         ),
     ] = 50,
+    replay_max: Annotated[
+        int,
+        typer.Option(
+            envvar="WSCHAT_REPLAY_MAX",
+            min=1,
+            help="Most messages replayed for ?since= (the newest; the welcome then says gap).",
+        ),
+    ] = 1000,
     presence_limit: Annotated[
         int,
         typer.Option(
@@ -368,6 +385,7 @@ def serve(
         port=port,
         max_message_bytes=max_message_size,
         outbox_size=outbox_size,
+        outbox_bytes=outbox_bytes,
         ping_interval_s=ping_interval,
         ping_timeout_s=ping_timeout,
         shutdown_timeout_s=shutdown_timeout,
@@ -379,6 +397,7 @@ def serve(
         history_size=history_size,
         db_timeout_s=db_timeout,
         replay_count=replay_count,
+        replay_max=replay_max,
         presence_grace_s=presence_grace,
         presence_limit=presence_limit,
         secret=secret or None,

@@ -108,6 +108,7 @@ class EchoHandler:
             websocket,
             "echo",
             outbox_size=s.outbox_size,
+            outbox_bytes=s.outbox_bytes,
             close_timeout_s=s.close_timeout_s,
             coalescer=self.hub.coalescer,
         )
@@ -229,6 +230,7 @@ class ChatEndpoint:
             room,
             v1=v1,
             outbox_size=s.outbox_size,
+            outbox_bytes=s.outbox_bytes,
             close_timeout_s=s.close_timeout_s,
             coalescer=self.chat.hub.coalescer,
         )

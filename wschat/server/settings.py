@@ -18,6 +18,7 @@ class ServerSettings:
     port: int = 8000
     max_message_bytes: int = MAX_MESSAGE_BYTES
     outbox_size: int = 256  # frames queued for one connection before it is dropped as too slow
+    outbox_bytes: int = 1024 * 1024  # bytes queued for one connection, likewise (issue 15)
     ping_interval_s: float = 20.0
     ping_timeout_s: float = 20.0
     close_timeout_s: float = 5.0  # how long a closing peer may take to read its close frame
@@ -30,6 +31,7 @@ class ServerSettings:
     history_size: int = 10_000  # messages kept per room
     db_timeout_s: float = 2.0  # one SQLite call waits this long (queue + lock); then unavailable
     replay_count: int = 50  # messages replayed to a client that gives no ``since``
+    replay_max: int = 1000  # at most this many (the newest) replayed for a ``since``; then gap
     presence_limit: int = 1000  # rooms bigger than this get no joined/left events
     presence_grace_s: float = 5.0  # a dropped v1 client keeps its name and place this long
     # --- security and abuse limits (issue 7; docs/security.md) ---

@@ -127,3 +127,41 @@ async def test_without_a_transport_a_writer_task_sends_asgi_messages() -> None:
         {"type": "websocket.close", "code": 1000, "reason": "done"},
     ]
     await conn.stop()
+
+
+async def test_the_outbox_is_bounded_in_bytes_whatever_the_entry() -> None:
+    transport = FakeTransport()
+    conn = Connection(
+        FakeSocket(transport), "a", outbox_size=100, close_timeout_s=1.0, outbox_bytes=10_000
+    )
+    conn.start()
+    transport.full = True  # the peer does not read
+    assert conn.push([Outgoing("w" * 9_000)])  # into an empty outbox: always taken
+    assert conn.queued_bytes > 9_000
+    assert not conn.offer(Outgoing("x" * 2_000))  # past 10,000 bytes: a slow consumer
+    assert conn.offer(Outgoing("y" * 500))  # still within the bound
+    assert not conn.push([Outgoing("z")])  # a second welcome, and a batch waits already
+
+
+async def test_a_long_batch_is_written_a_chunk_at_a_time_and_uncounted_as_it_goes() -> None:
+    transport = FakeTransport()
+    conn = Connection(FakeSocket(transport), "a", outbox_size=4, close_timeout_s=1.0)
+    batch = [Outgoing("m" * 4_000) for _ in range(100)]  # about 400 KB: several chunks
+    writes = 0
+
+    def write_frame(frame: bytes) -> None:
+        nonlocal writes
+        writes += 1
+        transport.writes.append(frame)
+        transport.full = True  # the socket takes one chunk, then pauses
+
+    transport.write_frame = write_frame  # type: ignore[method-assign]
+    conn.start()
+    assert conn.push(batch)
+    assert writes == 1 and 0 < conn.queued_bytes < 400_000
+    while conn.queued_bytes:
+        transport.full = False
+        assert transport.on_writable is not None
+        transport.on_writable()
+    assert writes > 5
+    assert transport.texts() == ["m" * 4_000] * 100

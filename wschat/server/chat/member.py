@@ -12,7 +12,7 @@ Imports the connection layer and the pure core; no socket type, nothing of the h
 from __future__ import annotations
 
 from wschat.ratelimit import RateLimiter
-from wschat.server.conn.connection import Coalescer, Connection, Socket
+from wschat.server.conn.connection import OUTBOX_BYTES, Coalescer, Connection, Socket
 from wschat.store import StoredMessage
 
 
@@ -31,6 +31,7 @@ class Member(Connection):
         outbox_size: int,
         close_timeout_s: float,
         coalescer: Coalescer | None = None,
+        outbox_bytes: int = OUTBOX_BYTES,
     ) -> None:
         super().__init__(
             socket,
@@ -39,6 +40,7 @@ class Member(Connection):
             outbox_size=outbox_size,
             close_timeout_s=close_timeout_s,
             coalescer=coalescer,
+            outbox_bytes=outbox_bytes,
         )
         self.name = name
         self.v1 = v1

@@ -41,7 +41,7 @@ from wschat.server.chat.member import Member
 from wschat.server.conn.hub import Hub
 from wschat.server.conn.outgoing import Outgoing, text_frame
 from wschat.server.settings import ServerSettings
-from wschat.store import HistoryStore, Replay
+from wschat.store import HistoryStore, Replay, StoredMessage
 
 log = logging.getLogger("wschat.server")
 
@@ -162,7 +162,11 @@ class ChatService:
     async def enter(self, conn: Member, since: int | None, token: str) -> None:
         """Register ``conn`` in its room and queue its welcome, replay and pending messages.
 
-        If the shared history is unavailable the connection is closed with 1013 (try again).
+        A replay for ``since`` is the newest ``replay_max`` messages at most, and no more than
+        half of ``outbox_bytes`` serialised, so that it fits the outbox with room for live
+        messages; past either cap the welcome says ``gap`` (issue 15: an uncapped replay of
+        10,000 messages held 43 MB for a peer that never read). If the shared history is
+        unavailable the connection is closed with 1013 (try again).
         """
         room = conn.room
         conn.pending = []
@@ -170,7 +174,9 @@ class ChatService:
         if self.cluster is not None:
             await self.cluster.refresh_room(room)
         try:
-            replay: Replay = await self.store.replay(room, since, self.settings.replay_count)
+            replay: Replay = await self.store.replay(
+                room, since, self.settings.replay_count, most=self.settings.replay_max
+            )
         except Unavailable as exc:
             conn.pending = None
             conn.close(CloseCode.TRY_AGAIN_LATER, str(exc)[:100])
@@ -184,32 +190,25 @@ class ChatService:
             conn.last_id = since
         else:
             conn.last_id = replay.latest
+        frames = await self._replay_frames(replay.messages, self.settings.outbox_bytes // 2)
         if since is not None and since > replay.latest:
             gap = True  # the client saw ids this store never had: its view is stale
         else:
-            gap = replay.gap
+            # Without ``since`` the replay is "the last few", never a promise of all: no gap.
+            gap = replay.gap or (since is not None and len(frames) < len(replay.messages))
         welcome = {
             "type": "welcome",
             "name": conn.name,
             "room": room,
             "members": self.members(room),
             "latest": max(replay.latest, conn.last_id),
-            "replay": len(replay.messages),
+            "replay": len(frames),
             "gap": gap,
             "token": token,
             "protocol": SUBPROTOCOL,
             "server": __version__,
         }
-        batch = [text_frame(welcome)]
-        messages = replay.messages
-        for start in range(0, len(messages), REPLAY_SLICE):
-            if start:
-                # A replay of thousands takes many ms to encode and serialise: let other
-                # sockets run between slices (issue 15). Live messages wait in conn.pending.
-                await asyncio.sleep(0)
-            batch += [
-                text_frame(m.event()).serialized() for m in messages[start : start + REPLAY_SLICE]
-            ]
+        batch = [text_frame(welcome), *frames]
         pending, conn.pending = conn.pending, None
         for msg in pending:
             if msg.id > conn.last_id:
@@ -218,11 +217,36 @@ class ChatService:
                     break
                 conn.last_id = msg.id
                 batch.append(text_frame(msg.event()))
-        if replay.messages:
+        if frames:
             self.replays += 1
-            self.replayed += len(replay.messages)
+            self.replayed += len(frames)
         if not conn.push(batch):  # the welcome before this one is still unread
             self.hub.drop_slow(conn, "outbox full: welcomes not read")
+
+    @staticmethod
+    async def _replay_frames(messages: list[StoredMessage], budget: int) -> list[Outgoing]:
+        """Return the frames of the newest ``messages`` that fit in ``budget`` bytes, in order.
+
+        Built newest first, a slice at a time: a replay of thousands takes many ms to encode
+        and serialise, so other sockets run between slices (issue 15); live messages wait in
+        ``Member.pending`` meanwhile.
+        """
+        frames: list[Outgoing] = []
+        used = 0
+        end = len(messages)
+        while end > 0:
+            if frames:
+                await asyncio.sleep(0)
+            for m in reversed(messages[max(0, end - REPLAY_SLICE) : end]):
+                frame = text_frame(m.event()).serialized()
+                used += len(frame.wire)
+                if used > budget:
+                    frames.reverse()
+                    return frames
+                frames.append(frame)
+            end -= REPLAY_SLICE
+        frames.reverse()
+        return frames
 
     def enter_plain(self, conn: Member) -> None:
         """Register a plain ``conn`` in its room: no welcome, no replay, live messages only."""

@@ -8,8 +8,12 @@ Under any other ASGI server a writer task drains the outbox with ASGI sends.
 
 A peer that does not read fills its outbox; the next ``offer()`` fails, and the caller (the
 ``Hub``, the one delivery policy) closes the connection with ``CloseCode.SLOW_CONSUMER``.
-Nothing here is unbounded: the outbox holds at most ``outbox_size`` entries, and a close that
-the peer does not read within ``close_timeout_s`` aborts the TCP connection.
+Nothing here is unbounded: the outbox holds at most ``outbox_size`` entries and about
+``outbox_bytes`` bytes of serialised frames (issue 15: one welcome with its replay is one entry,
+so a count of entries alone let a peer that never reads hold 43 MB), and a close that the peer
+does not read within ``close_timeout_s`` aborts the TCP connection. The byte count costs the
+fan-out no allocation: a broadcast's wire bytes are built once and shared, and each connection
+adds their length on queueing and takes it off on writing.
 
 ``Coalescer`` lives here, not with ``Outgoing``, because it drives a connection's private
 flush. This module knows no rooms, names or chat, and imports nothing above
@@ -28,6 +32,7 @@ from wschat.server.transport.asgi import AsgiEvent, Scope
 from wschat.server.transport.extension import Transport, transport_of
 
 WRITE_CHUNK_BYTES = 64 * 1024
+OUTBOX_BYTES = 1024 * 1024  # the default bound on the bytes queued for one peer
 
 log = logging.getLogger("wschat.server")
 
@@ -116,8 +121,10 @@ class Connection:
         "_coalescer",
         "_dirty",
         "_outbox",
+        "_outbox_bytes",
         "_outbox_size",
         "_proto",
+        "_queued_bytes",
         "_ready",
         "_writer",
         "close_code",
@@ -135,6 +142,7 @@ class Connection:
         outbox_size: int,
         close_timeout_s: float,
         coalescer: Coalescer | None = None,
+        outbox_bytes: int = OUTBOX_BYTES,
     ) -> None:
         self.socket = socket
         self.label = label
@@ -143,6 +151,8 @@ class Connection:
         # A list, not a deque: 56 bytes while empty (most of the time) against about 600.
         self._outbox: list[Entry] = []
         self._outbox_size = outbox_size
+        self._outbox_bytes = outbox_bytes
+        self._queued_bytes = 0  # the serialised size of what the outbox holds
         self._close_timeout_s = close_timeout_s
         self._writer: asyncio.Task[None] | None = None
         self._closer: asyncio.Task[None] | None = None
@@ -169,6 +179,11 @@ class Connection:
         """Return how many entries wait in the outbox."""
         return len(self._outbox)
 
+    @property
+    def queued_bytes(self) -> int:
+        """Return how many bytes of serialised frames wait in the outbox."""
+        return self._queued_bytes
+
     def start(self) -> None:
         """Begin sending; call once, after the handshake. Frames offered earlier wait until then."""
         if self._proto is not None:
@@ -182,15 +197,25 @@ class Connection:
     def offer(self, frame: Outgoing) -> bool:
         """Send or queue ``frame`` and return True; return False if the outbox is full.
 
-        ``frame`` is shared by every receiver of a broadcast and must not be changed. A False
-        return means the peer is too slow: the caller must ``close()`` it.
+        Full means ``outbox_size`` entries, or ``outbox_bytes`` bytes with ``frame`` added to a
+        non-empty outbox (a lone frame is bounded by the largest message). ``frame`` is shared
+        by every receiver of a broadcast and must not be changed. A False return means the
+        peer is too slow: the caller must ``close()`` it.
         """
         if self.close_code is not None:
             return True  # closing: drop silently, the peer will resume from history
         outbox = self._outbox
         if len(outbox) >= self._outbox_size and not self._flush_burst():
             return False
+        size = len(frame.wire)  # built once per broadcast, shared by every receiver
+        if (
+            outbox
+            and self._queued_bytes + size > self._outbox_bytes
+            and not self._flush_burst(size)
+        ):
+            return False
         outbox.append(frame)
+        self._queued_bytes += size
         if not self._dirty:  # _wake(), inlined: this runs once per receiver per broadcast
             proto = self._proto
             if proto is None:
@@ -223,37 +248,51 @@ class Connection:
         proto.write_frame(frame.wire)
         return True
 
-    def _flush_burst(self) -> bool:
+    def _flush_burst(self, size: int = 0) -> bool:
         """Make room in a full outbox by writing it now, if the socket takes data.
 
         A burst (many messages in one loop pass: a pipelined flood, many senders at once)
         fills the outbox before the end-of-pass flush; that is not a slow reader. Return
-        whether there is room now; a socket that cannot take data means a slow consumer.
+        whether there is room now for one more entry of ``size`` bytes; a socket that cannot
+        take data means a slow consumer.
         """
         proto = self._proto
         if proto is None or proto.on_writable is None or not proto.can_write():
             return False
         self._flush()
-        return len(self._outbox) < self._outbox_size
+        outbox = self._outbox
+        return len(outbox) < self._outbox_size and (
+            not outbox or self._queued_bytes + size <= self._outbox_bytes
+        )
 
     def push(self, batch: list[Outgoing]) -> bool:
         """Queue ``batch`` (a welcome and its replay) as one outbox entry and return True;
         return False if an earlier batch is still unsent or the outbox is full.
 
-        The batch is bounded by the caller (the history cap), and it is sent in order, before
-        anything offered afterwards. One batch waits at a time: a peer that asks for welcome
-        after welcome (``join`` again and again) and reads none would otherwise hold one
-        history replay per request (issue 15: 110 MB in 30 s under the rate limit). A False
-        return means the peer is too slow: the caller must ``close()`` it, as for ``offer``.
+        The batch is bounded by the caller (the replay cap, in messages and in bytes), and it
+        is sent in order, before anything offered afterwards. Its bytes count against
+        ``outbox_bytes`` like any frame's; into an empty outbox it is always taken. One batch
+        waits at a time: a peer that asks for welcome after welcome (``join`` again and again)
+        and reads none would otherwise hold one history replay per request (issue 15: 110 MB
+        in 30 s under the rate limit). A False return means the peer is too slow: the caller
+        must ``close()`` it, as for ``offer``.
         """
         if self.close_code is not None or not batch:
             return True
+        size = 0
+        for frame in batch:
+            size += len(frame.wire)
         outbox = self._outbox
         if outbox:
             self._flush_burst()  # writes what the socket takes now
-            if len(outbox) >= self._outbox_size or any(type(e) is list for e in outbox):
+            if outbox and (
+                len(outbox) >= self._outbox_size
+                or self._queued_bytes + size > self._outbox_bytes
+                or any(type(e) is list for e in outbox)
+            ):
                 return False
         outbox.append(batch)
+        self._queued_bytes += size
         self._wake()
         return True
 
@@ -269,6 +308,7 @@ class Connection:
         self.close_code = code
         if not flush:
             self._outbox.clear()
+            self._queued_bytes = 0
             if self._writer is not None:
                 # The writer may be parked on a full socket buffer: stop it; the close task
                 # waits for room itself (bounded by the close timeout).
@@ -319,6 +359,7 @@ class Connection:
         if len(outbox) == 1 and type(outbox[0]) is Outgoing:
             # The common case (one message since the last pass): no chunk to build.
             if proto.can_write():
+                self._queued_bytes = 0  # the outbox is empty after this write
                 proto.write_frame(outbox.pop().wire)  # type: ignore[union-attr]
             return
         done = 0  # entries written; removed from the front once, at the end
@@ -339,11 +380,24 @@ class Connection:
                     entry = outbox[done]
                     if isinstance(entry, _Close):
                         break
-                    done += 1
-                    for frame in entry if isinstance(entry, list) else (entry,):
-                        wire = frame.wire
+                    if isinstance(entry, list):
+                        # A batch is written a chunk at a time too, so that a long replay
+                        # waits here, counted, not whole in the transport's buffer (issue 15).
+                        taken = 0
+                        while taken < len(entry) and size < WRITE_CHUNK_BYTES:
+                            wire = entry[taken].wire
+                            chunk.append(wire)
+                            size += len(wire)
+                            taken += 1
+                        if taken < len(entry):
+                            outbox[done] = entry[taken:]
+                            break
+                    else:
+                        wire = entry.wire
                         chunk.append(wire)
                         size += len(wire)
+                    done += 1
+                self._queued_bytes -= size
                 proto.write_frame(chunk[0] if len(chunk) == 1 else b"".join(chunk))
         finally:
             del outbox[:done]
@@ -374,6 +428,7 @@ class Connection:
                     self._start_close(entry)
                     return
                 for frame in entry if isinstance(entry, list) else (entry,):
+                    self._queued_bytes -= len(frame.wire)
                     await send(frame.asgi())
         except asyncio.CancelledError:
             raise
