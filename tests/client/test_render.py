@@ -130,9 +130,7 @@ def test_welcome_names_the_room_and_a_gap() -> None:
     assert (render_plain(welcome) or "").endswith(
         "you are alice in #ops with 2 members: alice, bob"
     )
-    assert "some older messages are no longer stored" in (
-        render_plain(welcome | {"gap": True}) or ""
-    )
+    assert "some messages were missed" in (render_plain(welcome | {"gap": True}) or "")
 
 
 def test_a_notice_style_is_one_of_ours() -> None:

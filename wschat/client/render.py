@@ -185,7 +185,9 @@ def render_event(event: Mapping[str, Any], me: str = "", one_line: bool = False)
         )
         if event.get("gap"):
             line.append(" " if one_line else "\n" + " " * indent)
-            line.append("some older messages are no longer stored and were missed", "yellow")
+            line.append(
+                "some messages were missed (no longer stored, or too many to replay)", "yellow"
+            )
         return line
     if kind == "error":
         line.append(f"server: {_str(event, 'detail')} ({_str(event, 'code')})", style="red")

@@ -177,7 +177,7 @@
       session.shownRoom = event.room;
       ui.roomTitle.textContent = `#${event.room}`;
     }
-    if (event.gap) system("some earlier messages are no longer stored");
+    if (event.gap) system("some messages were missed (no longer stored, or too many to replay)");
     renderMembers();
     setState("connected", `connected as ${event.name} in #${event.room}`);
     document.title = `#${event.room} – wschat`;
