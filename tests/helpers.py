@@ -1,4 +1,4 @@
-"""Small helpers the tests share: HTTP GETs, raw sockets, waiting on a condition."""
+"""Small helpers the tests share: HTTP GETs, raw sockets, waiting on a condition, history."""
 
 from __future__ import annotations
 
@@ -7,9 +7,11 @@ import base64
 import json
 import os
 import socket
+import sqlite3
 import struct
 import urllib.request
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 
@@ -71,3 +73,12 @@ def reset(sock: socket.socket) -> None:
     """Close ``sock`` with a TCP reset (SO_LINGER 0), as a crashed peer would."""
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     sock.close()
+
+
+def fill(db: Path, room: str, count: int, text: str) -> None:
+    """Store ``count`` messages in ``room`` straight into the server's history file."""
+    with sqlite3.connect(db) as conn:
+        conn.executemany(
+            "INSERT INTO messages (room, id, sender, text, ts) VALUES (?, ?, 'writer', ?, 0)",
+            ((room, i, f"{i} {text}") for i in range(1, count + 1)),
+        )

@@ -5,18 +5,14 @@ from __future__ import annotations
 import pytest
 
 from tests.broker.conftest import RedisServer
+from tests.store.cases import CAPPED_REPLAYS
 from wschat.broker.redis import connect
 from wschat.store.redis import RedisStore
 
 
 @pytest.mark.parametrize(
     ("since", "most", "ids", "gap"),
-    [
-        (0, 10, list(range(21, 31)), True),  # capped: the newest 10, and a gap before them
-        (20, 10, list(range(21, 31)), False),  # exactly 10 after since: all of them
-        (25, 10, list(range(26, 31)), False),
-        (0, None, list(range(1, 31)), False),  # no cap (a repair): everything
-    ],
+    CAPPED_REPLAYS,
 )
 async def test_a_capped_replay_is_the_newest_page_and_says_gap(
     redis_server: RedisServer, since: int, most: int | None, ids: list[int], gap: bool

@@ -7,21 +7,11 @@ from __future__ import annotations
 
 import asyncio
 import socket
-import sqlite3
 import sys
 from pathlib import Path
 
 from tests.conftest import start_server
-from tests.helpers import wait_until
-
-
-def fill(db: Path, room: str, count: int, text: str) -> None:
-    """Store ``count`` messages in ``room`` straight into the server's history file."""
-    with sqlite3.connect(db) as conn:
-        conn.executemany(
-            "INSERT INTO messages (room, id, sender, text, ts) VALUES (?, ?, 'writer', ?, 0)",
-            ((room, i, f"{i} {text}") for i in range(1, count + 1)),
-        )
+from tests.helpers import fill, wait_until
 
 
 async def test_the_terminal_client_shows_a_capped_replay_as_missed_messages(

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.store.cases import CAPPED_REPLAYS
 from wschat.errors import Unavailable
 from wschat.store.sqlite import SqliteStore
 
@@ -107,12 +108,7 @@ def test_no_store_call_runs_on_the_callers_thread(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("since", "most", "ids", "gap"),
-    [
-        (0, 10, list(range(21, 31)), True),  # capped: the newest 10, and a gap before them
-        (20, 10, list(range(21, 31)), False),  # exactly 10 after since: all of them
-        (25, 10, list(range(26, 31)), False),
-        (0, None, list(range(1, 31)), False),  # no cap (a repair): everything
-    ],
+    CAPPED_REPLAYS,
 )
 async def test_a_capped_replay_is_the_newest_page_and_says_gap(
     since: int, most: int | None, ids: list[int], gap: bool
