@@ -20,6 +20,9 @@ Modes (times are seconds on this process's monotonic clock):
 - ``trickle-body``: ``--count`` plain HTTP requests with ``Content-Length: --length``, then one
   body byte per ``--interval`` to each.
 - ``trickle-head``: one plain HTTP request head sent one byte per ``--interval``.
+- ``replay-hold``: ``--count`` wschat.v1 sockets on ``--path`` (``{n}`` is each one's number;
+  ask ``?since=0``) with a small SO_RCVBUF; prints ``{"connected": N}``, reads nothing until a
+  line comes on stdin (or ``--seconds`` pass), then reads each until the server ends it.
 """
 
 from __future__ import annotations
@@ -178,6 +181,39 @@ class Peer:
             "pings": self.pings,
             "pongs": self.pongs,
         }
+
+
+# --- replays nobody reads -----------------------------------------------------------------------
+
+
+def replay_hold(args: argparse.Namespace) -> dict[str, Any]:
+    """Enter a room with ``since=0`` on ``--count`` sockets and leave the replays unread."""
+    socks: list[socket.socket] = []
+    for n in range(args.count):
+        sock = connect(args.port, args.rcvbuf)
+        sock.sendall(
+            upgrade_head(args.port, args.path.format(n=n), "Sec-WebSocket-Protocol: wschat.v1\r\n")
+        )
+        head = b""
+        while b"\r\n\r\n" not in head:
+            chunk = sock.recv(1)  # the head only: the replay behind it stays unread
+            if not chunk:
+                raise ConnectionError("closed during the handshake")
+            head += chunk
+        if not head.startswith(b"HTTP/1.1 101"):
+            raise ConnectionError(head.decode(errors="replace"))
+        socks.append(sock)
+    print(json.dumps({"connected": len(socks)}), flush=True)
+    select.select([sys.stdin], [], [], args.seconds)
+    start = time.monotonic()
+    peers = [Peer(sock, start) for sock in socks]
+    for peer in peers:
+        peer.read_until_eof(CLOSE_READ_S)
+        peer.sock.close()
+    return {
+        "close_codes": [peer.close_code for peer in peers],
+        "messages": [len(peer.messages) for peer in peers],
+    }
 
 
 # --- fragments ----------------------------------------------------------------------------------
@@ -526,6 +562,7 @@ MODES: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {
     "handshake": handshake_cases,
     "trickle-body": trickle_body,
     "trickle-head": trickle_head,
+    "replay-hold": replay_hold,
 }
 
 
