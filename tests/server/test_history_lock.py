@@ -233,7 +233,15 @@ async def test_a_big_since_replay_does_not_stall_the_loop(
 ) -> None:
     count = 20_000
     db = tmp_path / "big.sqlite3"
-    server: Server = server_factory("--db", str(db), "--history-size", str(count))
+    # The whole history in one replay: past the default caps (--replay-max, half of
+    # --outbox-bytes), which would trim it, so that it is big.
+    server: Server = server_factory(
+        "--db",
+        str(db),
+        "--history-size",
+        str(count),
+        env={"WSCHAT_REPLAY_MAX": str(count), "WSCHAT_OUTBOX_BYTES": str(16 * 1024 * 1024)},
+    )
     with sqlite3.connect(db) as conn:  # the server's own schema, filled from outside
         conn.executemany(
             "INSERT INTO messages (room, id, sender, text, ts) VALUES ('big', ?, 'x', ?, 0)",
