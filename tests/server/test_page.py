@@ -12,6 +12,7 @@ import json
 import re
 import shutil
 import signal
+import sqlite3
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -216,6 +217,35 @@ def test_page_recovers_after_a_restart_without_loss(
     # The page came back with ?since= and its resume token (redacted in the log).
     second.stop(signal.SIGTERM)
     assert re.search(r"WebSocket /ws/alice\?room=r&since=1&resume=\*\*\*", second.log())
+
+
+def test_page_shows_a_capped_replay_as_missed_messages(
+    server_factory: Any, context: BrowserContext, tmp_path: Path
+) -> None:
+    """After a restart, more was stored than ``--replay-max`` lets through: the page shows the
+    newest page and says that messages were missed (``welcome.gap``), with no error."""
+    db = tmp_path / "history.sqlite3"
+    first: Server = server_factory("--db", str(db), "--drain-seconds", "0")
+    page = open_chat(context, first, "alice", "r")
+    with v1(first, "carol", room="r") as carol:
+        say(carol, "m1")
+        expect(page.locator("#messages li.message .text")).to_have_text(["m1"])
+    first.stop()
+    expect(page.locator("#state")).to_have_attribute("data-state", "reconnecting")
+    with sqlite3.connect(db) as conn:  # 20 more while the page was away
+        conn.executemany(
+            "INSERT INTO messages (room, id, sender, text, ts) VALUES ('r', ?, 'carol', ?, 0)",
+            ((i, f"m{i}") for i in range(2, 22)),
+        )
+    server_factory("--db", str(db), "--port", str(first.port), env={"WSCHAT_REPLAY_MAX": "5"})
+    expect(page.locator("#state")).to_have_attribute("data-state", "connected", timeout=20_000)
+    expect(page.locator("#messages li.message .text")).to_have_text(
+        ["m1", "m17", "m18", "m19", "m20", "m21"]
+    )
+    expect(page.locator("#messages li.system .text").last).to_have_text(
+        "some messages were missed (no longer stored, or too many to replay)"
+    )
+    expect(page.locator("#messages li.error")).to_have_count(0)
 
 
 def test_query_joins_at_once_and_a_taken_name_is_explained(
