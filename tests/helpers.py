@@ -43,15 +43,21 @@ def raw_handshake(port: int, path: str, rcvbuf: int | None = None) -> socket.soc
             f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
         ).encode()
     )
+    read_upgrade(sock)
+    return sock
+
+
+def read_upgrade(sock: socket.socket) -> bytes:
+    """Read a handshake's response head byte by byte (nothing after it); raise unless 101."""
     head = b""
     while b"\r\n\r\n" not in head:
         chunk = sock.recv(1)
         if not chunk:
-            raise ConnectionError("closed during handshake")
+            raise ConnectionError("closed during the handshake")
         head += chunk
     if not head.startswith(b"HTTP/1.1 101"):
         raise ConnectionError(head.decode(errors="replace"))
-    return sock
+    return head
 
 
 def masked_frame(opcode: int, payload: bytes, fin: bool = True) -> bytes:

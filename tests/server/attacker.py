@@ -39,7 +39,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from tests.helpers import masked_frame
+from tests.helpers import masked_frame, read_upgrade
 
 HOST = "127.0.0.1"
 CLOSE_READ_S = 3.0  # after the attack, how long to read for the server's close and EOF
@@ -103,14 +103,7 @@ def handshake(port: int, path: str, rcvbuf: int | None = None) -> socket.socket:
     """Open a WebSocket on ``path``; the socket is left blocking with a 5 s timeout."""
     sock = connect(port, rcvbuf)
     sock.sendall(upgrade_head(port, path))
-    head = b""
-    while b"\r\n\r\n" not in head:
-        chunk = sock.recv(1)
-        if not chunk:
-            raise ConnectionError("closed during the handshake")
-        head += chunk
-    if not head.startswith(b"HTTP/1.1 101"):
-        raise ConnectionError(head.decode(errors="replace"))
+    read_upgrade(sock)
     return sock
 
 

@@ -17,7 +17,7 @@ import psutil
 import pytest
 
 from tests.conftest import Server
-from tests.helpers import get_json, masked_frame, wait_until
+from tests.helpers import get_json, masked_frame, read_upgrade, wait_until
 from tests.server.attacker import Frames, close_code, connect, upgrade_head
 from tests.server.v1client import connect as v1_connect
 from tests.server.v1client import next_of, nothing_within, say
@@ -35,13 +35,7 @@ def flooder(server: Server, room: str) -> socket.socket:
             server.port, f"/ws/mallory?room={room}", "Sec-WebSocket-Protocol: wschat.v1\r\n"
         )
     )
-    head = b""
-    while b"\r\n\r\n" not in head:
-        chunk = sock.recv(1)
-        if not chunk:
-            raise ConnectionError("closed during the handshake")
-        head += chunk
-    assert head.startswith(b"HTTP/1.1 101"), head
+    read_upgrade(sock)
     return sock
 
 
