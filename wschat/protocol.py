@@ -37,6 +37,7 @@ class CloseCode(IntEnum):
     POLICY_VIOLATION = 1008
     MESSAGE_TOO_BIG = 1009
     INTERNAL_ERROR = 1011
+    SERVICE_RESTART = 1012  # a connection still open when the server stops (after the drain)
     TRY_AGAIN_LATER = 1013
     SLOW_CONSUMER = 4001  # the connection's outbox overflowed: it did not read fast enough
     INVALID_NAME = 4003  # the name or room fails validation

@@ -188,18 +188,24 @@ def test_xss_payloads_are_shown_as_text(server: Server, context: BrowserContext)
         assert page.evaluate("window.pwned") is None
 
 
-def test_page_recovers_after_a_restart_without_loss(
-    server_factory: Any, context: BrowserContext, tmp_path: Path
-) -> None:
-    db = str(tmp_path / "history.sqlite3")
+def page_then_stop(server_factory: Any, context: BrowserContext, db: str) -> tuple[Server, Page]:
+    """Open alice's page in #r, have carol say ``m1`` (shown, id 1), then stop the server:
+    the page is left reconnecting."""
     first: Server = server_factory("--db", db, "--drain-seconds", "0")
     page = open_chat(context, first, "alice", "r")
     with v1(first, "carol", room="r") as carol:
         say(carol, "m1")
         expect(page.locator("#messages li.message .text")).to_have_text(["m1"])
-
     first.stop()
     expect(page.locator("#state")).to_have_attribute("data-state", "reconnecting")
+    return first, page
+
+
+def test_page_recovers_after_a_restart_without_loss(
+    server_factory: Any, context: BrowserContext, tmp_path: Path
+) -> None:
+    db = str(tmp_path / "history.sqlite3")
+    first, page = page_then_stop(server_factory, context, db)
     expect(page.locator("#state")).to_contain_text("reconnecting in")
     time.sleep(1.5)  # stay down long enough for the page's backoff to grow past a restart
 
@@ -225,13 +231,7 @@ def test_page_shows_a_capped_replay_as_missed_messages(
     """After a restart, more was stored than ``--replay-max`` lets through: the page shows the
     newest page and says that messages were missed (``welcome.gap``), with no error."""
     db = tmp_path / "history.sqlite3"
-    first: Server = server_factory("--db", str(db), "--drain-seconds", "0")
-    page = open_chat(context, first, "alice", "r")
-    with v1(first, "carol", room="r") as carol:
-        say(carol, "m1")
-        expect(page.locator("#messages li.message .text")).to_have_text(["m1"])
-    first.stop()
-    expect(page.locator("#state")).to_have_attribute("data-state", "reconnecting")
+    first, page = page_then_stop(server_factory, context, str(db))
     with sqlite3.connect(db) as conn:  # 20 more while the page was away
         conn.executemany(
             "INSERT INTO messages (room, id, sender, text, ts) VALUES ('r', ?, 'carol', ?, 0)",

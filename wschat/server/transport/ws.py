@@ -49,6 +49,7 @@ from websockets.http11 import Request, Response
 from websockets.protocol import State
 from websockets.server import ServerProtocol
 
+from wschat.protocol import CloseCode
 from wschat.server.transport.extension import TRANSPORT_EXTENSION, AsgiEvent, Sink
 from wschat.server.transport.limits import TransportLimits
 
@@ -62,14 +63,9 @@ _core_log.parent = log
 FEED_BYTES = 16 * 1024  # bytes handed to the parser at once: limits are checked between slices
 CLOSING_READ_BYTES = 64 * 1024  # read (and discard) this much after our close, then stop
 PONG = 0x8A  # the first byte of an unfragmented, unmasked pong frame
+# Recorded, never sent (RFC 6455 §7.4.1): no close frame at all, or one without a code.
 ABNORMAL = 1006
 NO_STATUS = 1005
-GOING_AWAY = 1001
-SERVICE_RESTART = 1012
-INTERNAL_ERROR = 1011
-POLICY_VIOLATION = 1008
-MESSAGE_TOO_BIG = 1009
-INVALID_DATA = 1007
 
 Scope = MutableMapping[str, Any]
 _IDLE, _AWAITING, _ANSWERED = 0, 1, 2  # keepalive: next due pings; checks for a pong; re-arms
@@ -262,7 +258,7 @@ class WebSocketProtocol(asyncio.Protocol):
     def shutdown(self) -> None:
         """Close for a server shutdown (uvicorn calls this on every connection it tracks)."""
         if self.conn.state is State.OPEN:
-            self.close(SERVICE_RESTART, "server shutting down")
+            self.close(CloseCode.SERVICE_RESTART, "server shutting down")
         elif self.conn.state is State.CONNECTING and self.transport is not None:
             self.transport.close()
 
@@ -322,7 +318,7 @@ class WebSocketProtocol(asyncio.Protocol):
                     try:
                         text = bytes(frame.data).decode()
                     except UnicodeDecodeError:
-                        self._fail(INVALID_DATA, "invalid UTF-8")
+                        self._fail(CloseCode.INVALID_DATA, "invalid UTF-8")
                         return
                     self._deliver({"type": "websocket.receive", "text": text})
                 else:
@@ -343,7 +339,7 @@ class WebSocketProtocol(asyncio.Protocol):
             if not self._control_allowed():
                 # websockets has queued a pong for every ping parsed so far: drop them.
                 self._drop_pongs = True
-                self._fail(POLICY_VIOLATION, "too many control frames")
+                self._fail(CloseCode.POLICY_VIOLATION, "too many control frames")
                 return
             if opcode is Opcode.PONG and self._ping_phase == _AWAITING:
                 self._ping_phase = _ANSWERED
@@ -357,7 +353,7 @@ class WebSocketProtocol(asyncio.Protocol):
         self._fragments += 1
         limit = self.limits.max_fragments
         if limit > 0 and self._fragments > limit:
-            self._fail(MESSAGE_TOO_BIG, f"more than {limit} fragments in one message")
+            self._fail(CloseCode.MESSAGE_TOO_BIG, f"more than {limit} fragments in one message")
             return
         data = bytes(frame.data)
         if self._decoder is not None:
@@ -365,7 +361,7 @@ class WebSocketProtocol(asyncio.Protocol):
             try:
                 self._decoder.decode(data, frame.fin)
             except UnicodeDecodeError:
-                self._fail(INVALID_DATA, "invalid UTF-8")
+                self._fail(CloseCode.INVALID_DATA, "invalid UTF-8")
                 return
         parts.append(data)
         if not frame.fin:
@@ -388,7 +384,7 @@ class WebSocketProtocol(asyncio.Protocol):
         self._fragment_timer = None
         if self._parts is not None:
             timeout = self.limits.fragment_timeout_s
-            self._fail(POLICY_VIOLATION, f"message not finished within {timeout:g} s")
+            self._fail(CloseCode.POLICY_VIOLATION, f"message not finished within {timeout:g} s")
             self._flush()
 
     def _control_allowed(self) -> bool:
@@ -496,7 +492,7 @@ class WebSocketProtocol(asyncio.Protocol):
             if self._response is not None:
                 self._reject(500, "Internal Server Error\n")
             elif self.conn.state is State.OPEN:
-                self.close(INTERNAL_ERROR, "internal error")
+                self.close(CloseCode.INTERNAL_ERROR, "internal error")
             return
         if self._response is not None:
             log.error("%s - the app returned without accepting or refusing", self._peer())
@@ -746,7 +742,7 @@ class WebSocketProtocol(asyncio.Protocol):
         if phase == _AWAITING:
             # The peer has not answered for the whole timeout: it will not read a closing
             # handshake either. Send the close frame for the record and end the connection.
-            self._fail(INTERNAL_ERROR, "keepalive ping timeout")
+            self._fail(CloseCode.INTERNAL_ERROR, "keepalive ping timeout")
             self._flush()
             if self.transport is not None:
                 self.transport.close()
