@@ -1,8 +1,10 @@
 """A private ``redis-server`` per test, on a free port, that a test can kill and restart.
 
 The binary is required in CI (``.ci/run`` installs it); on a developer's machine without it
-the Redis tests are skipped, saying so. The server appends every write to its own AOF with
-``fsync always``, so history survives a ``kill -9`` and restart, as it must in production.
+the Redis tests are skipped, saying so. By default the server appends every write to its own
+AOF with ``fsync always``, so history survives a ``kill -9`` and restart, as it must in
+production; ``persist=False`` is Redis's own default (a restart forgets everything), and
+``password`` sets ``requirepass``.
 """
 
 from __future__ import annotations
@@ -30,23 +32,29 @@ def free_port() -> int:
 class RedisServer:
     """A ``redis-server`` process on 127.0.0.1:``port`` with its data in ``directory``."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, *, persist: bool = True, password: str = "") -> None:
         self.port = free_port()
         self.directory = directory
+        self.persist = persist
+        self.password = password
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        auth = f":{self.password}@" if self.password else ""
+        return f"redis://{auth}127.0.0.1:{self.port}/0"
 
     def start(self) -> None:
         """Start (or restart) the server on the same port and data; return once it answers."""
         assert REDIS_SERVER is not None
         cmd = [
             REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-            "--appendonly", "yes", "--appendfsync", "always", "--dir", str(self.directory),
-            "--daemonize", "no", "--protected-mode", "no", "--loglevel", "warning",
+            "--appendonly", "yes" if self.persist else "no", "--appendfsync", "always",
+            "--dir", str(self.directory), "--daemonize", "no", "--protected-mode", "no",
+            "--loglevel", "warning",
         ]  # fmt: skip
+        if self.password:
+            cmd += ["--requirepass", self.password]
         log = open(self.directory / "redis.log", "ab")
         self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
         log.close()
@@ -62,6 +70,9 @@ class RedisServer:
     def ping(self) -> bool:
         try:
             with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as sock:
+                if self.password:
+                    sock.sendall(f"AUTH {self.password}\r\n".encode())
+                    sock.recv(16)
                 sock.sendall(b"PING\r\n")
                 return sock.recv(16).startswith(b"+PONG")
         except OSError:
@@ -73,21 +84,49 @@ class RedisServer:
             sock.sendall(inline + b"\r\n")
             return sock.recv(256)
 
+    def pause(self) -> None:
+        """SIGSTOP the server: it holds its connections and answers nothing (a stall)."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """SIGCONT a paused server: it handles what was sent meanwhile."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGCONT)
+
     def kill(self) -> None:
         """kill -9 the server, as a crash would."""
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGKILL)
+            self.proc.send_signal(signal.SIGCONT)
             self.proc.wait(10)
+
+
+def need_redis() -> None:
+    """Skip the test, saying why, where ``redis-server`` is not installed."""
+    if REDIS_SERVER is None:
+        pytest.skip("redis-server is not installed (apt-get install redis-server; CI has it)")
 
 
 @pytest.fixture
 def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
     """A fresh Redis with AOF persistence, killed after the test."""
-    if REDIS_SERVER is None:
-        pytest.skip("redis-server is not installed (apt-get install redis-server; CI has it)")
+    need_redis()
     directory = tmp_path / "redis"
     directory.mkdir()
     server = RedisServer(directory)
+    server.start()
+    yield server
+    server.kill()
+
+
+@pytest.fixture
+def volatile_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    """A fresh Redis without persistence (Redis's default): a restart forgets everything."""
+    need_redis()
+    directory = tmp_path / "volatile-redis"
+    directory.mkdir()
+    server = RedisServer(directory, persist=False)
     server.start()
     yield server
     server.kill()

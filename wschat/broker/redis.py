@@ -19,7 +19,8 @@ import logging
 import os
 import secrets
 import socket
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -38,8 +39,55 @@ CONNECT_TIMEOUT_S = 2.0  # a refused or unroutable Redis fails a command within 
 COMMAND_TIMEOUT_S = 3.0  # a hung Redis fails a command within this
 BACKOFF_MIN_S = 0.05
 BACKOFF_MAX_S = 2.0
+SLOW_AFTER_S = 1.0  # a command in flight this long makes /healthz say "degraded"
+SLOW_HOLD_S = 2.0  # and so does a command that timed out within this
 # The errors that mean "Redis is not reachable right now", as opposed to a bug.
 REDIS_DOWN = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
+
+
+def room_key(room: str, what: str) -> str:
+    """Return the key of ``room``'s ``what``: ``wschat:{ROOM}:what``.
+
+    The braces are a Redis Cluster hash tag: every key of a room hashes to the same slot,
+    so one script may use them all. Braces and ``%`` in the room name are %-escaped, so the
+    tag is exactly the room and two rooms never share keys.
+    """
+    tag = room.replace("%", "%25").replace("{", "%7B").replace("}", "%7D")
+    return f"{KEY_PREFIX}{{{tag}}}:{what}"
+
+
+class Latency:
+    """Whether Redis is slow now: commands in flight for long, or one that timed out lately.
+
+    Shared by the store (which times its commands with ``timing``) and the broker (whose
+    ``state()`` is then ``degraded``).
+    """
+
+    def __init__(self) -> None:
+        self._started: dict[int, float] = {}
+        self._slow_until = 0.0
+        self._next = 0
+
+    @contextlib.contextmanager
+    def timing(self) -> Iterator[None]:
+        """Time one command; a timeout or a lost connection marks Redis slow for a while."""
+        key = self._next = self._next + 1
+        self._started[key] = time.monotonic()
+        try:
+            yield
+        except REDIS_DOWN:
+            self._slow_until = time.monotonic() + SLOW_HOLD_S
+            raise
+        finally:
+            del self._started[key]
+
+    def slow(self) -> bool:
+        """Return whether a command has been in flight for ``SLOW_AFTER_S`` or timed out
+        within ``SLOW_HOLD_S``."""
+        now = time.monotonic()
+        if now < self._slow_until:
+            return True
+        return any(now - t > SLOW_AFTER_S for t in self._started.values())
 
 
 def connect(url: str, retries: int = 1) -> aioredis.Redis:
@@ -90,6 +138,7 @@ class RedisBroker:
         self.url = url
         self.on_resubscribed: Callable[[], None] | None = None
         self.resubscriptions = 0
+        self.latency = Latency()  # the store's commands report here (``state()``)
         self._deliver: Deliver | None = None
         self._state = "connecting"
         self._task: asyncio.Task[None] | None = None
@@ -119,6 +168,10 @@ class RedisBroker:
             raise Unavailable(f"redis broker unavailable: {exc}") from None
 
     def state(self) -> str:
+        """``ok``, ``degraded`` (subscribed, but commands are slow or timing out),
+        ``connecting`` or ``down``."""
+        if self._state == "ok" and self.latency.slow():
+            return "degraded"
         return self._state
 
     async def close(self) -> None:

@@ -82,14 +82,16 @@ def create_app(settings: ServerSettings | None = None) -> App:
 
     @app.get("/healthz")
     async def healthz() -> dict[str, Any]:
+        broker = chat.broker.state()
         return {
-            "status": "ok",
+            # "degraded": the broker is slow, reconnecting or down (chat may refuse to store).
+            "status": "ok" if broker == "ok" else "degraded",
             "version": __version__,
             "connections": len(hub.connections),
             "rooms": len(hub.rooms),
             "tasks": len(asyncio.all_tasks()),
             "names": len(chat.presence.holders),
-            "broker": {"engine": chat.broker.name, "state": chat.broker.state()},
+            "broker": {"engine": chat.broker.name, "state": broker},
             "replays": chat.replays,
             "slow_consumers": hub.stats.slow_consumers,
             "closed_by_code": {

@@ -2,6 +2,8 @@
 
 A store assigns each room message its id (one more than the room's last, never reused, also
 across restarts) at the moment it is stored, so that the id order is the delivery order.
+Where the store itself may lose its sequence (Redis without persistence, a failover to a
+replica that lagged), it says so with a new *epoch*: ``(epoch, id)`` is never reused.
 Imports only the standard library and the core.
 """
 
@@ -24,6 +26,8 @@ class StoredMessage:
     ts: float
     action: bool = False
     cid: str | None = None  # the sender's own id for it (``say``'s ``cid``), if it gave one
+    epoch: str = ""  # the room's epoch it belongs to ("" when the store does not say)
+    base: int = 0  # the epoch's first id is base + 1 (see ``Replay.base``)
 
     def event(self) -> dict[str, Any]:
         """Return the ``message`` event of the v1 protocol for this message."""
@@ -39,6 +43,10 @@ class Replay:
     messages: list[StoredMessage]
     latest: int  # the room's newest id (0 when the room has no history)
     gap: bool  # some messages after ``since`` are not in ``messages``: deleted, or past ``most``
+    # The room's id sequence: ids are unique within an epoch, and a new epoch starts whenever
+    # the store may have lost or reset the sequence (issue 14). Its ids are all above ``base``.
+    epoch: str = ""
+    base: int = 0
 
 
 class HistoryStore(Protocol):

@@ -7,32 +7,119 @@ node, and every subscriber receives a room's messages in id order: a node only s
 when its subscription was interrupted, and it repairs the gap from this store. Because the
 script publishes, ``publishes`` is True and the chat service does not publish again.
 
+A room's keys share one hash tag, ``wschat:{ROOM}:...`` (``room_key``), so they live on one
+slot of a Redis Cluster and one script may touch them all.
+
+Appends are safe to repeat (issue 14). Each one writes an *operation key* (the sender and
+the ``say``'s ``cid``, or a random one) holding the id it got; a repeat finds it and returns
+that id without storing or publishing again, so redis-py's retry of a command that timed out
+cannot double a message, nor can a client that sends a ``cid`` again. Each append also
+carries a deadline in Redis's own clock: run after it (Redis stalled, the reply never
+came), the script stores nothing. After a timeout, ``append`` reads the operation key back
+until Redis's clock is past the deadline, so it answers ``Unavailable`` only for a message
+that is not stored and never will be.
+
+Epochs (issue 14, the recovery model of Centrifugo): each room has ``wschat:{ROOM}:epoch``,
+a random id and the ``base`` its ids start above. A new epoch begins when the key is missing
+(a new room, or a Redis that restarted without persistence), when the counter is below the
+last id this node saw in the same epoch (a failover to a replica that lagged), or when the
+stream is gone while the counter says messages were stored. The counter is then raised to
+the last id this node saw, so ids are not reused where any node can tell. Every message
+published carries its epoch, so connected clients are told (``epoch`` event) and go on.
+
 Durability is Redis's: run it with ``appendonly yes`` (``appendfsync always`` to lose
-nothing, ``everysec`` to lose at most a second) or history and ids restart with Redis.
+nothing, ``everysec`` to lose at most a second); without, the epoch changes on a restart.
 Commands that cannot reach Redis raise ``Unavailable``. Imports redis-py and the core.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+import secrets
+import time
 from typing import Any
 
 import redis.asyncio as aioredis
 
-from wschat.broker.redis import EVENTS_CHANNEL, KEY_PREFIX, REDIS_DOWN
+from wschat.broker.redis import COMMAND_TIMEOUT_S, EVENTS_CHANNEL, REDIS_DOWN, Latency, room_key
 from wschat.errors import Unavailable
 from wschat.store import Replay, StoredMessage
 
-_APPEND = """
-local id = redis.call('INCR', KEYS[1])
-redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[2], id .. '-0', 'm', ARGV[1])
-redis.call('PUBLISH', ARGV[3], '{"id":' .. id .. ',' .. string.sub(ARGV[1], 2))
-return id
+OP_TTL_S = 600  # a repeat of a say (same sender and cid) within this returns the same id
+APPEND_BUDGET_S = COMMAND_TIMEOUT_S  # an append that reaches Redis later than this is refused
+CLOCK_MARGIN_S = 1.0  # how far this node's estimate of Redis's clock may be off
+MAX_TRACKED_ROOMS = 10_000  # rooms whose last id this node remembers (oldest forgotten first)
+
+_NOW = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 """
 
-# Returns {latest, oldest, entries}; ARGV[1] is since + 1 ('' for "the last ARGV[2]"); with
-# ARGV[3] == '1' the entries from ARGV[1] on are the newest ARGV[2], newest first.
-_REPLAY = """
+# KEYS[1] counter, KEYS[2] stream, KEYS[3] epoch; ARGV[n0] a new epoch id, ARGV[n0 + 1] the
+# epoch this node knows, ARGV[n0 + 2] the last id it saw in it.
+_EPOCH = """
+local function current(n0)
+  local e = redis.call('HMGET', KEYS[3], 'id', 'base')
+  local seq = tonumber(redis.call('GET', KEYS[1]) or '0')
+  local floor = tonumber(ARGV[n0 + 2])
+  local fresh = not e[1]
+  if e[1] and e[1] == ARGV[n0 + 1] and seq < floor then fresh = true end
+  if e[1] and seq > tonumber(e[2]) and redis.call('EXISTS', KEYS[2]) == 0 then fresh = true end
+  if not fresh then return e[1], tonumber(e[2]) end
+  if seq < floor then
+    seq = floor
+    redis.call('SET', KEYS[1], seq)
+  end
+  redis.call('HSET', KEYS[3], 'id', ARGV[n0], 'base', seq)
+  return ARGV[n0], seq
+end
+"""
+
+# KEYS: counter, stream, epoch, operation, its void mark. ARGV: 1 body (JSON), 2 cap,
+# 3 channel, 4 deadline (Redis ms), 5 TTL of the operation key (s), 6-8 see _EPOCH. Returns
+# {status, id, epoch, base, now}: status 'new', 'repeat' (stored before: nothing done) or
+# 'late' (past the deadline, or voided by _CHECK: nothing done).
+_APPEND = (
+    _NOW
+    + _EPOCH
+    + """
+local done = redis.call('GET', KEYS[4])
+if done then
+  local id, epoch, base = string.match(done, '^(%d+) (%w+) (%d+)$')
+  return {'repeat', tonumber(id), epoch, tonumber(base), now}
+end
+if now > tonumber(ARGV[4]) or redis.call('EXISTS', KEYS[5]) == 1 then
+  return {'late', 0, '', 0, now}
+end
+local epoch, base = current(6)
+local id = redis.call('INCR', KEYS[1])
+redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[2], id .. '-0', 'm', ARGV[1])
+redis.call('SET', KEYS[4], id .. ' ' .. epoch .. ' ' .. base, 'EX', ARGV[5])
+redis.call('PUBLISH', ARGV[3], '{"id":' .. id .. ',"epoch":"' .. epoch .. '","base":' .. base
+  .. ',' .. string.sub(ARGV[1], 2))
+return {'new', id, epoch, base, now}
+"""
+)
+
+# KEYS: operation, the attempt's void mark; ARGV: TTL (s). Returns {what the operation key
+# holds, now}; when it holds nothing, the attempt is voided: run later, it stores nothing.
+_CHECK = (
+    _NOW
+    + """
+local done = redis.call('GET', KEYS[1])
+if not done then redis.call('SET', KEYS[2], '1', 'EX', ARGV[1]) end
+return {done, now}
+"""
+)
+
+# KEYS: counter, stream, epoch. Returns {latest, oldest, entries, epoch, base}; ARGV[1] is
+# since + 1 ('' for "the last ARGV[2]"); with ARGV[3] == '1' the entries from ARGV[1] on are
+# the newest ARGV[2], newest first; ARGV[4-6] see _EPOCH.
+_REPLAY = (
+    _EPOCH
+    + """
+local epoch, base = current(4)
 local latest = tonumber(redis.call('GET', KEYS[1]) or '0')
 local first = redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', 1)
 local oldest = 0
@@ -45,16 +132,20 @@ elseif ARGV[3] == '1' then
 else
   entries = redis.call('XRANGE', KEYS[2], ARGV[1] .. '-0', '+', 'COUNT', ARGV[2])
 end
-return {latest, oldest, entries}
+return {latest, oldest, entries, epoch, base}
 """
+)
 
 
-def _seq_key(room: str) -> str:
-    return f"{KEY_PREFIX}seq:{room}"
+def _room_keys(room: str) -> list[str]:
+    return [room_key(room, "seq"), room_key(room, "history"), room_key(room, "epoch")]
 
 
-def _stream_key(room: str) -> str:
-    return f"{KEY_PREFIX}history:{room}"
+def _op_keys(room: str, sender: str, cid: str | None) -> list[str]:
+    """Return the operation key of a say (by sender and cid, else random) and the void
+    mark of this attempt at it."""
+    op = f"c:{sender}\n{cid}" if cid is not None else f"r:{secrets.token_hex(8)}"
+    return [room_key(room, "op:" + op), room_key(room, f"void:{secrets.token_hex(8)}")]
 
 
 class RedisStore:
@@ -62,11 +153,15 @@ class RedisStore:
 
     publishes = True  # append() also publishes the message to every node
 
-    def __init__(self, client: aioredis.Redis, cap: int) -> None:
+    def __init__(self, client: aioredis.Redis, cap: int, latency: Latency | None = None) -> None:
         self.client = client
         self.cap = cap
+        self.latency = latency or Latency()
         self._append = client.register_script(_APPEND)
+        self._check = client.register_script(_CHECK)
         self._replay = client.register_script(_REPLAY)
+        self._clock_ms = 0.0  # Redis's clock minus ours, from the last reply that told it
+        self._seen: dict[str, tuple[str, int]] = {}  # room -> (epoch, newest id seen here)
 
     async def append(
         self,
@@ -82,14 +177,53 @@ class RedisStore:
             body["action"] = True
         if cid is not None:
             body["cid"] = cid
-        try:
-            msg_id = await self._append(
-                keys=[_seq_key(room), _stream_key(room)],
-                args=[json.dumps(body), self.cap, EVENTS_CHANNEL],
-            )
-        except REDIS_DOWN as exc:
-            raise Unavailable(f"redis history unavailable: {exc}") from None
-        return StoredMessage(room, int(msg_id), sender, text, ts, action, cid)
+        for attempt in range(2):
+            deadline = self._redis_ms() + APPEND_BUDGET_S * 1000
+            started = time.time()
+            ops = _op_keys(room, sender, cid)
+            try:
+                with self.latency.timing():
+                    reply = await self._append(
+                        keys=[*_room_keys(room), *ops],
+                        args=[
+                            *(json.dumps(body), self.cap, EVENTS_CHANNEL, int(deadline)),
+                            *(OP_TTL_S, *self._epoch_args(room)),
+                        ],
+                    )
+            except REDIS_DOWN as exc:
+                reply = await self._settle(ops, deadline, exc)
+            status, msg_id, epoch, base, now = reply
+            quick = self._learn_clock(started, float(now))
+            if status == "new":
+                self._note(room, str(epoch), int(msg_id))
+            if status != "late":
+                return StoredMessage(
+                    room, int(msg_id), sender, text, ts, action, cid, str(epoch), int(base)
+                )
+            if attempt > 0 or not quick:
+                break
+            # Refused at once: our estimate of Redis's clock was off, not Redis slow. Again.
+        raise Unavailable("redis history unavailable: the message was not stored")
+
+    async def _settle(self, ops: list[str], deadline: float, exc: BaseException) -> list[Any]:
+        """After an append failed in flight, find out whether it was stored and make sure it
+        will not be later: ``_CHECK`` reads its operation key and voids the attempt if it
+        holds nothing. Return the append's reply, or raise ``Unavailable``."""
+        while True:
+            try:
+                with self.latency.timing():
+                    done, now = await self._check(keys=ops, args=[OP_TTL_S])
+            except REDIS_DOWN:
+                # Unreachable: once past the deadline by our clock (with a margin), nothing
+                # will store it any more, since the script checks it by Redis's clock.
+                if self._redis_ms() > deadline + CLOCK_MARGIN_S * 1000:
+                    raise Unavailable(f"redis history unavailable: {exc}") from None
+                await asyncio.sleep(0.1)
+                continue
+            if done:
+                msg_id, epoch, base = str(done).split(" ")
+                return ["repeat", int(msg_id), epoch, int(base), now]
+            return ["late", 0, "", 0, now]
 
     async def replay(
         self, room: str, since: int | None, limit: int, *, most: int | None = None
@@ -103,12 +237,15 @@ class RedisStore:
         else:
             count = self.cap
         try:
-            latest, oldest, entries = await self._replay(
-                keys=[_seq_key(room), _stream_key(room)],
-                args=[first, count, "1" if newest else "0"],
-            )
+            with self.latency.timing():
+                latest, oldest, entries, epoch, base = await self._replay(
+                    keys=_room_keys(room),
+                    args=[first, count, "1" if newest else "0", *self._epoch_args(room)],
+                )
         except REDIS_DOWN as exc:
             raise Unavailable(f"redis history unavailable: {exc}") from None
+        epoch, base = str(epoch), int(base)
+        self._note(room, epoch, int(latest))
         messages = [_decode(room, entry) for entry in entries]
         if since is None:
             messages.reverse()
@@ -122,10 +259,36 @@ class RedisStore:
             gap = cut or (latest > since and oldest > since + 1)
         else:
             gap = latest > since and oldest > since + 1
-        return Replay(messages, int(latest), gap)
+        return Replay(messages, int(latest), gap, epoch, base)
 
     async def close(self) -> None:
         """Nothing to do: the broker owns the shared client and closes it."""
+
+    # --- what this node knows of the sequences and of Redis's clock -------------------------
+
+    def _epoch_args(self, room: str) -> list[Any]:
+        known, newest = self._seen.get(room, ("", 0))
+        return [secrets.token_hex(4), known, newest]
+
+    def _note(self, room: str, epoch: str, msg_id: int) -> None:
+        known = self._seen.pop(room, None)  # re-inserted last: the dict is oldest-used first
+        if known is not None and known[0] == epoch:
+            msg_id = max(msg_id, known[1])
+        self._seen[room] = (epoch, msg_id)
+        if len(self._seen) > MAX_TRACKED_ROOMS:
+            del self._seen[next(iter(self._seen))]
+
+    def _redis_ms(self) -> float:
+        return time.time() * 1000 + self._clock_ms
+
+    def _learn_clock(self, started: float, redis_now_ms: float) -> bool:
+        """Learn Redis's clock from a reply to a call made at ``started`` (our clock, s), if
+        it came back quickly; return whether it did."""
+        ended = time.time()
+        if ended - started > CLOCK_MARGIN_S / 4:
+            return False
+        self._clock_ms = redis_now_ms - (started + ended) * 500
+        return True
 
 
 def _decode(room: str, entry: Any) -> StoredMessage:

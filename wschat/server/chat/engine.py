@@ -45,7 +45,7 @@ def build_chat(hub: Hub, settings: ServerSettings) -> ChatService:
 
     client = connect(settings.broker)
     broker = RedisBroker(client, settings.broker)
-    store = RedisStore(client, settings.history_size)
+    store = RedisStore(client, settings.history_size, broker.latency)
     registry = RedisRegistry(client, node_id(), settings.node_ttl_s)
     cluster = Cluster(registry, broker, store, settings.node_ttl_s)
     return ChatService(hub, store, broker, settings, cluster)

@@ -288,7 +288,7 @@ class ChatService:
 
     async def move(self, conn: Member, room: str) -> None:
         """Move ``conn`` to ``room``: ``left``/``joined`` for the others, a new welcome for it."""
-        if self.broker.state() != "ok":
+        if self.broker.state() not in ("ok", "degraded"):
             # Entering needs the shared history: stay in the room rather than lose the socket.
             error = error_event(ErrorCode.UNAVAILABLE, "cannot change rooms now")
             self.hub.send(conn, text_frame(error))

@@ -1,0 +1,120 @@
+"""Redis faults that lose or stall the store (issue 14): a Redis that stops answering for
+longer than the command timeout, and a Redis restarted without persistence. Counted end to
+end: every say is acknowledged exactly once or refused and not stored, nothing is doubled,
+and a client is either resumed exactly or told of the gap (epochs)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from typing import Any
+
+from websockets.asyncio.client import ClientConnection
+
+from tests.broker.conftest import RedisServer
+from tests.conftest import Server
+from tests.helpers import get_json, wait_until
+from tests.server.v1client import connect, next_of, say
+from wschat.broker.redis import COMMAND_TIMEOUT_S
+
+
+class Talker:
+    """One v1 connection that says numbered lines one at a time, each with a ``cid``, and
+    records what came back: echoes by cid, errors, and every event in order."""
+
+    def __init__(self, ws: ClientConnection, name: str) -> None:
+        self.ws = ws
+        self.name = name
+        self.events: list[dict[str, Any]] = []
+        self.changed = asyncio.Event()
+        self.reader = asyncio.create_task(self._read())
+
+    async def _read(self) -> None:
+        async for frame in self.ws:
+            self.events.append(json.loads(frame))
+            self.changed.set()
+
+    def of(self, kind: str) -> list[dict[str, Any]]:
+        return [e for e in self.events if e["type"] == kind]
+
+    def echoed(self, cid: str) -> int:
+        return sum(1 for m in self.of("message") if m.get("cid") == cid)
+
+    async def say_until_acked(self, text: str, cid: str, within: float = 30.0) -> int:
+        """Say ``text`` (the same cid each time) until it is echoed; an ``unavailable``
+        error means "not stored, send it again". Return how many errors it took."""
+        errors = 0
+        async with asyncio.timeout(within):
+            while True:
+                seen = len(self.of("error"))
+                await say(self.ws, text, cid=cid)
+                while not self.echoed(cid) and len(self.of("error")) == seen:
+                    self.changed.clear()
+                    await self.changed.wait()
+                if self.echoed(cid):
+                    return errors
+                assert self.of("error")[-1]["code"] == "unavailable", self.of("error")[-1]
+                errors += 1
+                await asyncio.sleep(0.2)
+                # Refused means not stored: its echo must not come after all (never both).
+                assert not self.echoed(cid), f"{text} was refused and delivered"
+
+    async def close(self) -> None:
+        await self.ws.close()
+        self.reader.cancel()
+
+
+async def test_a_stalled_redis_neither_doubles_nor_refuses_what_it_stored(
+    server_factory,  # type: ignore[no-untyped-def]
+    redis_server: RedisServer,
+) -> None:
+    # SIGSTOP Redis for longer than the command timeout with says in flight: redis-py's
+    # retry must not store one twice, and a say refused as unavailable must not be stored.
+    node: Server = server_factory("--broker", redis_server.url, "--rate-limit", "0")
+    stall_s = COMMAND_TIMEOUT_S + 1.5
+    async with asyncio.timeout(60):
+        talkers = [Talker((await connect(node, f"t{i}"))[0], f"t{i}") for i in range(4)]
+        stalled = asyncio.Event()
+        degraded: list[str] = []
+
+        async def talk(t: Talker) -> int:
+            errors, i = 0, 0
+            while not stalled.is_set() or i < 8:  # talk through the stall, and after it
+                errors += await t.say_until_acked(f"{t.name}-{i}", f"{t.name}.{i}")
+                i += 1
+            return errors
+
+        async def stall() -> None:
+            await asyncio.sleep(0.3)
+            redis_server.pause()
+            ends = time.monotonic() + stall_s
+            try:
+                await wait_until(
+                    lambda: get_json(node.http + "/healthz")["status"] == "degraded", within=3
+                )
+                degraded.append(get_json(node.http + "/healthz")["broker"]["state"])
+                await asyncio.sleep(ends - time.monotonic())
+            finally:
+                redis_server.resume()
+            stalled.set()
+
+        results = await asyncio.gather(*(talk(t) for t in talkers), stall())
+        assert degraded == ["degraded"], "/healthz did not show the stall"
+        await wait_until(lambda: get_json(node.http + "/healthz")["status"] == "ok")
+
+        auditor, welcome = await connect(node, "auditor", since=0)
+        stored = [e for e in [await next_of(auditor, "message") for _ in range(welcome["replay"])]]
+        texts = [m["text"] for m in stored]
+        said = {m["text"] for t in talkers for m in t.of("message") if m["from"] == t.name}
+        assert len(texts) == len(set(texts)), "a message was stored twice"
+        assert set(texts) == said  # everything acknowledged is stored, and nothing else
+        assert [m["id"] for m in stored] == list(range(1, len(stored) + 1))
+        for t in talkers:
+            live = [m["text"] for m in t.of("message")]
+            assert len(live) == len(set(live)), f"{t.name} was shown a message twice"
+            assert t.ws.close_code is None
+            await t.close()
+        await auditor.close()
+    # The stall hit says in flight; some were refused (and sent again), none doubled.
+    assert sum(results[:-1]) > 0, "the stall did not refuse any say"
