@@ -22,6 +22,7 @@ SUBPROTOCOL = "wschat.v1"
 DEFAULT_ROOM = "lobby"
 MAX_NAME_CHARS = 32
 MAX_ROOM_CHARS = 64
+MAX_EPOCH_CHARS = 64  # a ``?epoch=`` longer than this is cut (it only has to differ)
 MAX_TEXT_CHARS = 4000
 MAX_MESSAGE_BYTES = 64 * 1024
 
@@ -268,6 +269,12 @@ def dm_event(sender: str, to: str, text: str, ts: float) -> dict[str, Any]:
 
 def presence_event(kind: str, room: str, name: str) -> dict[str, Any]:
     return {"type": kind, "room": room, "name": name}
+
+
+def epoch_event(room: str, epoch: str, base: int) -> dict[str, Any]:
+    """The room's id sequence was reset (issue 14): its messages from now on are of
+    ``epoch``, with ids above ``base``; some before may have been missed."""
+    return {"type": "epoch", "room": room, "epoch": epoch, "base": base}
 
 
 def members_event(room: str, names: list[str]) -> dict[str, Any]:

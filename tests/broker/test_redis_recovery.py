@@ -118,3 +118,54 @@ async def test_a_stalled_redis_neither_doubles_nor_refuses_what_it_stored(
         await auditor.close()
     # The stall hit says in flight; some were refused (and sent again), none doubled.
     assert sum(results[:-1]) > 0, "the stall did not refuse any say"
+
+
+async def test_a_redis_restarted_without_persistence_starts_a_new_epoch(
+    server_factory,  # type: ignore[no-untyped-def]
+    volatile_redis: RedisServer,
+) -> None:
+    # Redis's default: a restart forgets every key. Connected clients must not go deaf
+    # (the old code dropped new messages as "old ids"), a resume must not replay other
+    # messages under ids it has seen, and no id is reused where a node can tell.
+    args = ("--broker", volatile_redis.url, "--rate-limit", "0")
+    a: Server = server_factory(*args)
+    b: Server = server_factory(*args)
+    async with asyncio.timeout(60):
+        talkers = [
+            Talker((await connect(node, name))[0], name) for node, name in ((a, "al"), (b, "bo"))
+        ]
+        for t in talkers:
+            for i in range(3):
+                await t.say_until_acked(f"{t.name}-before-{i}", f"{t.name}.b{i}")
+        resumer, welcome = await connect(a, "cy")
+        old_epoch = welcome["epoch"]
+        await wait_until(lambda: all(len(t.of("message")) == 6 for t in talkers))
+        await resumer.close()
+
+        volatile_redis.kill()
+        volatile_redis.start()
+        await wait_until(lambda: all(len(t.of("message")) == 6 for t in talkers))
+        after = [f"{t.name}-after-{i}" for i in range(4) for t in talkers]
+        for i in range(4):
+            for t in talkers:
+                await t.say_until_acked(f"{t.name}-after-{i}", f"{t.name}.a{i}")
+
+        def everyone_has_everything() -> bool:
+            return all(len(t.of("message")) == 6 + len(after) for t in talkers)
+
+        await wait_until(everyone_has_everything)
+        for t in talkers:
+            epochs = t.of("epoch")
+            assert len(epochs) == 1 and epochs[0]["epoch"] != old_epoch, epochs
+            new = [m for m in t.of("message") if "after" in m["text"]]
+            assert sorted(m["text"] for m in new) == sorted(after)  # each exactly once
+            assert min(m["id"] for m in new) > 6, "an id was reused"
+            assert t.ws.close_code is None
+            await t.close()
+
+        # A resume with the old epoch: a gap and the whole new epoch, never old ids reused.
+        resumer, welcome = await connect(a, "cy", since=6, epoch=old_epoch)
+        assert welcome["gap"] is True and welcome["epoch"] == epochs[0]["epoch"]
+        replayed = [await next_of(resumer, "message") for _ in range(welcome["replay"])]
+        assert sorted(m["text"] for m in replayed) == sorted(after)
+        await resumer.close()

@@ -137,6 +137,8 @@ class RedisBroker:
         self.client = client
         self.url = url
         self.on_resubscribed: Callable[[], None] | None = None
+        # Shown every envelope before delivery (the store learns the ids others stored).
+        self.on_envelope: Callable[[Envelope], None] | None = None
         self.resubscriptions = 0
         self.latency = Latency()  # the store's commands report here (``state()``)
         self._deliver: Deliver | None = None
@@ -232,6 +234,8 @@ class RedisBroker:
         if not isinstance(envelope, dict) or self._deliver is None:
             return
         try:
+            if self.on_envelope is not None:
+                self.on_envelope(envelope)
             self._deliver(envelope)
         except Exception:
             # One bad envelope must not stop the subscriber: log it with its traceback.

@@ -23,6 +23,7 @@ from starlette.websockets import WebSocket
 from wschat.errors import ProtocolError
 from wschat.protocol import (
     DEFAULT_ROOM,
+    MAX_EPOCH_CHARS,
     SUBPROTOCOL,
     CloseCode,
     Dm,
@@ -288,9 +289,10 @@ class ChatEndpoint:
             await _refuse(websocket, CloseCode.NAME_TAKEN, _taken(name, claim.lookalike))
             return
         token = claim.holder.token
+        epoch = (params.get("epoch") or "")[:MAX_EPOCH_CHARS] or None  # compared, never stored
         del params, claim  # not kept for the life of the socket
         try:
-            await chat.enter(conn, since, token)  # registers conn in its room
+            await chat.enter(conn, since, token, epoch)  # registers conn in its room
         except BaseException:
             chat.hub.remove(conn, None)
             chat.leave(conn, None)

@@ -266,6 +266,15 @@ class RedisStore:
 
     # --- what this node knows of the sequences and of Redis's clock -------------------------
 
+    def seen(self, envelope: dict[str, Any]) -> None:
+        """Note the id of a room message another node stored (``RedisBroker.on_envelope``):
+        if the room's counter is ever found below it in the same epoch, a new epoch starts
+        above it."""
+        if envelope.get("kind") == "message":
+            room, epoch, msg_id = envelope.get("room"), envelope.get("epoch"), envelope.get("id")
+            if isinstance(room, str) and isinstance(epoch, str) and isinstance(msg_id, int):
+                self._note(room, epoch, msg_id)
+
     def _epoch_args(self, room: str) -> list[Any]:
         known, newest = self._seen.get(room, ("", 0))
         return [secrets.token_hex(4), known, newest]

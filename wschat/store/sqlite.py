@@ -28,6 +28,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from secrets import token_hex
 from typing import TypeVar
 
 from wschat.errors import ConfigError, Unavailable
@@ -50,6 +51,12 @@ CREATE TABLE IF NOT EXISTS messages (
     cid TEXT,
     PRIMARY KEY (room, id)
 ) WITHOUT ROWID
+"""
+
+# One row, the history's epoch: made with the file, so ``:memory:`` (whose ids restart with
+# the process) has a new one each time, and a file keeps its own (issue 14).
+_META = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID
 """
 
 _COLUMNS = "room, id, sender, text, ts, action, cid"
@@ -104,10 +111,16 @@ class SqliteStore:
             columns = {row[1] for row in self._db.execute("PRAGMA table_info(messages)")}
             if "cid" not in columns:  # a history file from before client message ids
                 self._db.execute("ALTER TABLE messages ADD COLUMN cid TEXT")
+            self._db.execute(_META)
+            self._db.execute(
+                "INSERT OR IGNORE INTO meta (key, value) VALUES ('epoch', ?)", (token_hex(4),)
+            )
+            (epoch,) = self._db.execute("SELECT value FROM meta WHERE key = 'epoch'").fetchone()
             (count,) = self._db.execute("SELECT count(*) FROM messages").fetchone()
             self._read_db = self._db if memory else _connect(self.path, timeout_s)
         except sqlite3.Error as exc:
             raise ConfigError(f"cannot open the history database {self.path}: {exc}") from None
+        self.epoch = str(epoch)  # the same for every room: ids restart only with the file
         self._size = int(count)  # kept by the writer thread, read by the metrics
         # One thread each: the writer's queue is the order of the appends (ids follow it).
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="wschat-sqlite-write")
@@ -211,7 +224,7 @@ class SqliteStore:
             finally:
                 db.execute("COMMIT")
             messages = [StoredMessage(r[0], r[1], r[2], r[3], r[4], bool(r[5]), r[6]) for r in rows]
-            return Replay(messages, latest, gap)
+            return Replay(messages, latest, gap, self.epoch)
 
         return await self._call(self._reader, self._read_db, read)
 

@@ -67,8 +67,9 @@ class ClusterHost(Protocol):
         """Return the oldest id that ``room``'s live v1 members here have, or None if none."""
         ...
 
-    def catch_up(self, room: str, replay: Replay) -> None:
-        """Deliver what a repair read from the store to ``room``'s v1 members here."""
+    def catch_up(self, room: str, replay: Replay) -> bool:
+        """Deliver what a repair read from the store to ``room``'s v1 members here; return
+        whether the room's epoch changed under them (read again, from its base)."""
         ...
 
 
@@ -228,7 +229,8 @@ class Cluster:
                     return
                 replay = await self.store.replay(room, since, 0)
                 self.repairs += 1
-                host.catch_up(room, replay)
+                if host.catch_up(room, replay):
+                    self._repairing[room] = True  # a new epoch: read it from its base
                 if not self._repairing[room]:
                     return
         except Unavailable as exc:

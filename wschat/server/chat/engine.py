@@ -46,6 +46,7 @@ def build_chat(hub: Hub, settings: ServerSettings) -> ChatService:
     client = connect(settings.broker)
     broker = RedisBroker(client, settings.broker)
     store = RedisStore(client, settings.history_size, broker.latency)
+    broker.on_envelope = store.seen
     registry = RedisRegistry(client, node_id(), settings.node_ttl_s)
     cluster = Cluster(registry, broker, store, settings.node_ttl_s)
     return ChatService(hub, store, broker, settings, cluster)

@@ -4,7 +4,9 @@
 per dialect (plain text, ``wschat.v1`` JSON), and hands them to the hub, whose one delivery
 policy closes slow consumers. A v1 member takes room messages in id order: while it is
 entering (``Member.pending``) they wait, and with a cluster a gap is repaired from the store
-(``Cluster.repair``) instead of skipped.
+(``Cluster.repair``) instead of skipped. Room messages carry their epoch (issue 14): a
+member whose epoch differs is told (``epoch`` event) and goes on from the new epoch's base;
+a message of an epoch already replaced here is dropped (its ids mean nothing any more).
 
 Imports the connection layer (hub, frames), ``chat.member`` and ``chat.cluster``; no socket
 type, nothing of the service, the handlers or the app.
@@ -15,7 +17,7 @@ from __future__ import annotations
 from typing import cast
 
 from wschat.broker import Envelope
-from wschat.protocol import dm_event, plain_line, presence_event
+from wschat.protocol import dm_event, epoch_event, plain_line, presence_event
 from wschat.rooms import Presence
 from wschat.server.chat.cluster import Cluster
 from wschat.server.chat.member import Member
@@ -23,6 +25,9 @@ from wschat.server.conn.hub import Hub
 from wschat.server.conn.outgoing import Outgoing, text_frame
 from wschat.server.settings import ServerSettings
 from wschat.store import Replay, StoredMessage
+
+MAX_TRACKED_ROOMS = 10_000  # rooms whose epochs this node remembers (oldest forgotten first)
+MAX_EPOCHS = 8  # replaced epochs remembered per room
 
 
 class Fanout:
@@ -45,6 +50,8 @@ class Fanout:
         self.messages_out = 0
         self.dms_out = 0
         self.presence_suppressed = 0  # joined/left not sent because the room was too big
+        self.epoch_changes = 0  # members told that their room's sequence was reset
+        self._epochs: dict[str, list[str]] = {}  # room -> epochs seen here, newest last
 
     def members(self, room: str) -> set[Member]:
         """Return ``room``'s members here: the chat layer files only ``Member``s in the hub."""
@@ -93,8 +100,40 @@ class Fanout:
             env["ts"],
             env.get("action", False),
             env.get("cid"),
+            env.get("epoch", ""),
+            env.get("base", 0),
         )
         self.deliver_stored(msg)
+
+    def note_epoch(self, room: str, epoch: str) -> bool:
+        """Note that ``room``'s sequence is of ``epoch``; return False if that epoch was
+        already replaced by a newer one here (only the newest one is live)."""
+        if not epoch:
+            return True  # the store has no epochs (SQLite: ids never restart)
+        seen = self._epochs.pop(room, None)  # re-inserted last: oldest-used first
+        if seen is None:
+            seen = [epoch]
+        elif seen[-1] != epoch:
+            if epoch in seen:
+                self._epochs[room] = seen
+                return False
+            seen = [*seen[1 - MAX_EPOCHS :], epoch]
+        self._epochs[room] = seen
+        if len(self._epochs) > MAX_TRACKED_ROOMS:
+            del self._epochs[next(iter(self._epochs))]
+        return True
+
+    def adopt_epoch(self, conn: Member, epoch: str, base: int) -> bool:
+        """Move ``conn`` to ``epoch`` (its ids are above ``base``) and tell its client with
+        an ``epoch`` event; return whether it had another one (a connection that had none
+        just takes it)."""
+        old, conn.epoch = conn.epoch, epoch
+        if not old:
+            return False
+        conn.last_id = base
+        self.epoch_changes += 1
+        self.hub.send(conn, text_frame(epoch_event(conn.room, epoch, base)))
+        return True
 
     def deliver_stored(self, msg: StoredMessage, *, plain: bool = True) -> None:
         """Queue ``msg`` for its room's members here; ``plain=False`` skips plain clients
@@ -109,16 +148,23 @@ class Fanout:
         hub = self.hub
         take = v1_receivers.append  # bound once: this loop runs once per member per message
         msg_id = msg.id
+        epoch = msg.epoch
+        if epoch and not self.note_epoch(msg.room, epoch):
+            return  # of a sequence reset since: a repair reads what replaced it
         for conn in self.members(msg.room):
             if not conn.v1:
                 if plain:
                     plain_receivers.append(conn)
-            elif conn.pending is not None:
+                continue
+            if conn.pending is not None:
                 if len(conn.pending) < self.settings.outbox_size:
                     conn.pending.append(msg)
                 else:
                     hub.drop_slow(conn, "too many messages during replay")
-            elif msg_id > conn.last_id:
+                continue
+            if epoch and conn.epoch != epoch:
+                self.adopt_epoch(conn, epoch, msg.base)
+            if msg_id > conn.last_id:
                 if self.cluster is not None and msg_id > conn.last_id + 1:
                     gap = True  # never skip an id: fetch the missing ones first
                     continue
@@ -135,8 +181,17 @@ class Fanout:
         if gap and self.cluster is not None:
             self.cluster.repair(msg.room)
 
-    def catch_up(self, room: str, replay: Replay) -> None:
-        """Deliver a repair's ``replay`` to ``room``'s live v1 members (``ClusterHost``)."""
+    def catch_up(self, room: str, replay: Replay) -> bool:
+        """Deliver a repair's ``replay`` to ``room``'s live v1 members (``ClusterHost``);
+        return whether some were moved to a new epoch (and need a read from its base)."""
+        if replay.epoch and not self.note_epoch(room, replay.epoch):
+            return False  # read before a reset that this node has seen since
+        moved = False
+        for conn in self.members(room):
+            if conn.v1 and conn.pending is None and conn.epoch != replay.epoch:
+                moved = self.adopt_epoch(conn, replay.epoch, replay.base) or moved
+        if moved:
+            return True  # what was read follows the old ids: read again from the base
         if replay.gap and replay.messages:
             # Older than the stored history: what is gone is gone; go on from there.
             first = replay.messages[0].id - 1
@@ -145,6 +200,7 @@ class Fanout:
                     conn.last_id = max(conn.last_id, first)
         for msg in replay.messages:
             self.deliver_stored(msg, plain=False)
+        return False
 
     def cursor(self, room: str) -> int | None:
         """Return the oldest ``last_id`` of ``room``'s live v1 members (``ClusterHost``)."""

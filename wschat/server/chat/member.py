@@ -19,7 +19,16 @@ from wschat.store import StoredMessage
 class Member(Connection):
     """One chat connection: its name, dialect and place in its room's message sequence."""
 
-    __slots__ = ("expires_at", "last_id", "limiter", "name", "pending", "replaced", "v1")
+    __slots__ = (
+        "epoch",
+        "expires_at",
+        "last_id",
+        "limiter",
+        "name",
+        "pending",
+        "replaced",
+        "v1",
+    )
 
     def __init__(
         self,
@@ -45,6 +54,7 @@ class Member(Connection):
         self.name = name
         self.v1 = v1
         self.last_id = 0  # v1: the newest room message id queued for this peer
+        self.epoch = ""  # v1: the epoch of ``last_id`` (the room's sequence; issue 14)
         # v1: while the room's history is being read, live messages wait here (service.enter)
         self.pending: list[StoredMessage] | None = None
         self.replaced = False  # the same user reconnected; this socket no longer owns the name

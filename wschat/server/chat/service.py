@@ -30,6 +30,7 @@ from wschat.protocol import (
     SUBPROTOCOL,
     CloseCode,
     ErrorCode,
+    epoch_event,
     error_event,
     members_event,
 )
@@ -159,7 +160,9 @@ class ChatService:
         local = self.presence.members(room)
         return local if self.cluster is None else self.cluster.members(room, local)
 
-    async def enter(self, conn: Member, since: int | None, token: str) -> None:
+    async def enter(
+        self, conn: Member, since: int | None, token: str, epoch: str | None = None
+    ) -> None:
         """Register ``conn`` in its room and queue its welcome, replay and pending messages.
 
         A replay for ``since`` is the newest ``replay_max`` messages at most, and no more than
@@ -167,6 +170,10 @@ class ChatService:
         messages; past either cap the welcome says ``gap`` (issue 15: an uncapped replay of
         10,000 messages held 43 MB for a peer that never read). If the shared history is
         unavailable the connection is closed with 1013 (try again).
+
+        ``epoch`` is the one the client's ``since`` belongs to: if the room's sequence has
+        another one now (it was reset, issue 14), ``since`` means nothing: the replay is the
+        whole new epoch (capped as above) and the welcome says ``gap``.
         """
         room = conn.room
         conn.pending = []
@@ -177,6 +184,12 @@ class ChatService:
             replay: Replay = await self.store.replay(
                 room, since, self.settings.replay_count, most=self.settings.replay_max
             )
+            stale = since is not None and epoch is not None and epoch != replay.epoch
+            if stale:
+                since = replay.base
+                replay = await self.store.replay(
+                    room, since, self.settings.replay_count, most=self.settings.replay_max
+                )
         except Unavailable as exc:
             conn.pending = None
             conn.close(CloseCode.TRY_AGAIN_LATER, str(exc)[:100])
@@ -190,8 +203,10 @@ class ChatService:
             conn.last_id = since
         else:
             conn.last_id = replay.latest
+        conn.epoch = replay.epoch
+        self.fanout.note_epoch(room, replay.epoch)
         frames = await self._replay_frames(replay.messages, self.settings.outbox_bytes // 2)
-        if since is not None and since > replay.latest:
+        if stale or (since is not None and since > replay.latest):
             gap = True  # the client saw ids this store never had: its view is stale
         else:
             # Without ``since`` the replay is "the last few", never a promise of all: no gap.
@@ -204,6 +219,7 @@ class ChatService:
             "latest": max(replay.latest, conn.last_id),
             "replay": len(frames),
             "gap": gap,
+            "epoch": replay.epoch,
             "token": token,
             "protocol": SUBPROTOCOL,
             "server": __version__,
@@ -211,6 +227,11 @@ class ChatService:
         batch = [text_frame(welcome), *frames]
         pending, conn.pending = conn.pending, None
         for msg in pending:
+            if msg.epoch and msg.epoch != conn.epoch:
+                if not self.fanout.note_epoch(room, msg.epoch):
+                    continue  # older than the replay's
+                conn.epoch, conn.last_id = msg.epoch, msg.base
+                batch.append(text_frame(epoch_event(room, msg.epoch, msg.base)))
             if msg.id > conn.last_id:
                 if self.cluster is not None and msg.id > conn.last_id + 1:
                     self.cluster.repair(room)  # one went missing: the rest comes with it
@@ -388,6 +409,7 @@ class ChatService:
         """Return the oldest id that ``room``'s live v1 members here have, or None."""
         return self.fanout.cursor(room)
 
-    def catch_up(self, room: str, replay: Replay) -> None:
-        """Deliver what a repair read from the store to ``room``'s v1 members here."""
-        self.fanout.catch_up(room, replay)
+    def catch_up(self, room: str, replay: Replay) -> bool:
+        """Deliver what a repair read from the store to ``room``'s v1 members here; return
+        whether some were moved to a new epoch."""
+        return self.fanout.catch_up(room, replay)
