@@ -17,6 +17,8 @@ from tests.conftest import Server
 from tests.helpers import get_json, wait_until
 from tests.server.v1client import connect, next_of, say
 from wschat.broker.redis import COMMAND_TIMEOUT_S
+from wschat.client.render import render_plain
+from wschat.client.session import ChatSession, SessionConfig
 
 
 class Talker:
@@ -131,6 +133,10 @@ async def test_a_redis_restarted_without_persistence_starts_a_new_epoch(
     a: Server = server_factory(*args)
     b: Server = server_factory(*args)
     async with asyncio.timeout(60):
+        # The terminal client's session too: it must take the new epoch and show the notice.
+        session = ChatSession(SessionConfig(url=b.ws, name="di"))
+        running = asyncio.create_task(session.run())
+        await asyncio.wait_for(session.online.wait(), 10)
         talkers = [
             Talker((await connect(node, name))[0], name) for node, name in ((a, "al"), (b, "bo"))
         ]
@@ -162,6 +168,18 @@ async def test_a_redis_restarted_without_persistence_starts_a_new_epoch(
             assert min(m["id"] for m in new) > 6, "an id was reused"
             assert t.ws.close_code is None
             await t.close()
+
+        shown: list[dict[str, Any]] = []
+        while len([e for e in shown if e["type"] == "message"]) < 6 + len(after):
+            shown.append(await asyncio.wait_for(session.events.get(), 10))
+        told = [e for e in shown if e["type"] == "epoch"]
+        assert len(told) == 1 and "some messages were missed" in (render_plain(told[0]) or "")
+        assert sorted(e["text"] for e in shown[shown.index(told[0]) :] if "text" in e) == sorted(
+            after
+        )
+        assert f"epoch={told[0]['epoch']}" in session.url()
+        await session.close()
+        await running
 
         # A resume with the old epoch: a gap and the whole new epoch, never old ids reused.
         resumer, welcome = await connect(a, "cy", since=6, epoch=old_epoch)

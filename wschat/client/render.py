@@ -50,6 +50,9 @@ _INVISIBLE = frozenset(
 _ZWJ = "\u200d"
 
 
+MISSED = "some messages were missed (no longer stored, or too many to replay)"
+
+
 def _stand_in(char: str) -> str:
     code = ord(char)
     if code < 0x20:
@@ -185,9 +188,10 @@ def render_event(event: Mapping[str, Any], me: str = "", one_line: bool = False)
         )
         if event.get("gap"):
             line.append(" " if one_line else "\n" + " " * indent)
-            line.append(
-                "some messages were missed (no longer stored, or too many to replay)", "yellow"
-            )
+            line.append(MISSED, "yellow")
+        return line
+    if kind == "epoch":  # the room's ids were reset (issue 14)
+        line.append(MISSED, "yellow")
         return line
     if kind == "error":
         line.append(f"server: {_str(event, 'detail')} ({_str(event, 'code')})", style="red")

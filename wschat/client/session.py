@@ -77,7 +77,9 @@ SEND_BURST = 30
 
 # Server events a client shows; anything else a server sends is ignored (forward-compatible,
 # and a server cannot inject a local notice).
-SERVER_EVENTS = frozenset({"welcome", "message", "dm", "joined", "left", "members", "error"})
+SERVER_EVENTS = frozenset(
+    {"welcome", "message", "dm", "joined", "left", "members", "epoch", "error"}
+)
 
 # Close codes after which reconnecting (and resuming) is the right thing to do.
 RETRY_CODES = frozenset(
@@ -220,6 +222,7 @@ class ChatSession:
         self.events: asyncio.Queue[dict[str, Any]] = asyncio.Queue(EVENTS_QUEUED)
         self.status = Status(room=room)
         self.last_seen: dict[str, int] = {}
+        self.epochs: dict[str, str] = {}  # room -> the epoch of last_seen (issue 14)
         self.token = ""
         self.online = asyncio.Event()  # set while a welcomed connection is up
         self.ever_online = False
@@ -295,6 +298,8 @@ class ChatSession:
             query["since"] = self.last_seen[self.status.room]
         if self.token:
             query["resume"] = self.token
+        if "since" in query and self.status.room in self.epochs:
+            query["epoch"] = self.epochs[self.status.room]
         return f"{self.base_url}/ws/{quote(self.name, safe='')}?{urlencode(query)}"
 
     # --- the connection loop -----------------------------------------------------------------
@@ -472,6 +477,12 @@ class ChatSession:
                 if msg_id <= self.last_seen.get(room, -1):
                     return  # replayed after a reconnect, and shown already
                 self.last_seen[room] = msg_id
+        elif kind == "epoch":
+            # The room's ids were reset (issue 14): those of the new epoch follow ``base``.
+            room, epoch, base = event.get("room"), event.get("epoch"), event.get("base")
+            if isinstance(room, str) and isinstance(epoch, str) and isinstance(base, int):
+                self.epochs[room] = epoch
+                self.last_seen[room] = base
         elif kind == "joined" and event.get("room") == self.status.room:
             self.status.members.add(str(event.get("name")))
             self.on_status()
@@ -487,6 +498,11 @@ class ChatSession:
         room = str(event.get("room") or self.status.room)
         self.token = str(event.get("token") or self.token)
         latest = event.get("latest")
+        epoch = event.get("epoch")
+        if isinstance(epoch, str) and epoch:
+            if self.epochs.get(room, epoch) != epoch:
+                self.last_seen.pop(room, None)  # another sequence: our ids mean nothing there
+            self.epochs[room] = epoch
         if room not in self.last_seen and isinstance(latest, int):
             # First visit: messages replayed now will be recorded one by one; start at the
             # id just before the replay, so a later reconnect asks for exactly what follows.

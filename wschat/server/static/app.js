@@ -8,6 +8,7 @@
 
 (() => {
   const SUBPROTOCOL = "wschat.v1";
+  const MISSED = "some messages were missed (no longer stored, or too many to replay)";
   // A server started with --secret wants a signed token (wschat token NAME). Browsers cannot
   // set an Authorization header, so the page offers it as a second subprotocol entry; it is
   // read from the page's fragment (/#token=...), which the browser never sends in a request.
@@ -47,6 +48,7 @@
     shownRoom: null, // the room whose messages the list shows
     token: null, // the resume token from the last welcome
     lastId: new Map(), // room -> newest message id shown
+    epochs: new Map(), // room -> the epoch of lastId (a reset sequence has a new one)
     members: new Set(),
     ws: null,
     attempt: 0,
@@ -67,6 +69,9 @@
     const params = new URLSearchParams({ room: session.room });
     if (session.lastId.has(session.room)) params.set("since", String(session.lastId.get(session.room)));
     if (session.token) params.set("resume", session.token);
+    if (params.has("since") && session.epochs.has(session.room)) {
+      params.set("epoch", session.epochs.get(session.room));
+    }
     const scheme = location.protocol === "https:" ? "wss" : "ws";
     const url = `${scheme}://${location.host}/ws/${encodeURIComponent(session.name)}?${params}`;
     setState("connecting", session.attempt ? "reconnecting…" : "connecting…");
@@ -152,6 +157,11 @@
           renderMembers();
         }
         return;
+      case "epoch": // the room's ids were reset: the new ones follow base
+        session.epochs.set(event.room, event.epoch);
+        session.lastId.set(event.room, event.base);
+        if (event.room === session.room) system(MISSED);
+        return;
       case "error":
         system(`error: ${event.detail}`, "error");
         return;
@@ -167,9 +177,11 @@
     session.token = event.token;
     session.members = new Set(event.members);
     const last = session.lastId.get(event.room);
-    if (last !== undefined && event.latest < last) {
+    const epoch = session.epochs.get(event.room);
+    if (last !== undefined && (event.latest < last || (epoch && event.epoch !== epoch))) {
       session.lastId.set(event.room, 0); // the server's history was reset: ids start over
     }
+    if (event.epoch) session.epochs.set(event.room, event.epoch);
     if (session.shownRoom !== event.room) {
       // A new room's list starts empty: show its whole replay, even ids seen on an earlier visit.
       session.lastId.delete(event.room);
@@ -177,7 +189,7 @@
       session.shownRoom = event.room;
       ui.roomTitle.textContent = `#${event.room}`;
     }
-    if (event.gap) system("some messages were missed (no longer stored, or too many to replay)");
+    if (event.gap) system(MISSED);
     renderMembers();
     setState("connected", `connected as ${event.name} in #${event.room}`);
     document.title = `#${event.room} – wschat`;
