@@ -81,6 +81,9 @@ class RedisServer:
     def command(self, inline: bytes) -> bytes:
         """Send one inline command and return the start of its reply."""
         with socket.create_connection(("127.0.0.1", self.port), timeout=2) as sock:
+            if self.password:
+                sock.sendall(f"AUTH {self.password}\r\n".encode())
+                sock.recv(16)
             sock.sendall(inline + b"\r\n")
             return sock.recv(256)
 
@@ -115,6 +118,18 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
     directory = tmp_path / "redis"
     directory.mkdir()
     server = RedisServer(directory)
+    server.start()
+    yield server
+    server.kill()
+
+
+@pytest.fixture
+def locked_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    """A fresh Redis that wants a password (``requirepass``), killed after the test."""
+    need_redis()
+    directory = tmp_path / "locked-redis"
+    directory.mkdir()
+    server = RedisServer(directory, password="hunter2-Zq9")
     server.start()
     yield server
     server.kill()

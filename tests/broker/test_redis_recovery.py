@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
+import sys
 import time
 from typing import Any
 
 from websockets.asyncio.client import ClientConnection
 
-from tests.broker.conftest import RedisServer
+from tests.broker.conftest import RedisServer, free_port
 from tests.conftest import Server
 from tests.helpers import get_json, wait_until
 from tests.server.v1client import connect, next_of, say
@@ -187,3 +189,30 @@ async def test_a_redis_restarted_without_persistence_starts_a_new_epoch(
         replayed = [await next_of(resumer, "message") for _ in range(welcome["replay"])]
         assert sorted(m["text"] for m in replayed) == sorted(after)
         await resumer.close()
+
+
+async def test_the_redis_password_never_reaches_a_log(
+    server_factory,  # type: ignore[no-untyped-def]
+    locked_redis: RedisServer,
+) -> None:
+    password = locked_redis.password
+    node: Server = server_factory("--broker", locked_redis.url)
+    async with asyncio.timeout(20):
+        talker = Talker((await connect(node, "al"))[0], "al")
+        await talker.say_until_acked("hello", "c1")
+        locked_redis.command(b"CLIENT KILL TYPE pubsub")  # the node logs its resubscription
+        await wait_until(lambda: "resubscribed to" in node.log())
+        await talker.close()
+    assert f"resubscribed to redis://:***@127.0.0.1:{locked_redis.port}/0" in node.log()
+    # Refused at start (wrong port): the error names the URL, without the password.
+    url = f"redis://:{password}@127.0.0.1:{free_port()}/0"
+    proc = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "wschat", "serve", "--port", "0", "--broker", url],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert proc.returncode == 1 and "cannot reach the Redis broker at redis://:***@" in proc.stderr
+    assert node.stop() == 0
+    assert password not in proc.stderr + proc.stdout + node.log()

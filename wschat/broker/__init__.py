@@ -3,14 +3,27 @@
 A broker takes an *envelope* (a JSON-able dict: a room message, a DM or a presence change)
 from ``publish`` and hands it to the ``deliver`` callback of every process subscribed — this
 process included — which fans it out to its local sockets. The in-memory broker is for one
-process; the Redis broker (``wschat.broker.redis``) joins many. Imports only the standard
-library.
+process; the Redis broker (``wschat.broker.redis``) joins many. ``redact`` is how a broker
+URL is written anywhere a person may read it (logs, errors): without its password. Imports
+only the standard library.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any, Protocol
+
+# user:password@ in the authority, and password= in the query (redis-py takes both).
+_USERINFO = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)([^@/?#]*?):([^@/?#]*)@")
+_QUERY_PASSWORD = re.compile(r"([?&](?:sentinel_)?password=)[^&#]*", re.IGNORECASE)
+
+
+def redact(url: str) -> str:
+    """Return ``url`` with any password replaced by ``***`` (for logs and error messages)."""
+    url = _USERINFO.sub(r"\1\2:***@", url, count=1)
+    return _QUERY_PASSWORD.sub(r"\1***", url)
+
 
 Envelope = dict[str, Any]
 Deliver = Callable[[Envelope], None]

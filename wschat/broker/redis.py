@@ -28,7 +28,7 @@ import redis.exceptions
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from wschat.broker import Deliver, Envelope
+from wschat.broker import Deliver, Envelope, redact
 from wschat.errors import Unavailable
 
 log = logging.getLogger("wschat.broker")
@@ -120,7 +120,7 @@ def check_reachable(url: str, timeout_s: float = CONNECT_TIMEOUT_S) -> None:
         finally:
             client.close()
     except (redis.exceptions.RedisError, OSError, ValueError) as exc:
-        raise Unavailable(f"cannot reach the Redis broker at {url}: {exc}") from None
+        raise Unavailable(f"cannot reach the Redis broker at {redact(url)}: {exc}") from None
 
 
 def node_id() -> str:
@@ -196,7 +196,7 @@ class RedisBroker:
                 self._state = "ok"
                 if self._subscribed.is_set():
                     self.resubscriptions += 1
-                    log.warning("resubscribed to %s", self.url)
+                    log.warning("resubscribed to %s", redact(self.url))
                     if self.on_resubscribed is not None:
                         self.on_resubscribed()
                 self._subscribed.set()

@@ -10,6 +10,7 @@ Redis ones only when asked); no socket type.
 
 from __future__ import annotations
 
+from wschat.broker import redact
 from wschat.errors import ConfigError
 from wschat.server.chat.service import ChatService
 from wschat.server.conn.hub import Hub
@@ -26,7 +27,9 @@ def is_redis(broker: str) -> bool:
 def check_broker(broker: str) -> None:
     """Raise ``ConfigError`` unless ``broker`` is ``memory`` or a Redis URL."""
     if broker != "memory" and not is_redis(broker):
-        raise ConfigError(f"unknown broker {broker!r}: use 'memory' or redis://HOST:PORT/DB")
+        raise ConfigError(
+            f"unknown broker {redact(broker)!r}: use 'memory' or redis://HOST:PORT/DB"
+        )
 
 
 def build_chat(hub: Hub, settings: ServerSettings) -> ChatService:
