@@ -344,8 +344,10 @@ def serve(
         str,
         typer.Option(
             envvar="WSCHAT_BROKER",
-            help="'memory' (one process), or redis://HOST:PORT/DB to share rooms, names and "
-            "history with every wschat process using that Redis.",
+            help="'memory' (one process), or redis://[:PASSWORD@]HOST:PORT/DB to share rooms, "
+            "names and history with every wschat process using that Redis; "
+            "redis+sentinel://[:PASSWORD@]HOST:PORT,HOST:PORT/MASTER/DB to follow a "
+            "Sentinel failover (docs/scaling.md).",
         ),
     ] = "memory",
     workers: Annotated[
@@ -364,6 +366,15 @@ def serve(
             help="With Redis: seconds after which a dead process's users leave everyone's presence.",
         ),
     ] = 10.0,
+    redis_wait: Annotated[
+        int,
+        typer.Option(
+            envvar="WSCHAT_REDIS_WAIT",
+            min=0,
+            help="With Redis: acknowledge a message only once this many replicas have it "
+            "(Redis WAIT, up to 1.5 s), so a failover keeps it. 0: do not wait.",
+        ),
+    ] = 0,
 ) -> None:
     """Run the chat server (echo at /ws, chat at /ws/{client_id}, a page at /)."""
     from wschat.server.chat.engine import is_redis
@@ -417,6 +428,7 @@ def serve(
         write_buffer_bytes=write_buffer,
         broker=broker,
         node_ttl_s=node_ttl,
+        redis_wait=redis_wait,
     )
     try:
         if workers > 1:

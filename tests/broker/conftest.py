@@ -32,11 +32,19 @@ def free_port() -> int:
 class RedisServer:
     """A ``redis-server`` process on 127.0.0.1:``port`` with its data in ``directory``."""
 
-    def __init__(self, directory: Path, *, persist: bool = True, password: str = "") -> None:
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        persist: bool = True,
+        password: str = "",
+        extra: tuple[str, ...] = (),
+    ) -> None:
         self.port = free_port()
         self.directory = directory
         self.persist = persist
         self.password = password
+        self.extra = extra  # more redis-server arguments (--replicaof, --cluster-enabled...)
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -55,6 +63,13 @@ class RedisServer:
         ]  # fmt: skip
         if self.password:
             cmd += ["--requirepass", self.password]
+        self.start_with([*cmd, *self.extra])
+
+    def start_with(self, cmd: list[str]) -> None:
+        """Start ``redis-server`` with arguments ``cmd`` (its port must be ``self.port``)."""
+        assert REDIS_SERVER is not None
+        if cmd[0] != REDIS_SERVER:
+            cmd = [REDIS_SERVER, *cmd]
         log = open(self.directory / "redis.log", "ab")
         self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
         log.close()
@@ -86,6 +101,12 @@ class RedisServer:
                 sock.recv(16)
             sock.sendall(inline + b"\r\n")
             return sock.recv(256)
+
+    def info(self, section: str) -> str:
+        """Return ``INFO section`` as text."""
+        with socket.create_connection(("127.0.0.1", self.port), timeout=2) as sock:
+            sock.sendall(f"INFO {section}\r\n".encode())
+            return sock.recv(65536).decode(errors="replace")
 
     def pause(self) -> None:
         """SIGSTOP the server: it holds its connections and answers nothing (a stall)."""
@@ -145,3 +166,56 @@ def volatile_redis(tmp_path: Path) -> Iterator[RedisServer]:
     server.start()
     yield server
     server.kill()
+
+
+class Sentinels:
+    """A master, one replica and three sentinels watching them as ``mymaster``, all on free
+    ports, with short timeouts (a dead master is failed over within about a second)."""
+
+    def __init__(self, directory: Path) -> None:
+        self.master = RedisServer(directory / "master")
+        self.replica = RedisServer(directory / "replica")
+        self.replica.extra = ("--replicaof", "127.0.0.1", str(self.master.port))
+        self.sentinels = [RedisServer(directory / f"sentinel{i}") for i in range(3)]
+
+    @property
+    def url(self) -> str:
+        hosts = ",".join(f"127.0.0.1:{s.port}" for s in self.sentinels)
+        return f"redis+sentinel://{hosts}/mymaster/0"
+
+    def start(self) -> None:
+        for server in (self.master, self.replica, *self.sentinels):
+            server.directory.mkdir()
+        self.master.start()
+        self.replica.start()
+        for sentinel in self.sentinels:
+            conf = sentinel.directory / "sentinel.conf"
+            conf.write_text(
+                f"port {sentinel.port}\nbind 127.0.0.1\nprotected-mode no\n"
+                f"dir {sentinel.directory}\n"
+                f"sentinel monitor mymaster 127.0.0.1 {self.master.port} 2\n"
+                "sentinel down-after-milliseconds mymaster 400\n"
+                "sentinel failover-timeout mymaster 2000\n"
+            )
+            sentinel.start_with([str(conf), "--sentinel", "--loglevel", "warning"])
+
+    def master_port(self) -> int:
+        """Return the master's port as the first sentinel sees it now."""
+        reply = self.sentinels[0].command(b"SENTINEL get-master-addr-by-name mymaster")
+        return int(reply.split(b"\r\n")[4])  # *2, $9, 127.0.0.1, $5, PORT
+
+    def stop(self) -> None:
+        for server in (*self.sentinels, self.replica, self.master):
+            server.kill()
+
+
+@pytest.fixture
+def sentinels(tmp_path: Path) -> Iterator[Sentinels]:
+    """A Sentinel-managed master and replica (see ``Sentinels``), stopped after the test."""
+    need_redis()
+    setup = Sentinels(tmp_path)
+    try:
+        setup.start()
+        yield setup
+    finally:
+        setup.stop()

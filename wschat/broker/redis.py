@@ -29,6 +29,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from wschat.broker import Deliver, Envelope, redact
+from wschat.broker.sentinel import is_sentinel, parse_sentinel_url
 from wschat.errors import Unavailable
 
 log = logging.getLogger("wschat.broker")
@@ -94,31 +95,72 @@ def connect(url: str, retries: int = 1) -> aioredis.Redis:
     """Return an asyncio client for ``url`` whose commands fail fast while Redis is away.
 
     One retry on a fresh connection covers a pooled socket that died with a Redis restart;
-    beyond that the caller gets the error (see ``REDIS_DOWN``) and decides.
+    beyond that the caller gets the error (see ``REDIS_DOWN``) and decides. A
+    ``redis+sentinel://`` URL (``wschat.broker.sentinel``) gives a client of the current
+    master, which follows a failover; close it with ``close_client``.
     """
-    client: aioredis.Redis = aioredis.Redis.from_url(
-        url,
-        decode_responses=True,
-        socket_connect_timeout=CONNECT_TIMEOUT_S,
-        socket_timeout=COMMAND_TIMEOUT_S,
-        retry=Retry(NoBackoff(), retries),
-        health_check_interval=0,
-    )
+    options: dict[str, Any] = {
+        "decode_responses": True,
+        "socket_connect_timeout": CONNECT_TIMEOUT_S,
+        "socket_timeout": COMMAND_TIMEOUT_S,
+        "retry": Retry(NoBackoff(), retries),
+        "health_check_interval": 0,
+    }
+    if is_sentinel(url):
+        from redis.asyncio.sentinel import Sentinel
+
+        where = parse_sentinel_url(url)
+        sentinel = Sentinel(  # type: ignore[no-untyped-call]
+            where.sentinels,
+            sentinel_kwargs={
+                "socket_connect_timeout": CONNECT_TIMEOUT_S,
+                "socket_timeout": COMMAND_TIMEOUT_S,
+                **where.sentinel_kwargs(),
+            },
+        )
+        master: aioredis.Redis = sentinel.master_for(where.master, **options, **where.data_kwargs())
+        _sentinels[id(master)] = sentinel.sentinels
+        return master
+    client: aioredis.Redis = aioredis.Redis.from_url(url, **options)
     return client
+
+
+# Clients made by ``connect`` for a Sentinel URL -> their connections to the sentinels.
+_sentinels: dict[int, list[aioredis.Redis]] = {}
+
+
+async def close_client(client: aioredis.Redis) -> None:
+    """Close a client made by ``connect``, and its connections to the sentinels if any."""
+    await client.aclose()
+    for sentinel in _sentinels.pop(id(client), []):
+        await sentinel.aclose()
 
 
 def check_reachable(url: str, timeout_s: float = CONNECT_TIMEOUT_S) -> None:
     """PING ``url`` once, synchronously; raise ``Unavailable`` naming the URL if it fails."""
     import redis as syncredis
+    from redis.sentinel import Sentinel
 
+    timeouts = {"socket_connect_timeout": timeout_s, "socket_timeout": timeout_s}
+    sentinels: list[syncredis.Redis] = []
     try:
-        client = syncredis.Redis.from_url(
-            url, socket_connect_timeout=timeout_s, socket_timeout=timeout_s
-        )
+        if is_sentinel(url):
+            where = parse_sentinel_url(url)
+            sentinel = Sentinel(  # type: ignore[no-untyped-call]
+                where.sentinels, sentinel_kwargs={**timeouts, **where.sentinel_kwargs()}
+            )
+            sentinels = sentinel.sentinels
+            client: syncredis.Redis = sentinel.master_for(  # type: ignore[no-untyped-call]
+                where.master, **timeouts, **where.data_kwargs()
+            )
+        else:
+            client = syncredis.Redis.from_url(url, **timeouts)
         try:
             client.ping()
         finally:
             client.close()
+            for one in sentinels:
+                one.close()
     except (redis.exceptions.RedisError, OSError, ValueError) as exc:
         raise Unavailable(f"cannot reach the Redis broker at {redact(url)}: {exc}") from None
 
@@ -183,8 +225,8 @@ class RedisBroker:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._deliver = None
-        await self._subscriber.aclose()
-        await self.client.aclose()
+        await close_client(self._subscriber)
+        await close_client(self.client)
 
     async def _listen(self) -> None:
         delay = BACKOFF_MIN_S

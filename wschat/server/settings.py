@@ -53,3 +53,4 @@ class ServerSettings:
     write_buffer_bytes: int = 64 * 1024  # unsent bytes per socket before reading pauses
     broker: str = "memory"  # or redis://HOST:PORT/DB: many processes act as one server
     node_ttl_s: float = 10.0  # Redis: a dead node's users leave everyone's presence this soon
+    redis_wait: int = 0  # Redis: replicas that must have a message before it is acknowledged

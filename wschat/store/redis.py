@@ -27,6 +27,11 @@ stream is gone while the counter says messages were stored. The counter is then 
 the last id this node saw, so ids are not reused where any node can tell. Every message
 published carries its epoch, so connected clients are told (``epoch`` event) and go on.
 
+With ``wait`` (``--redis-wait N``) the script does not publish: the same connection sends
+``WAIT N`` after it, and the message is published (so acknowledged) only once N replicas
+have it or the wait ran out (then it is logged). Out of order between nodes, it is put back
+in order by the nodes' repair.
+
 Durability is Redis's: run it with ``appendonly yes`` (``appendfsync always`` to lose
 nothing, ``everysec`` to lose at most a second); without, the epoch changes on a restart.
 Commands that cannot reach Redis raise ``Unavailable``. Imports redis-py and the core.
@@ -36,11 +41,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import secrets
 import time
 from typing import Any
 
 import redis.asyncio as aioredis
+import redis.exceptions
 
 from wschat.broker.redis import COMMAND_TIMEOUT_S, EVENTS_CHANNEL, REDIS_DOWN, Latency, room_key
 from wschat.errors import Unavailable
@@ -50,6 +57,11 @@ OP_TTL_S = 600  # a repeat of a say (same sender and cid) within this returns th
 APPEND_BUDGET_S = COMMAND_TIMEOUT_S  # an append that reaches Redis later than this is refused
 CLOCK_MARGIN_S = 1.0  # how far this node's estimate of Redis's clock may be off
 MAX_TRACKED_ROOMS = 10_000  # rooms whose last id this node remembers (oldest forgotten first)
+WAIT_MS = int(COMMAND_TIMEOUT_S * 500)  # --redis-wait: how long WAIT waits for the replicas
+# Errors with which Redis refuses a write before making it (the message is not stored).
+WRITE_REFUSED = ("NOREPLICAS", "READONLY", "MASTERDOWN", "LOADING", "NOSCRIPT")
+
+log = logging.getLogger("wschat.store")
 
 _NOW = """
 local t = redis.call('TIME')
@@ -77,7 +89,7 @@ end
 """
 
 # KEYS: counter, stream, epoch, operation, its void mark. ARGV: 1 body (JSON), 2 cap,
-# 3 channel, 4 deadline (Redis ms), 5 TTL of the operation key (s), 6-8 see _EPOCH. Returns
+# 3 channel ('' to leave publishing to the caller, after WAIT), 4 deadline (Redis ms), 5 TTL of the operation key (s), 6-8 see _EPOCH. Returns
 # {status, id, epoch, base, now}: status 'new', 'repeat' (stored before: nothing done) or
 # 'late' (past the deadline, or voided by _CHECK: nothing done).
 _APPEND = (
@@ -96,8 +108,10 @@ local epoch, base = current(6)
 local id = redis.call('INCR', KEYS[1])
 redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[2], id .. '-0', 'm', ARGV[1])
 redis.call('SET', KEYS[4], id .. ' ' .. epoch .. ' ' .. base, 'EX', ARGV[5])
-redis.call('PUBLISH', ARGV[3], '{"id":' .. id .. ',"epoch":"' .. epoch .. '","base":' .. base
-  .. ',' .. string.sub(ARGV[1], 2))
+if ARGV[3] ~= '' then
+  redis.call('PUBLISH', ARGV[3], '{"id":' .. id .. ',"epoch":"' .. epoch .. '","base":' .. base
+    .. ',' .. string.sub(ARGV[1], 2))
+end
 return {'new', id, epoch, base, now}
 """
 )
@@ -153,9 +167,13 @@ class RedisStore:
 
     publishes = True  # append() also publishes the message to every node
 
-    def __init__(self, client: aioredis.Redis, cap: int, latency: Latency | None = None) -> None:
+    def __init__(
+        self, client: aioredis.Redis, cap: int, latency: Latency | None = None, wait: int = 0
+    ) -> None:
         self.client = client
         self.cap = cap
+        self.wait = wait  # replicas that must have a message before it is published
+        self.under_replicated = 0  # messages published with fewer replicas than ``wait``
         self.latency = latency or Latency()
         self._append = client.register_script(_APPEND)
         self._check = client.register_script(_CHECK)
@@ -181,29 +199,57 @@ class RedisStore:
             deadline = self._redis_ms() + APPEND_BUDGET_S * 1000
             started = time.time()
             ops = _op_keys(room, sender, cid)
+            args = [json.dumps(body), self.cap, "" if self.wait else EVENTS_CHANNEL]
+            args += [int(deadline), OP_TTL_S, *self._epoch_args(room)]
             try:
                 with self.latency.timing():
-                    reply = await self._append(
-                        keys=[*_room_keys(room), *ops],
-                        args=[
-                            *(json.dumps(body), self.cap, EVENTS_CHANNEL, int(deadline)),
-                            *(OP_TTL_S, *self._epoch_args(room)),
-                        ],
-                    )
+                    reply = await self._run_append([*_room_keys(room), *ops], args)
             except REDIS_DOWN as exc:
                 reply = await self._settle(ops, deadline, exc)
+            except redis.exceptions.ResponseError as exc:
+                if not str(exc).startswith(WRITE_REFUSED):
+                    raise
+                raise Unavailable(f"redis history refused the message: {exc}") from None
             status, msg_id, epoch, base, now = reply
             quick = self._learn_clock(started, float(now))
-            if status == "new":
+            if status in ("new", "found"):
                 self._note(room, str(epoch), int(msg_id))
             if status != "late":
-                return StoredMessage(
+                stored = StoredMessage(
                     room, int(msg_id), sender, text, ts, action, cid, str(epoch), int(base)
                 )
+                if self.wait and status != "repeat":
+                    await self._publish(stored, body)
+                return stored
             if attempt > 0 or not quick:
                 break
             # Refused at once: our estimate of Redis's clock was off, not Redis slow. Again.
         raise Unavailable("redis history unavailable: the message was not stored")
+
+    async def _run_append(self, keys: list[str], args: list[Any]) -> list[Any]:
+        """Run the append script; with ``wait``, on one connection with a WAIT after it."""
+        if not self.wait:
+            reply: list[Any] = await self._append(keys=keys, args=args)
+            return reply
+        pipe = self.client.pipeline(transaction=False)
+        await self._append(keys=keys, args=args, client=pipe)
+        pipe.execute_command("WAIT", self.wait, WAIT_MS)
+        reply, replicas = await pipe.execute()
+        if reply[0] == "new" and int(replicas) < self.wait:
+            self.under_replicated += 1
+            log.warning(
+                "message stored on %d of %d replicas within %d ms", replicas, self.wait, WAIT_MS
+            )
+        return reply
+
+    async def _publish(self, stored: StoredMessage, body: dict[str, Any]) -> None:
+        """With ``wait``: publish what the script stored (it did not), once replicated. If
+        Redis is lost now, the nodes' resubscription repair delivers it from the stream."""
+        head = {"id": stored.id, "epoch": stored.epoch, "base": stored.base}
+        try:
+            await self.client.publish(EVENTS_CHANNEL, json.dumps({**head, **body}))
+        except REDIS_DOWN as exc:
+            log.warning("message %s/%d stored but not published: %s", stored.room, stored.id, exc)
 
     async def _settle(self, ops: list[str], deadline: float, exc: BaseException) -> list[Any]:
         """After an append failed in flight, find out whether it was stored and make sure it
@@ -222,7 +268,7 @@ class RedisStore:
                 continue
             if done:
                 msg_id, epoch, base = str(done).split(" ")
-                return ["repeat", int(msg_id), epoch, int(base), now]
+                return ["found", int(msg_id), epoch, int(base), now]
             return ["late", 0, "", 0, now]
 
     async def replay(

@@ -2,7 +2,8 @@
 
 ``--broker memory`` (the default) keeps everything in this process, with history in SQLite.
 ``--broker redis://HOST:PORT/DB`` puts history, names, members and fan-out in Redis, so any
-number of processes behind a load balancer act as one server (issue 6).
+number of processes behind a load balancer act as one server (issue 6);
+``redis+sentinel://...`` follows a Sentinel-managed master (``wschat.broker.sentinel``).
 
 Part of the chat layer: imports the service, the cluster, the brokers and the stores (the
 Redis ones only when asked); no socket type.
@@ -16,7 +17,7 @@ from wschat.server.chat.service import ChatService
 from wschat.server.conn.hub import Hub
 from wschat.server.settings import ServerSettings
 
-REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+REDIS_SCHEMES = ("redis://", "rediss://", "unix://", "redis+sentinel://")
 
 
 def is_redis(broker: str) -> bool:
@@ -48,7 +49,7 @@ def build_chat(hub: Hub, settings: ServerSettings) -> ChatService:
 
     client = connect(settings.broker)
     broker = RedisBroker(client, settings.broker)
-    store = RedisStore(client, settings.history_size, broker.latency)
+    store = RedisStore(client, settings.history_size, broker.latency, settings.redis_wait)
     broker.on_envelope = store.seen
     registry = RedisRegistry(client, node_id(), settings.node_ttl_s)
     cluster = Cluster(registry, broker, store, settings.node_ttl_s)
