@@ -168,13 +168,23 @@ class Cluster:
         return sorted(self.mirror.get(room, set()).union(local))
 
     async def refresh_room(self, room: str) -> None:
-        """Load ``room``'s members from the registry into the mirror (bounded, may fail)."""
+        """Load ``room``'s members from the registry into the mirror (bounded, may fail).
+
+        Members already here are told the difference (``joined``/``left``), as on a
+        heartbeat: replacing the mirror silently would leave their event streams behind
+        ``who`` (issue 14).
+        """
+        started = asyncio.get_running_loop().time()
         try:
             fetched = await self.registry.members([room])
         except Unavailable:
             self.mirror.setdefault(room, set())
             return
-        self.mirror[room] = fetched[room]
+        known = self.mirror.get(room)
+        if known is None:
+            self.mirror[room] = fetched[room]  # nobody here was told anything of this room
+            return
+        self._reconcile(room, known, fetched[room], started)
 
     def accept(self, envelope: Envelope) -> bool:
         """Filter an envelope from the broker: return whether to fan it out locally."""
@@ -268,19 +278,32 @@ class Cluster:
                 del self.mirror[room]
         started = asyncio.get_running_loop().time()
         fetched = await self.registry.members(rooms)
-        local = {h.name for h in host.holders()}
         for room, names in fetched.items():
-            known = self.mirror.setdefault(room, set())
-            for name in sorted(known - names):
-                if name not in local and self._touched.get((room, name), 0.0) < started:
-                    known.discard(name)
-                    host.fan_out_presence("left", room, name)
-            for name in sorted(names - known):
-                if name not in local and self._touched.get((room, name), 0.0) < started:
-                    known.add(name)
-                    host.fan_out_presence("joined", room, name)
+            self._reconcile(room, self.mirror.setdefault(room, set()), names, started)
         horizon = started - 10 * self.heartbeat_s
         self._touched = {k: t for k, t in self._touched.items() if t >= horizon}
+
+    def _reconcile(self, room: str, known: set[str], names: set[str], started: float) -> None:
+        """Bring ``known`` (the mirror of ``room``) to ``names``, read from the registry since
+        ``started``, telling this node's members each difference.
+
+        This node's own names are its presence's to announce, and a name whose envelope came
+        after ``started`` is newer than the read: both are left alone.
+        """
+        changed = known ^ names
+        if not changed:
+            return
+        host = self.host
+        local = {h.name for h in host.holders()}
+        for name in sorted(changed):
+            if name in local or self._touched.get((room, name), 0.0) >= started:
+                continue
+            if name in known:
+                known.discard(name)
+                host.fan_out_presence("left", room, name)
+            else:
+                known.add(name)
+                host.fan_out_presence("joined", room, name)
 
     # --- background writes ------------------------------------------------------------------
 
