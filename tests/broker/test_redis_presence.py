@@ -70,9 +70,7 @@ async def test_presence_events_follow_who_across_arrivals_and_a_drain(
     nodes: list[Server] = [server_factory(*args) for _ in range(3)]
     async with asyncio.timeout(40):
         # 7 arrivals per node, all at once: the registry is read while others are arriving.
-        made = await asyncio.gather(
-            *(connect(nodes[i % 3], f"u{i}") for i in range(21))
-        )
+        made = await asyncio.gather(*(connect(nodes[i % 3], f"u{i}") for i in range(21)))
         clients = [Folder(ws, welcome) for ws, welcome in made]
         everyone = {c.name for c in clients}
         await _agree(clients, everyone, within=8)
@@ -81,9 +79,7 @@ async def test_presence_events_follow_who_across_arrivals_and_a_drain(
         # resume tokens, the others do not come back at all.
         drained = [c for i, c in enumerate(clients) if i % 3 == 2]
         assert nodes[2].stop(signal.SIGTERM) == 0
-        back = [
-            Folder(*(await connect(nodes[0], c.name, resume=c.token))) for c in drained[:2]
-        ]
+        back = [Folder(*(await connect(nodes[0], c.name, resume=c.token))) for c in drained[:2]]
         for c in drained:
             c.task.cancel()
         survivors = [c for i, c in enumerate(clients) if i % 3 != 2] + back
