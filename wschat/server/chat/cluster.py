@@ -26,7 +26,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
+import secrets
 from collections.abc import Coroutine
 from typing import Any, Protocol
 
@@ -42,6 +44,7 @@ log = logging.getLogger("wschat.cluster")
 REPAIR_DELAY_S = 0.2  # a missing id usually arrives within this; then no store read is needed
 REPAIR_ROUNDS = 5  # bounded: more gaps after this many reads wait for the next trigger
 MAX_BACKGROUND_TASKS = 10_000  # fire-and-forget registry writes in flight before we drop some
+DM_ANSWER_S = 2.0  # a DM to a name held on another node waits this long for that node's answer
 
 
 class ClusterHost(Protocol):
@@ -71,6 +74,11 @@ class ClusterHost(Protocol):
         """Deliver what a repair read from the store to ``room``'s v1 members here."""
         ...
 
+    async def receive_dm(self, envelope: Envelope) -> str | None:
+        """Deliver or keep a DM from another node: ``ok``, ``full`` (not kept), or None when
+        its ``to`` is not held here (then nothing is answered)."""
+        ...
+
 
 class Cluster:
     """The node's view of the shared registry; one per ``ChatService``."""
@@ -94,6 +102,8 @@ class Cluster:
         self._outgoing: asyncio.Queue[Envelope] = asyncio.Queue(MAX_BACKGROUND_TASKS)
         self._host: ClusterHost | None = None
         self._wake = asyncio.Event()
+        self._answers: dict[str, asyncio.Future[str]] = {}  # DM request id -> its answer
+        self._keeping: dict[str, set[asyncio.Task[int]]] = {}  # name -> DM writes in flight
 
     @property
     def host(self) -> ClusterHost:
@@ -200,6 +210,16 @@ class Cluster:
             if envelope.get("old") == self.node:
                 self.host.let_go(envelope["name"])
             return False
+        if kind == "dm" and "req" in envelope:
+            if envelope.get("node") != self.node:
+                self._spawn(self._receive_dm(envelope), limit=False)
+            return False
+        if kind == "dm-answer":
+            if envelope.get("node") == self.node:
+                future = self._answers.get(envelope["req"])
+                if future is not None and not future.done():
+                    future.set_result(envelope["answer"])
+            return False
         return True
 
     def _note(self, kind: str, room: str, name: str) -> bool:
@@ -216,6 +236,60 @@ class Cluster:
                 return False
             names.discard(name)
         return True
+
+    # --- direct messages --------------------------------------------------------------------
+
+    async def send_dm(self, envelope: Envelope) -> str | None:
+        """Send a DM to a name held on another node and return that node's answer: ``ok``
+        (delivered, or kept for its resume) or ``full``; None if no node answered within
+        ``DM_ANSWER_S`` (a node that died, or one that let the name go meanwhile).
+
+        Raises ``Unavailable`` if Redis is away (nothing was sent).
+        """
+        req = secrets.token_hex(8)
+        future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self._answers[req] = future
+        try:
+            await self.broker.publish({**envelope, "req": req, "node": self.node})
+            async with asyncio.timeout(DM_ANSWER_S):
+                return await future
+        except TimeoutError:
+            return None
+        finally:
+            del self._answers[req]
+
+    async def _receive_dm(self, envelope: Envelope) -> None:
+        answer = await self.host.receive_dm(envelope)
+        if answer is not None:
+            self._send(
+                {
+                    "kind": "dm-answer",
+                    "req": envelope["req"],
+                    "node": envelope["node"],
+                    "answer": answer,
+                }
+            )
+
+    async def keep_dm(self, name: str, envelope: Envelope, most: int, ttl_s: float) -> int:
+        """Keep a DM for ``name`` (held here, in its grace) until it resumes on any node; return
+        1 kept, 0 no longer held here, -1 ``most`` already kept. Raises ``Unavailable``."""
+        dm = json.dumps({k: envelope[k] for k in ("from", "to", "text", "ts")})
+        task = asyncio.get_running_loop().create_task(self.registry.keep_dm(name, dm, most, ttl_s))
+        writes = self._keeping.setdefault(name, set())
+        writes.add(task)
+        try:
+            return await task
+        finally:
+            writes.discard(task)
+            if not writes:
+                self._keeping.pop(name, None)
+
+    async def take_dms(self, name: str) -> list[Envelope]:
+        """Return the DMs kept for ``name`` (once its writes here have landed) and forget them."""
+        writes = self._keeping.get(name)
+        if writes:
+            await asyncio.wait(set(writes))
+        return [{"kind": "dm", **json.loads(dm)} for dm in await self.registry.take_dms(name)]
 
     # --- message order and repair -----------------------------------------------------------
 

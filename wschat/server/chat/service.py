@@ -24,12 +24,13 @@ import logging
 import time
 
 from wschat import __version__
-from wschat.broker import Broker
+from wschat.broker import Broker, Envelope
 from wschat.errors import Unavailable
 from wschat.protocol import (
     SUBPROTOCOL,
     CloseCode,
     ErrorCode,
+    dm_event,
     error_event,
     members_event,
 )
@@ -73,6 +74,9 @@ class ChatService:
         self.messages_in = 0
         self.dms_in = 0
         self._grace_timers: dict[str, asyncio.TimerHandle] = {}
+        # DMs to a name in its grace, delivered when it resumes (with a cluster: in Redis).
+        self._kept: dict[str, list[Envelope]] = {}
+        self._resumed: set[str] = set()  # names resumed by ``claim``, not yet ``enter``ed
         self.expiries = Expiries()  # connections opened with a token close 4011 at its exp
 
     async def start(self) -> None:
@@ -115,6 +119,10 @@ class ChatService:
             old.replaced = True
             old.close(CloseCode.REPLACED, "replaced by a newer connection")
         self.connections_by_name[conn.name] = conn
+        if claim.result is ClaimResult.RESUMED:
+            self._resumed.add(conn.name)
+        else:
+            self._forget_kept(conn.name)
         if claim.result is ClaimResult.NEW:
             self._announce("joined", conn.room, conn.name)
         elif claim.previous_room != conn.room:
@@ -141,6 +149,7 @@ class ChatService:
         timer = self._grace_timers.pop(name, None)
         if timer is not None:
             timer.cancel()
+        self._kept.pop(name, None)  # the node that took it over reads the kept DMs in Redis
         holder = self.presence.holders.get(name)
         if holder is None:
             return
@@ -171,6 +180,7 @@ class ChatService:
         room = conn.room
         conn.pending = []
         self.hub.join(conn, room)
+        kept = await self._take_kept(conn.name) if conn.name in self._resumed else []
         if self.cluster is not None:
             await self.cluster.refresh_room(room)
         try:
@@ -217,6 +227,7 @@ class ChatService:
                     break
                 conn.last_id = msg.id
                 batch.append(text_frame(msg.event()))
+        batch += [text_frame(dm_event(d["from"], d["to"], d["text"], d["ts"])) for d in kept]
         if frames:
             self.replays += 1
             self.replayed += len(frames)
@@ -280,6 +291,7 @@ class ChatService:
 
     def _expire(self, name: str) -> None:
         self._grace_timers.pop(name, None)
+        self._kept.pop(name, None)
         holder = self.presence.expire(name, asyncio.get_running_loop().time())
         if holder is not None:
             self._announce("left", holder.room, holder.name)
@@ -333,25 +345,74 @@ class ChatService:
         )
 
     async def dm(self, conn: Member, to: str, text: str) -> None:
-        """Send a direct message to ``to`` and echo it to the sender; error if nobody holds it."""
+        """Send a direct message to ``to``; echo it to the sender once delivered or kept.
+
+        A DM to a name in its presence grace is kept (``--dm-keep`` at most) and delivered
+        when the name resumes, on any node. Otherwise the sender gets an error event instead
+        of the echo: ``no_such_user`` if nobody holds the name, ``not_delivered`` if its node
+        does not answer (it died: its names expire within ``--node-ttl``) or the kept DMs are
+        full, ``unavailable`` if Redis is away. Never both, never neither.
+        """
         envelope = {"kind": "dm", "from": conn.name, "to": to, "text": text, "ts": time.time()}
-        if self.cluster is not None and not self.presence.holds(to):
-            try:  # held on another node, perhaps
-                if await self.cluster.holds(to):
+        holder = self.presence.holders.get(to)
+        try:
+            if holder is not None and holder.key is not None:
+                self.dms_in += 1
+                if self.cluster is not None:
+                    self.fanout.fan_out(envelope)  # both ends are here: no need for Redis
+                else:
                     await self.broker.publish(envelope)
-                    return
-            except Unavailable:
-                self._unavailable(conn, "direct message not sent: broker unavailable")
                 return
-        if self.presence.holders.get(to) is None:
-            error = error_event(ErrorCode.NO_SUCH_USER, f"nobody is called {to!r}")
-            self.hub.send(conn, text_frame(error))
+            if holder is not None:
+                answer: str | None = await self._keep(holder, envelope)
+            elif self.cluster is not None and await self.cluster.holds(to):
+                answer = await self.cluster.send_dm(envelope)
+            else:
+                error = error_event(ErrorCode.NO_SUCH_USER, f"nobody is called {to!r}")
+                self.hub.send(conn, text_frame(error))
+                return
+        except Unavailable:
+            self._unavailable(conn, "direct message not sent: broker unavailable")
+            return
+        if answer != "ok":
+            why = "too many kept for them" if answer == "full" else "their server does not answer"
+            detail = f"direct message to {to!r} not delivered: {why}"
+            self.hub.send(conn, text_frame(error_event(ErrorCode.NOT_DELIVERED, detail)))
             return
         self.dms_in += 1
-        if self.cluster is not None:
-            self.fanout.fan_out(envelope)  # both ends are here: no need for Redis
-            return
-        await self.broker.publish(envelope)
+        self.fanout.deliver_dm(envelope, conn.name)
+
+    async def _keep(self, holder: Holder, envelope: Envelope) -> str:
+        """Keep a DM for ``holder`` (here, in its grace) until it resumes: ``ok`` or ``full``.
+
+        Raises ``Unavailable`` if the cluster's Redis cannot take it.
+        """
+        most = self.settings.dm_keep
+        if self.cluster is None:
+            kept = self._kept.setdefault(holder.name, [])
+            if len(kept) >= most:
+                return "full"
+            kept.append(envelope)
+            return "ok"
+        left = (holder.grace_until or 0.0) - asyncio.get_running_loop().time()
+        result = await self.cluster.keep_dm(holder.name, envelope, most, max(0.0, left))
+        return {1: "ok", -1: "full"}.get(result, "gone")
+
+    async def _take_kept(self, name: str) -> list[Envelope]:
+        """Return (and forget) the DMs kept for ``name`` while it was away."""
+        self._resumed.discard(name)
+        if self.cluster is None:
+            return self._kept.pop(name, [])
+        try:
+            return await self.cluster.take_dms(name)
+        except Unavailable as exc:
+            log.warning("DMs kept for %r stay in Redis until they expire: %s", name, exc)
+            return []
+
+    def _forget_kept(self, name: str) -> None:
+        # With a cluster, what was kept for an earlier holder expired with its grace.
+        self._resumed.discard(name)
+        self._kept.pop(name, None)
 
     def _unavailable(self, conn: Member, detail: str) -> None:
         if conn.v1:
@@ -391,3 +452,14 @@ class ChatService:
     def catch_up(self, room: str, replay: Replay) -> None:
         """Deliver what a repair read from the store to ``room``'s v1 members here."""
         self.fanout.catch_up(room, replay)
+
+    async def receive_dm(self, envelope: Envelope) -> str | None:
+        """Deliver or keep a DM from another node; None if its ``to`` is not held here."""
+        holder = self.presence.holders.get(envelope["to"])
+        if holder is None:
+            return None
+        if holder.key is not None:
+            self.fanout.deliver_dm(envelope, envelope["to"])
+            return "ok"
+        answer = await self._keep(holder, envelope)
+        return None if answer == "gone" else answer
