@@ -12,9 +12,12 @@ None with the in-memory broker, where the local ``Presence`` is the whole truth)
   while the subscriber was reconnecting, or one that is late) is repaired from the store
   after ``REPAIR_DELAY_S``, and every local room is repaired when the subscriber comes back.
 
-While Redis is away, nothing here closes a socket: claims are accepted locally (and
-registered by the next heartbeat), presence and DMs between local users carry on, and
-``say`` answers ``unavailable`` (see ``ChatService.say``).
+While Redis is away, nothing here closes a socket: presence and DMs between local users
+carry on, and ``say`` answers ``unavailable`` (see ``ChatService.say``). A new name cannot be
+confirmed then, so it is refused (``claim`` raises ``Unavailable``; the connection is closed
+1013); a name this node already held may be resumed. If Redis comes back without the
+registry and another node registered one of this node's names first, the heartbeat finds it
+lost and this node closes its holder 4009 (``ClusterHost.lose``).
 
 The cluster calls back into the service only through ``ClusterHost``, a protocol defined here
 and satisfied by ``ChatService``: this module imports neither the service nor the fan-out,
@@ -56,6 +59,10 @@ class ClusterHost(Protocol):
 
     def let_go(self, name: str) -> None:
         """Drop ``name`` here, silently: another node took it over with its resume token."""
+        ...
+
+    def lose(self, name: str) -> None:
+        """Drop ``name`` here: the registry gave it to another node. Its connections close 4009."""
         ...
 
     def fan_out_presence(self, kind: str, room: str, name: str) -> None:
@@ -135,12 +142,11 @@ class Cluster:
     # --- names ------------------------------------------------------------------------------
 
     async def claim(self, holder: Holder, offered_token: str | None) -> ClaimOutcome:
-        """Confirm a local claim in the registry; ``moved`` also tells the old node to let go."""
-        try:
-            outcome = await self.registry.claim(holder, offered_token)
-        except Unavailable as exc:
-            log.warning("accepting %r locally: %s", holder.name, exc)
-            return ClaimOutcome("new")
+        """Confirm a local claim in the registry; ``moved`` also tells the old node to let go.
+
+        Raises ``Unavailable`` if Redis is away: a name nobody can confirm is not handed out.
+        """
+        outcome = await self.registry.claim(holder, offered_token)
         if outcome.result == "moved":
             self._send(
                 {
@@ -345,7 +351,11 @@ class Cluster:
         holders = host.holders()
         lost = await self.registry.refresh(holders)
         if lost:
+            # Only after Redis lost the registry (a restart without persistence, a failover):
+            # another node registered the name first. It keeps it; this node lets go.
             log.warning("names now held by another node: %s", ", ".join(sorted(lost)))
+            for name in lost:
+                host.lose(name)
         rooms = host.rooms()
         for room in list(self.mirror):
             if room not in rooms:

@@ -99,6 +99,9 @@ class ChatService:
     async def claim(self, conn: Member, token: str | None, *, shared: bool = False) -> Claim:
         """Give ``conn`` its name, or say it is taken; announce arrivals. Call before ``enter``.
 
+        Raises ``Unavailable`` when the name is new here and the shared registry cannot
+        confirm it (Redis is away): refuse the connection with 1013, try again later.
+
         ``shared``: the connection's name is proven by a signed token, so the same user may
         hold several connections at once (issue 7; on one node only, with the Redis broker).
         """
@@ -135,7 +138,13 @@ class ChatService:
         """Confirm a local claim with the other nodes: taken there, or resumed from there."""
         assert self.cluster is not None and claim.holder is not None
         h = claim.holder
-        outcome = await self.cluster.claim(h, token)
+        try:
+            outcome = await self.cluster.claim(h, token)
+        except Unavailable:
+            if claim.result is ClaimResult.NEW:
+                self.presence.release(conn.name, conn, 0.0, grace=False)
+                raise  # a name nobody can confirm now is not handed out
+            return claim  # this node held the name already: resumed here
         if outcome.result == "taken":
             if claim.result is ClaimResult.NEW:
                 self.presence.release(conn.name, conn, 0.0, grace=False)
@@ -146,6 +155,14 @@ class ChatService:
 
     def let_go(self, name: str) -> None:
         """Another node took ``name`` over with its resume token: drop it here, silently."""
+        self._drop_name(name, CloseCode.REPLACED, "replaced by a newer connection")
+
+    def lose(self, name: str) -> None:
+        """The registry gave ``name`` to another node (it lost this node's claim): drop it."""
+        self._drop_name(name, CloseCode.NAME_TAKEN, "name now held on another server")
+
+    def _drop_name(self, name: str, code: int, reason: str) -> None:
+        """Drop ``name`` here without ``left``: it lives on on another node."""
         timer = self._grace_timers.pop(name, None)
         if timer is not None:
             timer.cancel()
@@ -153,15 +170,16 @@ class ChatService:
         holder = self.presence.holders.get(name)
         if holder is None:
             return
-        conn = holder.key
-        if isinstance(conn, Member):
-            conn.replaced = True
-            conn.close(CloseCode.REPLACED, "replaced by a newer connection")
-            if self.connections_by_name.get(name) is conn:
-                del self.connections_by_name[name]
-            self.presence.release(name, conn, 0.0, grace=False)
-        else:
+        if holder.key is None:
             self.presence.expire(name, float("inf"))
+            return
+        for conn in [holder.key, *holder.extra]:
+            if isinstance(conn, Member):
+                conn.replaced = True
+                conn.close(code, reason)
+                if self.connections_by_name.get(name) is conn:
+                    del self.connections_by_name[name]
+                self.presence.release(name, conn, 0.0, grace=False)
 
     def members(self, room: str) -> list[str]:
         """Return ``room``'s members (on every node, with the Redis broker)."""
