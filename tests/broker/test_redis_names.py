@@ -34,7 +34,7 @@ async def test_names_are_confirmed_by_the_shared_registry_or_refused(
         # Cyrillic look-alikes on the other node: mixed with Latin (4003), or all Cyrillic
         # with the same UTS #39 skeleton as a name held on node a (4009).
         assert (await _refusal(b, "\u0430lice"))[0] == 4003
-        code, reason = await _refusal(b, "\u0441\u043e\u0440\u0435")  # соре
+        code, reason = await _refusal(b, "\u0441\u043e\u0440\u0435")  # Cyrillic es, o, er, ie
         assert (code, "looks like 'cope'" in reason) == (4009, True), reason
 
         # Redis goes away: a new name can be confirmed by nobody, so both nodes refuse it
