@@ -212,6 +212,15 @@ def serve(
             help="Seconds a dropped v1 client keeps its name and place before 'left' is sent.",
         ),
     ] = 5.0,
+    dm_keep: Annotated[
+        int,
+        typer.Option(
+            envvar="WSCHAT_DM_KEEP",
+            min=0,
+            help="DMs kept for a dropped v1 client during its grace, delivered when it resumes;"
+            " more get the error not_delivered.",
+        ),
+    ] = 100,
     secret: Annotated[
         str | None,
         typer.Option(
@@ -410,6 +419,7 @@ def serve(
         replay_count=replay_count,
         replay_max=replay_max,
         presence_grace_s=presence_grace,
+        dm_keep=dm_keep,
         presence_limit=presence_limit,
         secret=secret or None,
         allow_origins=tuple(allow_origin or ()),

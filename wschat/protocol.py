@@ -59,6 +59,7 @@ class ErrorCode(StrEnum):
     BINARY_UNSUPPORTED = "binary_unsupported"
     RATE_LIMITED = "rate_limited"
     UNAVAILABLE = "unavailable"  # Redis down or SQLite locked: the message was not accepted
+    NOT_DELIVERED = "not_delivered"  # a DM whose recipient's node did not answer, or box full
 
 
 # --- the plain text format of the article ---------------------------------------------------

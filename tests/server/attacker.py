@@ -180,30 +180,52 @@ class Peer:
 
 
 def replay_hold(args: argparse.Namespace) -> dict[str, Any]:
-    """Enter a room with ``since=0`` on ``--count`` sockets and leave the replays unread."""
+    """Write to a room from good clients, then hold ``since=0`` replays there unread.
+
+    Stdin drives it: the writers start at once (``{"writers": K}``), the line ``hold``
+    connects the holders (``{"connected": N}``), any other line (or ``--seconds``) ends it.
+    """
+    v1 = "Sec-WebSocket-Protocol: wschat.v1\r\n"
+
+    def upgrade(path: str, rcvbuf: int | None = None) -> socket.socket:
+        sock = connect(args.port, rcvbuf)
+        sock.sendall(upgrade_head(args.port, path, v1))
+        read_upgrade(sock)  # the head only: for a holder, the replay behind it stays unread
+        return sock
+
+    writers = [upgrade(args.writer_path.format(n=n)) for n in range(args.writers)]
+    print(json.dumps({"writers": len(writers)}), flush=True)
     socks: list[socket.socket] = []
-    for n in range(args.count):
-        sock = connect(args.port, args.rcvbuf)
-        sock.sendall(
-            upgrade_head(args.port, args.path.format(n=n), "Sec-WebSocket-Protocol: wschat.v1\r\n")
-        )
-        head = b""
-        while b"\r\n\r\n" not in head:
-            chunk = sock.recv(1)  # the head only: the replay behind it stays unread
-            if not chunk:
-                raise ConnectionError("closed during the handshake")
-            head += chunk
-        if not head.startswith(b"HTTP/1.1 101"):
-            raise ConnectionError(head.decode(errors="replace"))
-        socks.append(sock)
-    print(json.dumps({"connected": len(socks)}), flush=True)
-    select.select([sys.stdin], [], [], args.seconds)
+    said = 0
+    start = time.monotonic()
+    next_at = start
+    while time.monotonic() - start < args.seconds:
+        if select.select([sys.stdin], [], [], 0)[0]:
+            if sys.stdin.readline().strip() != "hold" or socks:
+                break
+            socks = [upgrade(args.path.format(n=n), args.rcvbuf) for n in range(args.count)]
+            print(json.dumps({"connected": len(socks)}), flush=True)
+        if time.monotonic() >= next_at:
+            next_at += args.interval
+            for writer in writers:
+                text = json.dumps({"type": "say", "text": "y" * args.size, "cid": f"w{said}"})
+                writer.sendall(masked_frame(0x1, text.encode()))
+                said += 1
+        for writer in select.select(writers, [], [], 0)[0]:  # their echoes: good readers
+            if not writer.recv(1 << 20):
+                raise ConnectionError("a writer was closed")
+        time.sleep(min(0.005, max(0.0, next_at - time.monotonic())))
+    for writer in writers:  # a clean close: the writers are not the attack
+        writer.sendall(masked_frame(0x8, struct.pack("!H", 1000)))
+        Peer(writer, time.monotonic()).read_until_eof(CLOSE_READ_S)
+        writer.close()
     start = time.monotonic()
     peers = [Peer(sock, start) for sock in socks]
     for peer in peers:
         peer.read_until_eof(CLOSE_READ_S)
         peer.sock.close()
     return {
+        "said": said,
         "close_codes": [peer.close_code for peer in peers],
         "messages": [len(peer.messages) for peer in peers],
     }
@@ -573,6 +595,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--method", default="POST")
     parser.add_argument("--case", action="append", default=[])
     parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument("--writer-path", default="/ws/writer{n}")
+    parser.add_argument("--writers", type=int, default=1)
     parser.add_argument(
         "--go", action="store_true", help="print 'ready', then wait for a line on stdin"
     )

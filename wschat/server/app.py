@@ -29,6 +29,7 @@ from wschat.server.conn.hub import Hub
 from wschat.server.guard import Guard
 from wschat.server.handlers import ChatEndpoint, EchoHandler
 from wschat.server.metrics import CONTENT_TYPE, make_registry, render
+from wschat.server.pool import Pool
 from wschat.server.routing import WebSocketRoutes
 from wschat.server.settings import ServerSettings
 from wschat.server.transport.asgi import ASGIApp, Receive, Scope, Send
@@ -46,18 +47,26 @@ class App:
         await self._entry(scope, receive, send)
 
 
-def create_app(settings: ServerSettings | None = None) -> App:
-    """Return a new app with its own hub; nothing is shared between two apps."""
+def create_app(settings: ServerSettings | None = None, pool_dir: str | None = None) -> App:
+    """Return a new app with its own hub; nothing is shared between two apps.
+
+    ``pool_dir``: this app is one worker of ``wschat serve --workers N``; ``/metrics`` and
+    ``/healthz`` answer for all of them (``pool``).
+    """
     settings = settings or ServerSettings()
     hub = Hub()
     chat = build_chat(hub, settings)
+    pool: Pool | None = None
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await chat.start()
+        writer = None if pool is None else asyncio.get_running_loop().create_task(pool.run())
         try:
             yield
         finally:
+            if writer is not None:
+                writer.cancel()
             await chat.close()
 
     app = FastAPI(
@@ -78,10 +87,14 @@ def create_app(settings: ServerSettings | None = None) -> App:
 
     @app.get("/metrics")
     async def metrics() -> Response:
-        return Response(render(registry), media_type=CONTENT_TYPE)
+        text = render(registry) if pool is None else pool.metrics()
+        return Response(text, media_type=CONTENT_TYPE)
 
     @app.get("/healthz")
     async def healthz() -> dict[str, Any]:
+        return health() if pool is None else pool.health()
+
+    def health() -> dict[str, Any]:
         broker = chat.broker.state()
         return {
             # "degraded": the broker is slow, reconnecting or down (chat may refuse to store).
@@ -99,6 +112,8 @@ def create_app(settings: ServerSettings | None = None) -> App:
             },
         }
 
+    if pool_dir is not None:
+        pool = Pool(pool_dir, registry, health)
     serve_raw_echo = EchoHandler(hub, settings, raw=True)
 
     @app.websocket("/echo")

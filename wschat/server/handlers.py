@@ -20,7 +20,7 @@ from collections.abc import Awaitable
 from starlette.datastructures import QueryParams
 from starlette.websockets import WebSocket
 
-from wschat.errors import ProtocolError
+from wschat.errors import ProtocolError, Unavailable
 from wschat.protocol import (
     DEFAULT_ROOM,
     MAX_EPOCH_CHARS,
@@ -39,7 +39,7 @@ from wschat.protocol import (
     error_event,
 )
 from wschat.ratelimit import RateLimiter, Verdict
-from wschat.rooms import ClaimResult
+from wschat.rooms import Claim, ClaimResult
 from wschat.server.chat.member import Member
 from wschat.server.chat.service import ChatService
 from wschat.server.conn.connection import Connection, peer_of
@@ -49,6 +49,9 @@ from wschat.server.conn.reader import OnFrame, serve_connection
 from wschat.server.guard import LEASE_SCOPE_KEY, TOKEN_EXP_SCOPE_KEY, USER_SCOPE_KEY, Lease
 from wschat.server.settings import ServerSettings
 from wschat.server.transport.asgi import AsgiEvent
+
+# The close reason (1013) of a new name that the shared registry cannot confirm (Redis away).
+UNCONFIRMED_NAME = "name cannot be confirmed now (shared registry unavailable): try again"
 
 log = logging.getLogger("wschat.server")
 
@@ -236,6 +239,14 @@ class ChatEndpoint:
             coalescer=self.chat.hub.coalescer,
         )
 
+    async def _claim(self, websocket: WebSocket, conn: Member, token: str | None) -> Claim | None:
+        """Claim ``conn``'s name; None (the socket closed 1013) if it cannot be confirmed now."""
+        try:
+            return await self.chat.claim(conn, token, shared=_signed_in(websocket, conn.name))
+        except Unavailable:
+            await _refuse(websocket, CloseCode.TRY_AGAIN_LATER, UNCONFIRMED_NAME)
+            return None
+
     def _ended(self, conn: Member, code: int | None) -> None:
         log_close(conn.name, conn.room, conn.peer, code)
         self.chat.leave(conn, code)
@@ -250,7 +261,9 @@ class ChatEndpoint:
             await _refuse(websocket, CloseCode.INVALID_NAME, exc.detail)
             return
         conn = self._member(websocket, name, room, v1=False)
-        claim = await chat.claim(conn, None, shared=_signed_in(websocket, name))
+        claim = await self._claim(websocket, conn, None)
+        if claim is None:
+            return
         if claim.result is ClaimResult.TAKEN:
             await _refuse(websocket, CloseCode.NAME_TAKEN, _taken(name, claim.lookalike))
             return
@@ -284,7 +297,9 @@ class ChatEndpoint:
             )
             return
         conn = self._member(websocket, name, room, v1=True)
-        claim = await chat.claim(conn, params.get("resume"), shared=_signed_in(websocket, name))
+        claim = await self._claim(websocket, conn, params.get("resume"))
+        if claim is None:
+            return
         if claim.result is ClaimResult.TAKEN or claim.holder is None:
             await _refuse(websocket, CloseCode.NAME_TAKEN, _taken(name, claim.lookalike))
             return

@@ -116,14 +116,21 @@ def serve(settings: ServerSettings, announce: Callable[[str], None] | None = Non
     run(settings, sock, on_ready)
 
 
-def run(settings: ServerSettings, sock: socket.socket, on_ready: Callable[[], None]) -> None:
+def run(
+    settings: ServerSettings,
+    sock: socket.socket,
+    on_ready: Callable[[], None],
+    pool_dir: str | None = None,
+) -> None:
     """Serve on the bound ``sock`` until SIGINT/SIGTERM; call ``on_ready()`` once accepting.
+
+    ``pool_dir``: this process is one of ``--workers N`` (see ``pool``).
 
     A SIGTERM is a request to stop: once uvicorn has shut down it hands the signal back to
     the handler it found, which here just returns, so ``wschat serve`` exits 0, not 143.
     """
     signal.signal(signal.SIGTERM, _stopped)
-    app = create_app(settings)
+    app = create_app(settings, pool_dir)
     ws = websocket_protocol(transport_limits(settings))
     config = uvicorn.Config(
         app,

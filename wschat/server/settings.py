@@ -34,6 +34,7 @@ class ServerSettings:
     replay_max: int = 1000  # at most this many (the newest) replayed for a ``since``; then gap
     presence_limit: int = 1000  # rooms bigger than this get no joined/left events
     presence_grace_s: float = 5.0  # a dropped v1 client keeps its name and place this long
+    dm_keep: int = 100  # DMs kept for a name in its grace, delivered when it resumes
     # --- security and abuse limits (issue 7; docs/security.md) ---
     secret: str | None = None  # when set, every chat connection needs a token signed with it
     allow_origins: tuple[str, ...] = ()  # browser origins allowed besides the server's own

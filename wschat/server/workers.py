@@ -6,18 +6,28 @@ The parent binds the socket once, starts N children (``python -m`` this module's
 Redis makes them one chat. The parent forwards SIGTERM/SIGINT (children run in their own
 session, so a terminal's Ctrl-C reaches only the parent), restarts a child that dies, and
 exits when all have stopped. Only for a Redis broker: the CLI refuses it with ``memory``.
+
+Workers die with their parent: each asks the kernel for SIGTERM when its parent dies
+(``prctl(PR_SET_PDEATHSIG)`` on Linux; elsewhere a thread watches the parent's pid), so a
+``kill -9`` of the parent leaves no worker serving unsupervised on the port: they drain and
+exit, and the next ``wschat serve --workers N`` can bind it. ``/metrics`` and ``/healthz``
+answer for every worker (``pool``: snapshots in a directory the parent makes and removes).
 """
 
 from __future__ import annotations
 
+import ctypes
 import dataclasses
 import json
 import os
 import select
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 from types import FrameType
 
@@ -30,16 +40,22 @@ RESTART_DELAY_S = 1.0  # between restarts of a worker that died
 _FD = "WSCHAT_WORKER_FD"
 _READY_FD = "WSCHAT_WORKER_READY_FD"
 _SETTINGS = "WSCHAT_WORKER_SETTINGS"
+_PARENT = "WSCHAT_WORKER_PARENT"
+_POOL = "WSCHAT_WORKER_POOL_DIR"
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+WATCH_PARENT_S = 0.5  # where prctl is missing: how often a worker checks its parent lives
 
 
 class _Worker:
-    def __init__(self, sock: socket.socket, settings: ServerSettings) -> None:
+    def __init__(self, sock: socket.socket, settings: ServerSettings, pool_dir: str) -> None:
         read_end, write_end = os.pipe()
         env = {
             **os.environ,
             _FD: str(sock.fileno()),
             _READY_FD: str(write_end),
             _SETTINGS: json.dumps(dataclasses.asdict(settings)),
+            _PARENT: str(os.getpid()),
+            _POOL: pool_dir,
         }
         code = "from wschat.server.workers import worker_main; worker_main()"
         self.proc = subprocess.Popen(
@@ -81,7 +97,8 @@ def serve_workers(settings: ServerSettings, workers: int) -> None:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    children = [_Worker(sock, settings) for _ in range(workers)]
+    pool_dir = tempfile.mkdtemp(prefix="wschat-workers-")
+    children = [_Worker(sock, settings, pool_dir) for _ in range(workers)]
     try:
         deadline = time.monotonic() + READY_TIMEOUT_S
         for child in children:
@@ -93,7 +110,7 @@ def serve_workers(settings: ServerSettings, workers: int) -> None:
             for i, child in enumerate(children):
                 if child.proc.poll() is not None and not stopping:
                     time.sleep(RESTART_DELAY_S)
-                    children[i] = _Worker(sock, settings)
+                    children[i] = _Worker(sock, settings, pool_dir)
                     children[i].wait_ready(time.monotonic() + READY_TIMEOUT_S)
     finally:
         for child in children:
@@ -106,10 +123,12 @@ def serve_workers(settings: ServerSettings, workers: int) -> None:
                 child.proc.kill()
                 child.proc.wait()
         sock.close()
+        shutil.rmtree(pool_dir, ignore_errors=True)
 
 
 def worker_main() -> None:
     """Entry point of one worker: serve on the inherited socket, say ready on the pipe."""
+    _die_with_parent(int(os.environ[_PARENT]))
     settings = ServerSettings(**json.loads(os.environ[_SETTINGS]))
     sock = socket.socket(fileno=int(os.environ[_FD]))
     ready_fd = int(os.environ[_READY_FD])
@@ -118,4 +137,22 @@ def worker_main() -> None:
         os.write(ready_fd, b"ready\n")
         os.close(ready_fd)
 
-    run(settings, sock, on_ready)
+    run(settings, sock, on_ready, os.environ[_POOL])
+
+
+def _die_with_parent(parent: int) -> None:
+    """Have this worker sent SIGTERM when ``parent`` (the ``--workers`` process) dies."""
+    if sys.platform == "linux":
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0:
+            raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
+    else:
+        threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
+    if os.getppid() != parent:  # it died before we asked
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _watch_parent(parent: int) -> None:
+    while os.getppid() == parent:
+        time.sleep(WATCH_PARENT_S)
+    os.kill(os.getpid(), signal.SIGTERM)

@@ -12,9 +12,12 @@ None with the in-memory broker, where the local ``Presence`` is the whole truth)
   while the subscriber was reconnecting, or one that is late) is repaired from the store
   after ``REPAIR_DELAY_S``, and every local room is repaired when the subscriber comes back.
 
-While Redis is away, nothing here closes a socket: claims are accepted locally (and
-registered by the next heartbeat), presence and DMs between local users carry on, and
-``say`` answers ``unavailable`` (see ``ChatService.say``).
+While Redis is away, nothing here closes a socket: presence and DMs between local users
+carry on, and ``say`` answers ``unavailable`` (see ``ChatService.say``). A new name cannot be
+confirmed then, so it is refused (``claim`` raises ``Unavailable``; the connection is closed
+1013); a name this node already held may be resumed. If Redis comes back without the
+registry and another node registered one of this node's names first, the heartbeat finds it
+lost and this node closes its holder 4009 (``ClusterHost.lose``).
 
 The cluster calls back into the service only through ``ClusterHost``, a protocol defined here
 and satisfied by ``ChatService``: this module imports neither the service nor the fan-out,
@@ -26,7 +29,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
+import secrets
 from collections.abc import Coroutine
 from typing import Any, Protocol
 
@@ -42,6 +47,7 @@ log = logging.getLogger("wschat.cluster")
 REPAIR_DELAY_S = 0.2  # a missing id usually arrives within this; then no store read is needed
 REPAIR_ROUNDS = 5  # bounded: more gaps after this many reads wait for the next trigger
 MAX_BACKGROUND_TASKS = 10_000  # fire-and-forget registry writes in flight before we drop some
+DM_ANSWER_S = 2.0  # a DM to a name held on another node waits this long for that node's answer
 
 
 class ClusterHost(Protocol):
@@ -53,6 +59,10 @@ class ClusterHost(Protocol):
 
     def let_go(self, name: str) -> None:
         """Drop ``name`` here, silently: another node took it over with its resume token."""
+        ...
+
+    def lose(self, name: str) -> None:
+        """Drop ``name`` here: the registry gave it to another node. Its connections close 4009."""
         ...
 
     def fan_out_presence(self, kind: str, room: str, name: str) -> None:
@@ -70,6 +80,11 @@ class ClusterHost(Protocol):
     def catch_up(self, room: str, replay: Replay) -> bool:
         """Deliver what a repair read from the store to ``room``'s v1 members here; return
         whether the room's epoch changed under them (read again, from its base)."""
+        ...
+
+    async def receive_dm(self, envelope: Envelope) -> str | None:
+        """Deliver or keep a DM from another node: ``ok``, ``full`` (not kept), or None when
+        its ``to`` is not held here (then nothing is answered)."""
         ...
 
 
@@ -95,6 +110,8 @@ class Cluster:
         self._outgoing: asyncio.Queue[Envelope] = asyncio.Queue(MAX_BACKGROUND_TASKS)
         self._host: ClusterHost | None = None
         self._wake = asyncio.Event()
+        self._answers: dict[str, asyncio.Future[str]] = {}  # DM request id -> its answer
+        self._keeping: dict[str, set[asyncio.Task[int]]] = {}  # name -> DM writes in flight
 
     @property
     def host(self) -> ClusterHost:
@@ -126,12 +143,11 @@ class Cluster:
     # --- names ------------------------------------------------------------------------------
 
     async def claim(self, holder: Holder, offered_token: str | None) -> ClaimOutcome:
-        """Confirm a local claim in the registry; ``moved`` also tells the old node to let go."""
-        try:
-            outcome = await self.registry.claim(holder, offered_token)
-        except Unavailable as exc:
-            log.warning("accepting %r locally: %s", holder.name, exc)
-            return ClaimOutcome("new")
+        """Confirm a local claim in the registry; ``moved`` also tells the old node to let go.
+
+        Raises ``Unavailable`` if Redis is away: a name nobody can confirm is not handed out.
+        """
+        outcome = await self.registry.claim(holder, offered_token)
         if outcome.result == "moved":
             self._send(
                 {
@@ -169,13 +185,23 @@ class Cluster:
         return sorted(self.mirror.get(room, set()).union(local))
 
     async def refresh_room(self, room: str) -> None:
-        """Load ``room``'s members from the registry into the mirror (bounded, may fail)."""
+        """Load ``room``'s members from the registry into the mirror (bounded, may fail).
+
+        Members already here are told the difference (``joined``/``left``), as on a
+        heartbeat: replacing the mirror silently would leave their event streams behind
+        ``who`` (issue 14).
+        """
+        started = asyncio.get_running_loop().time()
         try:
             fetched = await self.registry.members([room])
         except Unavailable:
             self.mirror.setdefault(room, set())
             return
-        self.mirror[room] = fetched[room]
+        known = self.mirror.get(room)
+        if known is None:
+            self.mirror[room] = fetched[room]  # nobody here was told anything of this room
+            return
+        self._reconcile(room, known, fetched[room], started)
 
     def accept(self, envelope: Envelope) -> bool:
         """Filter an envelope from the broker: return whether to fan it out locally."""
@@ -190,6 +216,16 @@ class Cluster:
         if kind == "takeover":
             if envelope.get("old") == self.node:
                 self.host.let_go(envelope["name"])
+            return False
+        if kind == "dm" and "req" in envelope:
+            if envelope.get("node") != self.node:
+                self._spawn(self._receive_dm(envelope), limit=False)
+            return False
+        if kind == "dm-answer":
+            if envelope.get("node") == self.node:
+                future = self._answers.get(envelope["req"])
+                if future is not None and not future.done():
+                    future.set_result(envelope["answer"])
             return False
         return True
 
@@ -207,6 +243,60 @@ class Cluster:
                 return False
             names.discard(name)
         return True
+
+    # --- direct messages --------------------------------------------------------------------
+
+    async def send_dm(self, envelope: Envelope) -> str | None:
+        """Send a DM to a name held on another node and return that node's answer: ``ok``
+        (delivered, or kept for its resume) or ``full``; None if no node answered within
+        ``DM_ANSWER_S`` (a node that died, or one that let the name go meanwhile).
+
+        Raises ``Unavailable`` if Redis is away (nothing was sent).
+        """
+        req = secrets.token_hex(8)
+        future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self._answers[req] = future
+        try:
+            await self.broker.publish({**envelope, "req": req, "node": self.node})
+            async with asyncio.timeout(DM_ANSWER_S):
+                return await future
+        except TimeoutError:
+            return None
+        finally:
+            del self._answers[req]
+
+    async def _receive_dm(self, envelope: Envelope) -> None:
+        answer = await self.host.receive_dm(envelope)
+        if answer is not None:
+            self._send(
+                {
+                    "kind": "dm-answer",
+                    "req": envelope["req"],
+                    "node": envelope["node"],
+                    "answer": answer,
+                }
+            )
+
+    async def keep_dm(self, name: str, envelope: Envelope, most: int, ttl_s: float) -> int:
+        """Keep a DM for ``name`` (held here, in its grace) until it resumes on any node; return
+        1 kept, 0 no longer held here, -1 ``most`` already kept. Raises ``Unavailable``."""
+        dm = json.dumps({k: envelope[k] for k in ("from", "to", "text", "ts")})
+        task = asyncio.get_running_loop().create_task(self.registry.keep_dm(name, dm, most, ttl_s))
+        writes = self._keeping.setdefault(name, set())
+        writes.add(task)
+        try:
+            return await task
+        finally:
+            writes.discard(task)
+            if not writes:
+                self._keeping.pop(name, None)
+
+    async def take_dms(self, name: str) -> list[Envelope]:
+        """Return the DMs kept for ``name`` (once its writes here have landed) and forget them."""
+        writes = self._keeping.get(name)
+        if writes:
+            await asyncio.wait(set(writes))
+        return [{"kind": "dm", **json.loads(dm)} for dm in await self.registry.take_dms(name)]
 
     # --- message order and repair -----------------------------------------------------------
 
@@ -263,26 +353,43 @@ class Cluster:
         holders = host.holders()
         lost = await self.registry.refresh(holders)
         if lost:
+            # Only after Redis lost the registry (a restart without persistence, a failover):
+            # another node registered the name first. It keeps it; this node lets go.
             log.warning("names now held by another node: %s", ", ".join(sorted(lost)))
+            for name in lost:
+                host.lose(name)
         rooms = host.rooms()
         for room in list(self.mirror):
             if room not in rooms:
                 del self.mirror[room]
         started = asyncio.get_running_loop().time()
         fetched = await self.registry.members(rooms)
-        local = {h.name for h in host.holders()}
         for room, names in fetched.items():
-            known = self.mirror.setdefault(room, set())
-            for name in sorted(known - names):
-                if name not in local and self._touched.get((room, name), 0.0) < started:
-                    known.discard(name)
-                    host.fan_out_presence("left", room, name)
-            for name in sorted(names - known):
-                if name not in local and self._touched.get((room, name), 0.0) < started:
-                    known.add(name)
-                    host.fan_out_presence("joined", room, name)
+            self._reconcile(room, self.mirror.setdefault(room, set()), names, started)
         horizon = started - 10 * self.heartbeat_s
         self._touched = {k: t for k, t in self._touched.items() if t >= horizon}
+
+    def _reconcile(self, room: str, known: set[str], names: set[str], started: float) -> None:
+        """Bring ``known`` (the mirror of ``room``) to ``names``, read from the registry since
+        ``started``, telling this node's members each difference.
+
+        This node's own names are its presence's to announce, and a name whose envelope came
+        after ``started`` is newer than the read: both are left alone.
+        """
+        changed = known ^ names
+        if not changed:
+            return
+        host = self.host
+        local = {h.name for h in host.holders()}
+        for name in sorted(changed):
+            if name in local or self._touched.get((room, name), 0.0) >= started:
+                continue
+            if name in known:
+                known.discard(name)
+                host.fan_out_presence("left", room, name)
+            else:
+                known.add(name)
+                host.fan_out_presence("joined", room, name)
 
     # --- background writes ------------------------------------------------------------------
 

@@ -212,9 +212,13 @@ class Fanout:
         return [room for room in self.hub.rooms if any(c.v1 for c in self.members(room))]
 
     def _deliver_dm(self, env: Envelope) -> None:
+        self.deliver_dm(env, env["to"], env["from"])
+
+    def deliver_dm(self, env: Envelope, *names: str) -> None:
+        """Deliver the DM ``env`` to every connection of ``names`` here."""
         receivers: list[tuple[Member, Outgoing]] = []
         v1_frame = text_frame(dm_event(env["from"], env["to"], env["text"], env["ts"]))
-        for name in dict.fromkeys((env["to"], env["from"])):
+        for name in dict.fromkeys(names):
             for conn in self.connections_of(name):
                 if conn.v1:
                     receivers.append((conn, v1_frame))

@@ -14,6 +14,9 @@ which Redis Cluster would not allow.
 It is the ``Cluster``'s (``chat.cluster``) and lives beside it: it is not a broker. Imports
 redis-py, ``wschat.broker.redis`` (the key prefix) and the core; commands that cannot reach
 Redis raise ``Unavailable``.
+
+DMs for a name in its presence grace wait in a list ``wschat:dms:NAME`` until the name is
+resumed on any node (``keep_dm``/``take_dms``), expiring with the grace.
 """
 
 from __future__ import annotations
@@ -145,6 +148,24 @@ return out
 """
 )
 
+# KEYS: the name's hash, its kept-DM list. ARGV: node, DM (JSON), most, ttl_ms. Keeps a DM for
+# a name in its presence grace, only while this node holds it (a node that took it over has
+# already read the list): 1 kept, 0 not held here, -1 the list is full.
+_KEEP_DM = """
+if redis.call('HGET', KEYS[1], 'node') ~= ARGV[1] then return 0 end
+if redis.call('LLEN', KEYS[2]) >= tonumber(ARGV[3]) then return -1 end
+redis.call('RPUSH', KEYS[2], ARGV[2])
+redis.call('PEXPIRE', KEYS[2], ARGV[4])
+return 1
+"""
+
+# KEYS: a kept-DM list. Returns it and deletes it, at once.
+_TAKE_DMS = """
+local out = redis.call('LRANGE', KEYS[1], 0, -1)
+redis.call('DEL', KEYS[1])
+return out
+"""
+
 REFRESH_BATCH = 500  # names per refresh script call: keeps each script short for Redis
 
 
@@ -167,6 +188,8 @@ class RedisRegistry:
         self._refresh = client.register_script(_REFRESH)
         self._release = client.register_script(_RELEASE)
         self._members = client.register_script(_MEMBERS)
+        self._keep_dm = client.register_script(_KEEP_DM)
+        self._take_dms = client.register_script(_TAKE_DMS)
 
     async def claim(self, holder: Holder, offered_token: str | None) -> ClaimOutcome:
         """Take ``holder.name`` for this node unless another node holds it.
@@ -224,6 +247,18 @@ class RedisRegistry:
             return bool(await self.client.exists(f"{KEY_PREFIX}name:{name}"))
         except REDIS_DOWN as exc:
             raise Unavailable(f"redis registry unavailable: {exc}") from None
+
+    async def keep_dm(self, name: str, dm: str, most: int, ttl_s: float) -> int:
+        """Keep ``dm`` (JSON) for ``name``'s resume if this node holds it and fewer than ``most``
+        are kept; return 1 kept, 0 not held here, -1 full. The list expires after ``ttl_s``."""
+        keys = [f"{KEY_PREFIX}name:{name}", f"{KEY_PREFIX}dms:{name}"]
+        ttl_ms = max(1, round(ttl_s * 1000))
+        return int(await self._run(self._keep_dm, keys, [self.node, dm, most, ttl_ms]))
+
+    async def take_dms(self, name: str) -> list[str]:
+        """Return the DMs kept for ``name`` (JSON, oldest first) and forget them."""
+        reply = await self._run(self._take_dms, [f"{KEY_PREFIX}dms:{name}"], [])
+        return [str(item) for item in reply]
 
     async def _run(self, script: Any, keys: list[str], args: list[Any]) -> Any:
         try:

@@ -24,12 +24,13 @@ import logging
 import time
 
 from wschat import __version__
-from wschat.broker import Broker
+from wschat.broker import Broker, Envelope
 from wschat.errors import Unavailable
 from wschat.protocol import (
     SUBPROTOCOL,
     CloseCode,
     ErrorCode,
+    dm_event,
     epoch_event,
     error_event,
     members_event,
@@ -74,6 +75,9 @@ class ChatService:
         self.messages_in = 0
         self.dms_in = 0
         self._grace_timers: dict[str, asyncio.TimerHandle] = {}
+        # DMs to a name in its grace, delivered when it resumes (with a cluster: in Redis).
+        self._kept: dict[str, list[Envelope]] = {}
+        self._resumed: set[str] = set()  # names resumed by ``claim``, not yet ``enter``ed
         self.expiries = Expiries()  # connections opened with a token close 4011 at its exp
 
     async def start(self) -> None:
@@ -96,6 +100,9 @@ class ChatService:
     async def claim(self, conn: Member, token: str | None, *, shared: bool = False) -> Claim:
         """Give ``conn`` its name, or say it is taken; announce arrivals. Call before ``enter``.
 
+        Raises ``Unavailable`` when the name is new here and the shared registry cannot
+        confirm it (Redis is away): refuse the connection with 1013, try again later.
+
         ``shared``: the connection's name is proven by a signed token, so the same user may
         hold several connections at once (issue 7; on one node only, with the Redis broker).
         """
@@ -116,6 +123,10 @@ class ChatService:
             old.replaced = True
             old.close(CloseCode.REPLACED, "replaced by a newer connection")
         self.connections_by_name[conn.name] = conn
+        if claim.result is ClaimResult.RESUMED:
+            self._resumed.add(conn.name)
+        else:
+            self._forget_kept(conn.name)
         if claim.result is ClaimResult.NEW:
             self._announce("joined", conn.room, conn.name)
         elif claim.previous_room != conn.room:
@@ -128,7 +139,13 @@ class ChatService:
         """Confirm a local claim with the other nodes: taken there, or resumed from there."""
         assert self.cluster is not None and claim.holder is not None
         h = claim.holder
-        outcome = await self.cluster.claim(h, token)
+        try:
+            outcome = await self.cluster.claim(h, token)
+        except Unavailable:
+            if claim.result is ClaimResult.NEW:
+                self.presence.release(conn.name, conn, 0.0, grace=False)
+                raise  # a name nobody can confirm now is not handed out
+            return claim  # this node held the name already: resumed here
         if outcome.result == "taken":
             if claim.result is ClaimResult.NEW:
                 self.presence.release(conn.name, conn, 0.0, grace=False)
@@ -139,21 +156,31 @@ class ChatService:
 
     def let_go(self, name: str) -> None:
         """Another node took ``name`` over with its resume token: drop it here, silently."""
+        self._drop_name(name, CloseCode.REPLACED, "replaced by a newer connection")
+
+    def lose(self, name: str) -> None:
+        """The registry gave ``name`` to another node (it lost this node's claim): drop it."""
+        self._drop_name(name, CloseCode.NAME_TAKEN, "name now held on another server")
+
+    def _drop_name(self, name: str, code: int, reason: str) -> None:
+        """Drop ``name`` here without ``left``: it lives on on another node."""
         timer = self._grace_timers.pop(name, None)
         if timer is not None:
             timer.cancel()
+        self._kept.pop(name, None)  # the node that took it over reads the kept DMs in Redis
         holder = self.presence.holders.get(name)
         if holder is None:
             return
-        conn = holder.key
-        if isinstance(conn, Member):
-            conn.replaced = True
-            conn.close(CloseCode.REPLACED, "replaced by a newer connection")
-            if self.connections_by_name.get(name) is conn:
-                del self.connections_by_name[name]
-            self.presence.release(name, conn, 0.0, grace=False)
-        else:
+        if holder.key is None:
             self.presence.expire(name, float("inf"))
+            return
+        for conn in [holder.key, *holder.extra]:
+            if isinstance(conn, Member):
+                conn.replaced = True
+                conn.close(code, reason)
+                if self.connections_by_name.get(name) is conn:
+                    del self.connections_by_name[name]
+                self.presence.release(name, conn, 0.0, grace=False)
 
     def members(self, room: str) -> list[str]:
         """Return ``room``'s members (on every node, with the Redis broker)."""
@@ -178,6 +205,7 @@ class ChatService:
         room = conn.room
         conn.pending = []
         self.hub.join(conn, room)
+        kept = await self._take_kept(conn.name) if conn.name in self._resumed else []
         if self.cluster is not None:
             await self.cluster.refresh_room(room)
         try:
@@ -238,6 +266,7 @@ class ChatService:
                     break
                 conn.last_id = msg.id
                 batch.append(text_frame(msg.event()))
+        batch += [text_frame(dm_event(d["from"], d["to"], d["text"], d["ts"])) for d in kept]
         if frames:
             self.replays += 1
             self.replayed += len(frames)
@@ -301,6 +330,7 @@ class ChatService:
 
     def _expire(self, name: str) -> None:
         self._grace_timers.pop(name, None)
+        self._kept.pop(name, None)
         holder = self.presence.expire(name, asyncio.get_running_loop().time())
         if holder is not None:
             self._announce("left", holder.room, holder.name)
@@ -354,25 +384,74 @@ class ChatService:
         )
 
     async def dm(self, conn: Member, to: str, text: str) -> None:
-        """Send a direct message to ``to`` and echo it to the sender; error if nobody holds it."""
+        """Send a direct message to ``to``; echo it to the sender once delivered or kept.
+
+        A DM to a name in its presence grace is kept (``--dm-keep`` at most) and delivered
+        when the name resumes, on any node. Otherwise the sender gets an error event instead
+        of the echo: ``no_such_user`` if nobody holds the name, ``not_delivered`` if its node
+        does not answer (it died: its names expire within ``--node-ttl``) or the kept DMs are
+        full, ``unavailable`` if Redis is away. Never both, never neither.
+        """
         envelope = {"kind": "dm", "from": conn.name, "to": to, "text": text, "ts": time.time()}
-        if self.cluster is not None and not self.presence.holds(to):
-            try:  # held on another node, perhaps
-                if await self.cluster.holds(to):
+        holder = self.presence.holders.get(to)
+        try:
+            if holder is not None and holder.key is not None:
+                self.dms_in += 1
+                if self.cluster is not None:
+                    self.fanout.fan_out(envelope)  # both ends are here: no need for Redis
+                else:
                     await self.broker.publish(envelope)
-                    return
-            except Unavailable:
-                self._unavailable(conn, "direct message not sent: broker unavailable")
                 return
-        if self.presence.holders.get(to) is None:
-            error = error_event(ErrorCode.NO_SUCH_USER, f"nobody is called {to!r}")
-            self.hub.send(conn, text_frame(error))
+            if holder is not None:
+                answer: str | None = await self._keep(holder, envelope)
+            elif self.cluster is not None and await self.cluster.holds(to):
+                answer = await self.cluster.send_dm(envelope)
+            else:
+                error = error_event(ErrorCode.NO_SUCH_USER, f"nobody is called {to!r}")
+                self.hub.send(conn, text_frame(error))
+                return
+        except Unavailable:
+            self._unavailable(conn, "direct message not sent: broker unavailable")
+            return
+        if answer != "ok":
+            why = "too many kept for them" if answer == "full" else "their server does not answer"
+            detail = f"direct message to {to!r} not delivered: {why}"
+            self.hub.send(conn, text_frame(error_event(ErrorCode.NOT_DELIVERED, detail)))
             return
         self.dms_in += 1
-        if self.cluster is not None:
-            self.fanout.fan_out(envelope)  # both ends are here: no need for Redis
-            return
-        await self.broker.publish(envelope)
+        self.fanout.deliver_dm(envelope, conn.name)
+
+    async def _keep(self, holder: Holder, envelope: Envelope) -> str:
+        """Keep a DM for ``holder`` (here, in its grace) until it resumes: ``ok`` or ``full``.
+
+        Raises ``Unavailable`` if the cluster's Redis cannot take it.
+        """
+        most = self.settings.dm_keep
+        if self.cluster is None:
+            kept = self._kept.setdefault(holder.name, [])
+            if len(kept) >= most:
+                return "full"
+            kept.append(envelope)
+            return "ok"
+        left = (holder.grace_until or 0.0) - asyncio.get_running_loop().time()
+        result = await self.cluster.keep_dm(holder.name, envelope, most, max(0.0, left))
+        return {1: "ok", -1: "full"}.get(result, "gone")
+
+    async def _take_kept(self, name: str) -> list[Envelope]:
+        """Return (and forget) the DMs kept for ``name`` while it was away."""
+        self._resumed.discard(name)
+        if self.cluster is None:
+            return self._kept.pop(name, [])
+        try:
+            return await self.cluster.take_dms(name)
+        except Unavailable as exc:
+            log.warning("DMs kept for %r stay in Redis until they expire: %s", name, exc)
+            return []
+
+    def _forget_kept(self, name: str) -> None:
+        # With a cluster, what was kept for an earlier holder expired with its grace.
+        self._resumed.discard(name)
+        self._kept.pop(name, None)
 
     def _unavailable(self, conn: Member, detail: str) -> None:
         if conn.v1:
@@ -413,3 +492,14 @@ class ChatService:
         """Deliver what a repair read from the store to ``room``'s v1 members here; return
         whether some were moved to a new epoch."""
         return self.fanout.catch_up(room, replay)
+
+    async def receive_dm(self, envelope: Envelope) -> str | None:
+        """Deliver or keep a DM from another node; None if its ``to`` is not held here."""
+        holder = self.presence.holders.get(envelope["to"])
+        if holder is None:
+            return None
+        if holder.key is not None:
+            self.fanout.deliver_dm(envelope, envelope["to"])
+            return "ok"
+        answer = await self._keep(holder, envelope)
+        return None if answer == "gone" else answer
