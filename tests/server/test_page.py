@@ -95,7 +95,9 @@ def v1(server: Server, name: str, **query: Any) -> Iterator[ClientConnection]:
     """Connect a wschat.v1 client as ``name`` (its welcome read); close it on exit."""
     qs = "&".join(f"{k}={quote(str(v))}" for k, v in query.items())
     url = f"{server.ws}/ws/{quote(name, safe='')}?{qs}"
-    with ws_connect(url, subprotocols=["wschat.v1"], open_timeout=5) as ws:  # type: ignore[list-item]
+    # max_queue=None: a test that leaves events unread still closes at once (with the default
+    # 16 the reader stops, never sees the server's close frame and waits out close_timeout).
+    with ws_connect(url, subprotocols=["wschat.v1"], open_timeout=5, max_queue=None) as ws:  # type: ignore[list-item]
         welcome = json.loads(ws.recv(timeout=5))
         assert welcome["type"] == "welcome", welcome
         yield ws
@@ -339,3 +341,139 @@ def test_a_page_and_the_terminal_client_chat(server: Server, context: BrowserCon
         term.wait(15)
         term.stdout.close()
     expect(page.locator("#members li")).to_have_text(["alice"])
+
+
+# --- issue 16: the page as a chat app --------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """One ``wschat serve`` for the issue-16 tests below (each uses its own room)."""
+    from tests.conftest import start_server
+
+    server = start_server(tmp_path_factory.mktemp("page"))
+    yield server
+    server.stop(signal.SIGKILL)
+    if server.proc.stdout is not None:
+        server.proc.stdout.close()
+
+
+def events_until_message(ws: ClientConnection) -> list[dict[str, Any]]:
+    """Every event up to and including the next ``message``."""
+    seen = [json.loads(ws.recv(timeout=5))]
+    while seen[-1]["type"] != "message":
+        seen.append(json.loads(ws.recv(timeout=5)))
+    return seen
+
+
+def test_a_reload_resumes_the_session_and_the_form_hides(
+    shared: Server, context: BrowserContext
+) -> None:
+    """Reloading a bookmarked /?name=rita keeps the name: no "taken", nobody sees a leave/join;
+    the join form is gone while joined (it stayed visible and a second Join left a ghost)."""
+    with v1(shared, "bob", room="reload") as bob:
+        page = context.new_page()
+        page.goto(f"{shared.http}/?name=rita&room=reload")
+        expect(page.locator("#state")).to_have_text("connected as rita in #reload")
+        expect(page.locator("#login")).to_be_hidden()
+        assert next_of(bob, "joined")["name"] == "rita"
+        page.reload()
+        expect(page.locator("#state")).to_have_text("connected as rita in #reload")
+        expect(page.locator("#login")).to_be_hidden()
+        expect(page.locator("#messages li.error")).to_have_count(0)
+        send(page, "back after a reload")
+        seen = events_until_message(bob)
+        assert [(e["type"], e.get("text")) for e in seen] == [("message", "back after a reload")]
+        expect(page.locator("#members li")).to_have_text(["bob", "rita"])
+
+
+def errors(page: Page) -> Any:
+    return page.locator("#messages li.error .text")
+
+
+def enter(page: Page, text: str) -> None:
+    """Type ``text`` and press Enter; a refused line stays in the box."""
+    page.fill("#input", text)
+    page.press("#input", "Enter")
+
+
+def test_commands_long_input_scrolling_copy_and_unread(
+    shared: Server, context: BrowserContext
+) -> None:
+    """Unknown commands and over-long input are answered on the page and never sent; //
+    escapes; /help, /who and /nick answer; the "new messages" cue, copied lines, the unread
+    count in the title, nick colours, date separators, DMs kept across /join."""
+    console: list[str] = []
+    context.grant_permissions(["clipboard-read", "clipboard-write"], origin=shared.http)
+    with v1(shared, "bob", room="cmd") as bob:
+        page = open_chat(context, shared, "alice", "cmd")
+        page.on("console", lambda msg: console.append(msg.text))
+        expect(page.locator("#empty")).to_have_text("No messages in #cmd yet. Say hello!")
+        enter(page, "/mgs bob the wifi password is hunter2")
+        expect(errors(page).last).to_contain_text("unknown command /mgs (did you mean /msg?)")
+        enter(page, "/nick bobby")
+        expect(errors(page).last).to_contain_text("a name cannot change")
+        send(page, "/help")
+        expect(page.locator("#messages li.system .text")).to_contain_text(
+            ["/msg NAME TEXT \u2013 send a direct message"]
+        )
+        send(page, "/who")
+        expect(page.locator("#messages li.system .text").last).to_have_text(
+            "members of #cmd (2): alice, bob"
+        )
+        page.fill("#input", "x" * 60_000)  # a long paste: refused, never cut
+        expect(page.locator("#counter")).to_have_text("60000/4000")
+        page.press("#input", "Enter")
+        expect(errors(page).last).to_contain_text("too long: 60000 characters")
+        assert len(page.input_value("#input")) == 60_000
+        send(page, "//slash text")
+        assert next_of(bob, "message")["text"] == "/slash text"  # the first and only one
+
+        # Scrolled up, a new line shows the cue; sending jumps to the bottom.
+        for n in range(30):
+            say(bob, f"line {n}")
+        expect(page.locator("#messages li.message .text").last).to_have_text("line 29")
+        page.eval_on_selector("#messages", "box => { box.scrollTop = 0; }")
+        say(bob, "below the fold")
+        expect(page.locator("#jump")).to_be_visible()
+        send(page, "mine")
+        expect(page.locator("#jump")).to_be_hidden()
+        expect(page.locator("#messages li.message .text").last).to_be_in_viewport()
+
+        # Copying two lines gives "time name: text" lines.
+        page.eval_on_selector(
+            "#messages",
+            """box => { const lines = box.querySelectorAll("li.message");
+                const range = document.createRange();
+                range.setStartBefore(lines[lines.length - 2]);
+                range.setEndAfter(lines[lines.length - 1]);
+                getSelection().removeAllRanges(); getSelection().addRange(range); }""",
+        )
+        page.keyboard.press("Control+C")
+        copied = page.evaluate("navigator.clipboard.readText()").strip().splitlines()
+        assert [re.sub(r"^\d\d:\d\d:\d\d ", "", x) for x in copied] == [
+            "bob: below the fold",
+            "alice: mine",
+        ], copied
+        assert all(re.match(r"\d\d:\d\d:\d\d \S", x) for x in copied), copied
+
+        # Unread lines count in the title while the tab is hidden.
+        page.evaluate("""() => { Object.defineProperty(document, "hidden", {value: true,
+            configurable: true}); }""")
+        say(bob, "while you were away")
+        expect(page).to_have_title("(1) #cmd \u2013 wschat")
+        page.evaluate("""() => { Object.defineProperty(document, "hidden", {value: false,
+            configurable: true}); document.dispatchEvent(new Event("visibilitychange")); }""")
+        expect(page).to_have_title("#cmd \u2013 wschat")
+
+        froms = page.locator("#messages li.message .from")
+        assert re.search(r"\bnick-\d\b", froms.first.get_attribute("class") or "")
+        expect(page.locator("#messages li.day")).to_have_count(1)
+
+        bob.send(json.dumps({"type": "dm", "to": "alice", "text": "kept across rooms"}))
+        expect(page.locator("#messages li.dm .text")).to_have_text(["kept across rooms"])
+        send(page, "/join elsewhere")
+        expect(page.locator("#room-title")).to_have_text("#elsewhere")
+        expect(page.locator("#messages li.dm .text")).to_have_text(["kept across rooms"])
+        expect(page.locator("#empty")).to_have_text("No messages in #elsewhere yet. Say hello!")
+    assert not [x for x in console if "Content Security Policy" in x], console
