@@ -209,6 +209,10 @@ def test_page_recovers_after_a_restart_without_loss(
     db = str(tmp_path / "history.sqlite3")
     first, page = page_then_stop(server_factory, context, db)
     expect(page.locator("#state")).to_contain_text("reconnecting in")
+    # Lines typed while offline are queued, shown as such, and sent once on reconnect.
+    send(page, "q1")
+    send(page, "/me q2")
+    expect(page.locator("#messages li.pending .text")).to_have_text(["q1", "* alice q2"])
     time.sleep(1.5)  # stay down long enough for the page's backoff to grow past a restart
 
     second: Server = server_factory("--db", db, "--port", str(first.port))
@@ -216,12 +220,13 @@ def test_page_recovers_after_a_restart_without_loss(
         for text in ("m2", "m3", "m4"):
             say(carol, text)
         expect(page.locator("#state")).to_have_attribute("data-state", "connected")
+        expect(page.locator("#messages li.pending")).to_have_count(0)
         say(carol, "m5")
-        expect(page.locator("#messages li.message .text")).to_have_text(
-            ["m1", "m2", "m3", "m4", "m5"]
-        )
+        expect(page.locator("#messages li.message .text").last).to_have_text("m5")
+    shown = sorted(page.locator("#messages li.message .text").all_inner_texts())
+    assert shown == ["* alice q2", "m1", "m2", "m3", "m4", "m5", "q1"]
     ids = page.locator("#messages li.message").evaluate_all("els => els.map(e => e.dataset.id)")
-    assert ids == ["1", "2", "3", "4", "5"]
+    assert ids == ["1", "2", "3", "4", "5", "6", "7"]  # each queued line stored exactly once
     # The page came back with ?since= and its resume token (redacted in the log).
     second.stop(signal.SIGTERM)
     assert re.search(r"WebSocket /ws/alice\?room=r&since=1&resume=\*\*\*", second.log())
@@ -477,3 +482,102 @@ def test_commands_long_input_scrolling_copy_and_unread(
         expect(page.locator("#messages li.dm .text")).to_have_text(["kept across rooms"])
         expect(page.locator("#empty")).to_have_text("No messages in #elsewhere yet. Say hello!")
     assert not [x for x in console if "Content Security Policy" in x], console
+
+
+# The WCAG 2 contrast of every visible text node's element against the first opaque background
+# behind it, and of the input's placeholder; computed from the page's computed styles.
+CONTRAST_JS = """() => {
+  const rgba = (c) => { const v = c.match(/[\\d.]+/g).map(Number); return v.length > 3 ? v : [...v, 1]; };
+  const lum = ([r, g, b]) => {
+    const f = (v) => { v /= 255; return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; };
+    return 0.2126 * f(r) + 0.7152 * f(g) + 0.0722 * f(b);
+  };
+  const ratio = (a, b) => { const [x, y] = [lum(a), lum(b)].sort((p, q) => q - p); return (x + 0.05) / (y + 0.05); };
+  const background = (el) => {
+    for (let e = el; e; e = e.parentElement) {
+      const c = rgba(getComputedStyle(e).backgroundColor);
+      if (c[3] > 0) return c;
+    }
+    return [255, 255, 255, 1];
+  };
+  const found = [];
+  for (const el of document.body.querySelectorAll("*")) {
+    const own = [...el.childNodes].some((n) => n.nodeType === 3 && n.textContent.trim());
+    if (!own || !el.getClientRects().length || getComputedStyle(el).visibility === "hidden") continue;
+    const what = el.tagName.toLowerCase() + (el.id ? "#" + el.id : "") + (el.className ? "." + String(el.className).replace(/ /g, ".") : "");
+    found.push([what, ratio(rgba(getComputedStyle(el).color), background(el))]);
+  }
+  const input = document.getElementById("input");
+  found.push(["::placeholder", ratio(rgba(getComputedStyle(input, "::placeholder").color), background(input))]);
+  return found;
+}"""
+
+
+def low_contrast(page: Page) -> dict[str, float]:
+    """The elements whose text is below 4.5:1 (WCAG AA for normal text), by selector."""
+    found: list[tuple[str, float]] = page.evaluate(CONTRAST_JS)
+    assert len(found) > 20, found
+    return {what: round(ratio, 2) for what, ratio in found if ratio < 4.5}
+
+
+def test_layout_contrast_dark_mode_and_phone(
+    shared: Server, context: BrowserContext, tmp_path: Path
+) -> None:
+    """Every text is AA in light and dark; at 390x844 nothing scrolls sideways and the member
+    list is a drawer. Screenshots of both sizes in both schemes land in the test's tmp_path."""
+    with v1(shared, "bob", room="look") as bob, v1(shared, "carol", room="look") as carol:
+        page = open_chat(context, shared, "alice", "look")
+        page.set_viewport_size({"width": 1280, "height": 800})
+        say(bob, "a long line that wraps " * 12)
+        say(carol, "hello from carol")
+        bob.send(json.dumps({"type": "dm", "to": "alice", "text": "a direct message"}))
+        send(page, "/me waves")
+        enter(page, "/bogus")
+        expect(page.locator("#messages li.error")).to_have_count(1)
+        expect(page.locator("#messages li.dm")).to_have_count(1)
+        expect(page.locator("#messages li.message")).to_have_count(3)
+        for scheme in ("light", "dark"):
+            page.emulate_media(color_scheme=scheme)  # type: ignore[arg-type]
+            assert low_contrast(page) == {}, scheme
+            page.screenshot(path=tmp_path / f"page-1280-{scheme}.png")
+
+        page.set_viewport_size({"width": 390, "height": 844})
+        width = page.evaluate("[document.documentElement.scrollWidth, innerWidth]")
+        assert width[0] <= width[1], width
+        assert page.locator("#messages").bounding_box()["width"] >= 360  # type: ignore[index]
+        expect(page.locator("#sidebar")).to_be_hidden()
+        page.click("#members-toggle")
+        expect(page.locator("#members li")).to_have_text(["alice", "bob", "carol"])
+        page.screenshot(path=tmp_path / "page-390-drawer.png")
+        page.click("#members-close")
+        expect(page.locator("#sidebar")).to_be_hidden()
+        for scheme in ("light", "dark"):
+            page.emulate_media(color_scheme=scheme)  # type: ignore[arg-type]
+            assert low_contrast(page) == {}, scheme
+            page.screenshot(path=tmp_path / f"page-390-{scheme}.png")
+
+
+def test_security_headers_favicon_and_the_echo_page_under_its_policy(
+    shared: Server, context: BrowserContext
+) -> None:
+    """The page and its files carry a CSP without inline script, refuse framing and sniffing;
+    /favicon.ico is no 404; the article's echo page still works under its own policy."""
+    import urllib.request
+
+    for path in ("/", "/static/app.js", "/static/style.css", "/favicon.ico", "/static/echo.html"):
+        with urllib.request.urlopen(shared.http + path, timeout=5) as response:
+            headers = response.headers
+            assert response.status == 200, path
+        csp = headers["Content-Security-Policy"]
+        assert "frame-ancestors 'none'" in csp and "default-src 'none'" in csp, (path, csp)
+        assert "unsafe-inline" not in csp, (path, csp)
+        assert headers["X-Frame-Options"] == "DENY", path
+        assert headers["X-Content-Type-Options"] == "nosniff", path
+        assert headers["Cache-Control"] == "no-cache", path
+    assert headers["Content-Security-Policy"].count("'sha256-") == 1  # echo.html's one script
+
+    page = context.new_page()
+    page.goto(f"{shared.http}/static/echo.html")
+    page.fill("#msg", "echo me")
+    page.press("#msg", "Enter")
+    expect(page.locator("#messages li")).to_contain_text(["echo me"])

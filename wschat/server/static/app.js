@@ -65,6 +65,7 @@
     jump: $("jump"),
     members: $("members"),
     membersToggle: $("members-toggle"),
+    membersClose: $("members-close"),
     composer: $("composer"),
     input: $("input"),
     counter: $("counter"),
@@ -606,6 +607,10 @@
 
   ui.membersToggle.addEventListener("click", () => {
     setDrawer(!document.body.classList.contains("drawer-open"));
+  });
+  ui.membersClose.addEventListener("click", () => {
+    setDrawer(false);
+    ui.membersToggle.focus();
   });
   document.addEventListener("keydown", (event) => {
     if (event.key === "Escape" && document.body.classList.contains("drawer-open")) {
