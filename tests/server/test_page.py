@@ -376,20 +376,20 @@ def test_a_reload_resumes_the_session_and_the_form_hides(
 ) -> None:
     """Reloading a bookmarked /?name=rita keeps the name: no "taken", nobody sees a leave/join;
     the join form is gone while joined (it stayed visible and a second Join left a ghost)."""
-    with v1(shared, "bob", room="reload") as bob:
+    with v1(shared, "ben", room="reload") as ben:
         page = context.new_page()
         page.goto(f"{shared.http}/?name=rita&room=reload")
         expect(page.locator("#state")).to_have_text("connected as rita in #reload")
         expect(page.locator("#login")).to_be_hidden()
-        assert next_of(bob, "joined")["name"] == "rita"
+        assert next_of(ben, "joined")["name"] == "rita"
         page.reload()
         expect(page.locator("#state")).to_have_text("connected as rita in #reload")
         expect(page.locator("#login")).to_be_hidden()
         expect(page.locator("#messages li.error")).to_have_count(0)
         send(page, "back after a reload")
-        seen = events_until_message(bob)
+        seen = events_until_message(ben)
         assert [(e["type"], e.get("text")) for e in seen] == [("message", "back after a reload")]
-        expect(page.locator("#members li")).to_have_text(["bob", "rita"])
+        expect(page.locator("#members li")).to_have_text(["ben", "rita"])
 
 
 def errors(page: Page) -> Any:
@@ -525,12 +525,12 @@ def test_layout_contrast_dark_mode_and_phone(
 ) -> None:
     """Every text is AA in light and dark; at 390x844 nothing scrolls sideways and the member
     list is a drawer. Screenshots of both sizes in both schemes land in the test's tmp_path."""
-    with v1(shared, "bob", room="look") as bob, v1(shared, "carol", room="look") as carol:
-        page = open_chat(context, shared, "alice", "look")
+    with v1(shared, "bea", room="look") as bea, v1(shared, "cat", room="look") as cat:
+        page = open_chat(context, shared, "ann", "look")
         page.set_viewport_size({"width": 1280, "height": 800})
-        say(bob, "a long line that wraps " * 12)
-        say(carol, "hello from carol")
-        bob.send(json.dumps({"type": "dm", "to": "alice", "text": "a direct message"}))
+        say(bea, "a long line that wraps " * 12)
+        say(cat, "hello from carol")
+        bea.send(json.dumps({"type": "dm", "to": "ann", "text": "a direct message"}))
         send(page, "/me waves")
         enter(page, "/bogus")
         expect(page.locator("#messages li.error")).to_have_count(1)
@@ -547,7 +547,7 @@ def test_layout_contrast_dark_mode_and_phone(
         assert page.locator("#messages").bounding_box()["width"] >= 360  # type: ignore[index]
         expect(page.locator("#sidebar")).to_be_hidden()
         page.click("#members-toggle")
-        expect(page.locator("#members li")).to_have_text(["alice", "bob", "carol"])
+        expect(page.locator("#members li")).to_have_text(["ann", "bea", "cat"])
         page.screenshot(path=tmp_path / "page-390-drawer.png")
         page.click("#members-close")
         expect(page.locator("#sidebar")).to_be_hidden()
