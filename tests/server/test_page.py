@@ -414,6 +414,11 @@ def test_commands_long_input_scrolling_copy_and_unread(
         page = open_chat(context, shared, "alice", "cmd")
         page.on("console", lambda msg: console.append(msg.text))
         expect(page.locator("#empty")).to_have_text("No messages in #cmd yet. Say hello!")
+        # Labelled input, a log, and a badge that is not a live region (its countdown ticks).
+        expect(page.get_by_role("textbox", name="Message")).to_be_focused()
+        expect(page.get_by_role("log", name="Messages")).to_be_visible()
+        assert page.eval_on_selector("#state", "e => e.closest('[aria-live], [role]')") is None
+        expect(page.get_by_role("status")).to_have_text("connected as alice in #cmd")
         enter(page, "/mgs bob the wifi password is hunter2")
         expect(errors(page).last).to_contain_text("unknown command /mgs (did you mean /msg?)")
         enter(page, "/nick bobby")

@@ -86,11 +86,11 @@ def add_page_routes(app: FastAPI) -> None:
     page = STATIC.joinpath("index.html").read_text("utf-8")
     icon = STATIC.joinpath("favicon.svg")
 
-    @app.get("/", response_class=HTMLResponse)
+    @app.api_route("/", methods=["GET", "HEAD"], response_class=HTMLResponse)
     async def index() -> str:
         return page
 
-    @app.get("/favicon.ico", include_in_schema=False)
+    @app.api_route("/favicon.ico", methods=["GET", "HEAD"], include_in_schema=False)
     async def favicon() -> FileResponse:
         # Browsers ask for /favicon.ico whatever the page's <link rel=icon> says.
         return FileResponse(str(icon), media_type="image/svg+xml")

@@ -183,6 +183,7 @@
       const text = `offline: ${fatal}${reason ? ` (${reason})` : ""}`;
       setState("offline", text);
       if (code !== 4010) forgetSession(); // 4010: this tab's token now belongs to another
+      discardOutbox();
       if (code === 4003 || code === 4009) showLogin(reason || fatal);
       else system(text, "error");
       return;
@@ -485,6 +486,13 @@
     }
   }
 
+  // The session is over: say how many lines will never be sent.
+  function discardOutbox() {
+    const unsent = outbox.lines.length;
+    for (const entry of [...outbox.lines]) drop(entry);
+    if (unsent) system(`${unsent} queued line(s) were not sent`, "error");
+  }
+
   // The socket closed: whatever was sent and not echoed waits for the replay, or goes again.
   function requeue() {
     clearTimeout(outbox.timer);
@@ -660,9 +668,7 @@
     session.wanted = false;
     clearTimeout(session.timer);
     forgetSession();
-    const unsent = outbox.lines.length;
-    for (const entry of [...outbox.lines]) drop(entry);
-    if (unsent) system(`${unsent} queued line(s) were not sent`, "error");
+    discardOutbox();
     if (session.ws) session.ws.close(1000, "bye");
     else setState("offline", "offline");
     showLogin("");
