@@ -541,9 +541,11 @@ def test_layout_contrast_dark_mode_and_phone(
         expect(page.locator("#messages li.error")).to_have_count(1)
         expect(page.locator("#messages li.dm")).to_have_count(1)
         expect(page.locator("#messages li.message")).to_have_count(3)
-        for scheme in ("light", "dark"):
+        colour = "e => getComputedStyle(e).color"
+        for scheme, red in (("light", "rgb(179, 38, 30)"), ("dark", "rgb(255, 138, 128)")):
             page.emulate_media(color_scheme=scheme)  # type: ignore[arg-type]
             assert low_contrast(page) == {}, scheme
+            assert page.eval_on_selector("#messages li.error .text", colour) == red
             page.screenshot(path=tmp_path / f"page-1280-{scheme}.png")
 
         page.set_viewport_size({"width": 390, "height": 844})
