@@ -27,7 +27,7 @@ from importlib import resources
 from fastapi import FastAPI
 from fastapi.responses import FileResponse, HTMLResponse
 from fastapi.staticfiles import StaticFiles
-from starlette.datastructures import MutableHeaders
+from starlette.datastructures import Headers, MutableHeaders
 
 from wschat.server.transport.asgi import ASGIApp, AsgiEvent, Receive, Scope, Send
 
@@ -35,21 +35,31 @@ STATIC = resources.files("wschat.server").joinpath("static")
 ECHO_PAGE = "/static/echo.html"
 PAGE_PATHS = ("/", "/favicon.ico")
 
-_COMMON_CSP = (
-    "default-src 'none'; style-src 'self'; img-src 'self'; connect-src 'self'; "
-    "base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
-)
-PAGE_CSP = f"{_COMMON_CSP}; script-src 'self'"
+# A Host header that can be named in the policy as it is (a name or an address, and a port).
+HOST = re.compile(r"(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?")
 
 
-def inline_script_csp(html: str) -> str:
-    """Return the policy for a page whose only scripts are the inline ones in ``html``."""
+def policy(script_src: str, host: str) -> str:
+    """Return the Content-Security-Policy for a page served to ``host`` (the Host header).
+
+    ``script_src`` is the page's script sources. Sockets may go to this origin only: ``'self'``
+    covers ``ws:``/``wss:`` to the same host in CSP Level 3, and older browsers (Safari before
+    15.4) need them named, so a well-formed ``host`` is named too.
+    """
+    connect = f"'self' ws://{host} wss://{host}" if HOST.fullmatch(host) else "'self'"
+    return (
+        f"default-src 'none'; script-src {script_src}; style-src 'self'; img-src 'self'; "
+        f"connect-src {connect}; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+    )
+
+
+def inline_scripts(html: str) -> str:
+    """Return the script sources allowing exactly the inline scripts of ``html``."""
     digests = [
         base64.b64encode(hashlib.sha256(body.encode()).digest()).decode()
         for body in re.findall(r"<script>(.*?)</script>", html, flags=re.DOTALL)
     ]
-    sources = " ".join(f"'sha256-{digest}'" for digest in digests) or "'none'"
-    return f"{_COMMON_CSP}; script-src {sources}"
+    return " ".join(f"'sha256-{digest}'" for digest in digests) or "'none'"
 
 
 class PageHeaders:
@@ -57,14 +67,15 @@ class PageHeaders:
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
-        self.echo_csp = inline_script_csp(STATIC.joinpath("echo.html").read_text("utf-8"))
+        self.echo_scripts = inline_scripts(STATIC.joinpath("echo.html").read_text("utf-8"))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         path: str = scope["path"]
-        csp = self.echo_csp if path == ECHO_PAGE else PAGE_CSP
+        scripts = self.echo_scripts if path == ECHO_PAGE else "'self'"
+        csp = policy(scripts, Headers(scope=scope).get("host", ""))
         cached = path in PAGE_PATHS or path.startswith("/static/")
 
         async def send_with_headers(message: AsgiEvent) -> None:
