@@ -116,7 +116,7 @@ def _from_server(imports: Iterable[str]) -> set[str]:
 
 
 FRAMEWORKS = ("starlette", "fastapi", "uvicorn", "websockets")
-UPPER = ("handlers", "app", "routing", "guard", "runner", "workers", "metrics")
+UPPER = ("handlers", "app", "page", "routing", "guard", "runner", "workers", "metrics")
 
 
 @pytest.mark.parametrize(

@@ -95,7 +95,9 @@ def v1(server: Server, name: str, **query: Any) -> Iterator[ClientConnection]:
     """Connect a wschat.v1 client as ``name`` (its welcome read); close it on exit."""
     qs = "&".join(f"{k}={quote(str(v))}" for k, v in query.items())
     url = f"{server.ws}/ws/{quote(name, safe='')}?{qs}"
-    with ws_connect(url, subprotocols=["wschat.v1"], open_timeout=5) as ws:  # type: ignore[list-item]
+    # max_queue=None: a test that leaves events unread still closes at once (with the default
+    # 16 the reader stops, never sees the server's close frame and waits out close_timeout).
+    with ws_connect(url, subprotocols=["wschat.v1"], open_timeout=5, max_queue=None) as ws:  # type: ignore[list-item]
         welcome = json.loads(ws.recv(timeout=5))
         assert welcome["type"] == "welcome", welcome
         yield ws
@@ -207,6 +209,10 @@ def test_page_recovers_after_a_restart_without_loss(
     db = str(tmp_path / "history.sqlite3")
     first, page = page_then_stop(server_factory, context, db)
     expect(page.locator("#state")).to_contain_text("reconnecting in")
+    # Lines typed while offline are queued, shown as such, and sent once on reconnect.
+    send(page, "q1")
+    send(page, "/me q2")
+    expect(page.locator("#messages li.pending .text")).to_have_text(["q1", "* alice q2"])
     time.sleep(1.5)  # stay down long enough for the page's backoff to grow past a restart
 
     second: Server = server_factory("--db", db, "--port", str(first.port))
@@ -214,12 +220,13 @@ def test_page_recovers_after_a_restart_without_loss(
         for text in ("m2", "m3", "m4"):
             say(carol, text)
         expect(page.locator("#state")).to_have_attribute("data-state", "connected")
+        expect(page.locator("#messages li.pending")).to_have_count(0)
         say(carol, "m5")
-        expect(page.locator("#messages li.message .text")).to_have_text(
-            ["m1", "m2", "m3", "m4", "m5"]
-        )
+        expect(page.locator("#messages li.message .text").last).to_have_text("m5")
+    shown = sorted(page.locator("#messages li.message .text").all_inner_texts())
+    assert shown == ["* alice q2", "m1", "m2", "m3", "m4", "m5", "q1"]
     ids = page.locator("#messages li.message").evaluate_all("els => els.map(e => e.dataset.id)")
-    assert ids == ["1", "2", "3", "4", "5"]
+    assert ids == ["1", "2", "3", "4", "5", "6", "7"]  # each queued line stored exactly once
     # The page came back with ?since= and its resume token (redacted in the log).
     second.stop(signal.SIGTERM)
     assert re.search(r"WebSocket /ws/alice\?room=r&since=1&resume=\*\*\*", second.log())
@@ -339,3 +346,245 @@ def test_a_page_and_the_terminal_client_chat(server: Server, context: BrowserCon
         term.wait(15)
         term.stdout.close()
     expect(page.locator("#members li")).to_have_text(["alice"])
+
+
+# --- issue 16: the page as a chat app --------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """One ``wschat serve`` for the issue-16 tests below (each uses its own room)."""
+    from tests.conftest import start_server
+
+    server = start_server(tmp_path_factory.mktemp("page"))
+    yield server
+    server.stop(signal.SIGKILL)
+    if server.proc.stdout is not None:
+        server.proc.stdout.close()
+
+
+def events_until_message(ws: ClientConnection) -> list[dict[str, Any]]:
+    """Every event up to and including the next ``message``."""
+    seen = [json.loads(ws.recv(timeout=5))]
+    while seen[-1]["type"] != "message":
+        seen.append(json.loads(ws.recv(timeout=5)))
+    return seen
+
+
+def test_a_reload_resumes_the_session_and_the_form_hides(
+    shared: Server, context: BrowserContext
+) -> None:
+    """Reloading a bookmarked /?name=rita keeps the name: no "taken", nobody sees a leave/join;
+    the join form is gone while joined (it stayed visible and a second Join left a ghost)."""
+    with v1(shared, "ben", room="reload") as ben:
+        page = context.new_page()
+        page.goto(f"{shared.http}/?name=rita&room=reload")
+        expect(page.locator("#state")).to_have_text("connected as rita in #reload")
+        expect(page.locator("#login")).to_be_hidden()
+        assert next_of(ben, "joined")["name"] == "rita"
+        page.reload()
+        expect(page.locator("#state")).to_have_text("connected as rita in #reload")
+        expect(page.locator("#login")).to_be_hidden()
+        expect(page.locator("#messages li.error")).to_have_count(0)
+        send(page, "back after a reload")
+        seen = events_until_message(ben)
+        assert [(e["type"], e.get("text")) for e in seen] == [("message", "back after a reload")]
+        expect(page.locator("#members li")).to_have_text(["ben", "rita"])
+
+
+def errors(page: Page) -> Any:
+    return page.locator("#messages li.error .text")
+
+
+def enter(page: Page, text: str) -> None:
+    """Type ``text`` and press Enter; a refused line stays in the box."""
+    page.fill("#input", text)
+    page.press("#input", "Enter")
+
+
+def test_commands_long_input_scrolling_copy_and_unread(
+    shared: Server, context: BrowserContext
+) -> None:
+    """Unknown commands and over-long input are answered on the page and never sent; //
+    escapes; /help, /who and /nick answer; the "new messages" cue, copied lines, the unread
+    count in the title, nick colours, date separators, DMs kept across /join."""
+    console: list[str] = []
+    context.grant_permissions(["clipboard-read", "clipboard-write"], origin=shared.http)
+    with v1(shared, "bob", room="cmd") as bob:
+        page = open_chat(context, shared, "alice", "cmd")
+        page.on("console", lambda msg: console.append(msg.text))
+        expect(page.locator("#empty")).to_have_text("No messages in #cmd yet. Say hello!")
+        # Labelled input, a log, and a badge that is not a live region (its countdown ticks).
+        expect(page.get_by_role("textbox", name="Message")).to_be_focused()
+        expect(page.get_by_role("log", name="Messages")).to_be_visible()
+        assert page.eval_on_selector("#state", "e => e.closest('[aria-live], [role]')") is None
+        expect(page.get_by_role("status")).to_have_text("connected as alice in #cmd")
+        enter(page, "/mgs bob the wifi password is hunter2")
+        expect(errors(page).last).to_contain_text("unknown command /mgs (did you mean /msg?)")
+        enter(page, "/nick bobby")
+        expect(errors(page).last).to_contain_text("a name cannot change")
+        send(page, "/help")
+        expect(page.locator("#messages li.system .text")).to_contain_text(
+            ["/msg NAME TEXT \u2013 send a direct message"]
+        )
+        send(page, "/who")
+        expect(page.locator("#messages li.system .text").last).to_have_text(
+            "members of #cmd (2): alice, bob"
+        )
+        page.fill("#input", "x" * 60_000)  # a long paste: refused, never cut
+        expect(page.locator("#counter")).to_have_text("60000/4000")
+        page.press("#input", "Enter")
+        expect(errors(page).last).to_contain_text("too long: 60000 characters")
+        assert len(page.input_value("#input")) == 60_000
+        send(page, "//slash text")
+        assert next_of(bob, "message")["text"] == "/slash text"  # the first and only one
+
+        # Scrolled up, a new line shows the cue; sending jumps to the bottom.
+        for n in range(30):
+            say(bob, f"line {n}")
+        expect(page.locator("#messages li.message .text").last).to_have_text("line 29")
+        page.eval_on_selector("#messages", "box => { box.scrollTop = 0; }")
+        say(bob, "below the fold")
+        expect(page.locator("#jump")).to_be_visible()
+        send(page, "mine")
+        expect(page.locator("#jump")).to_be_hidden()
+        expect(page.locator("#messages li.message .text").last).to_be_in_viewport()
+
+        # Copying two lines gives "time name: text" lines.
+        page.eval_on_selector(
+            "#messages",
+            """box => { const lines = box.querySelectorAll("li.message");
+                const range = document.createRange();
+                range.setStartBefore(lines[lines.length - 2]);
+                range.setEndAfter(lines[lines.length - 1]);
+                getSelection().removeAllRanges(); getSelection().addRange(range); }""",
+        )
+        page.keyboard.press("Control+C")
+        copied = page.evaluate("navigator.clipboard.readText()").strip().splitlines()
+        assert [re.sub(r"^\d\d:\d\d:\d\d ", "", x) for x in copied] == [
+            "bob: below the fold",
+            "alice: mine",
+        ], copied
+        assert all(re.match(r"\d\d:\d\d:\d\d \S", x) for x in copied), copied
+
+        # Unread lines count in the title while the tab is hidden.
+        page.evaluate("""() => { Object.defineProperty(document, "hidden", {value: true,
+            configurable: true}); }""")
+        say(bob, "while you were away")
+        expect(page).to_have_title("(1) #cmd \u2013 wschat")
+        page.evaluate("""() => { Object.defineProperty(document, "hidden", {value: false,
+            configurable: true}); document.dispatchEvent(new Event("visibilitychange")); }""")
+        expect(page).to_have_title("#cmd \u2013 wschat")
+
+        froms = page.locator("#messages li.message .from")
+        assert re.search(r"\bnick-\d\b", froms.first.get_attribute("class") or "")
+        expect(page.locator("#messages li.day")).to_have_count(1)
+
+        bob.send(json.dumps({"type": "dm", "to": "alice", "text": "kept across rooms"}))
+        expect(page.locator("#messages li.dm .text")).to_have_text(["kept across rooms"])
+        send(page, "/join elsewhere")
+        expect(page.locator("#room-title")).to_have_text("#elsewhere")
+        expect(page.locator("#messages li.dm .text")).to_have_text(["kept across rooms"])
+        expect(page.locator("#empty")).to_have_text("No messages in #elsewhere yet. Say hello!")
+    assert not [x for x in console if "Content Security Policy" in x], console
+
+
+# The WCAG 2 contrast of every visible text node's element against the first opaque background
+# behind it, and of the input's placeholder; computed from the page's computed styles.
+CONTRAST_JS = """() => {
+  const rgba = (c) => { const v = c.match(/[\\d.]+/g).map(Number); return v.length > 3 ? v : [...v, 1]; };
+  const lum = ([r, g, b]) => {
+    const f = (v) => { v /= 255; return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; };
+    return 0.2126 * f(r) + 0.7152 * f(g) + 0.0722 * f(b);
+  };
+  const ratio = (a, b) => { const [x, y] = [lum(a), lum(b)].sort((p, q) => q - p); return (x + 0.05) / (y + 0.05); };
+  const background = (el) => {
+    for (let e = el; e; e = e.parentElement) {
+      const c = rgba(getComputedStyle(e).backgroundColor);
+      if (c[3] > 0) return c;
+    }
+    return [255, 255, 255, 1];
+  };
+  const found = [];
+  for (const el of document.body.querySelectorAll("*")) {
+    const own = [...el.childNodes].some((n) => n.nodeType === 3 && n.textContent.trim());
+    if (!own || !el.getClientRects().length || getComputedStyle(el).visibility === "hidden") continue;
+    const what = el.tagName.toLowerCase() + (el.id ? "#" + el.id : "") + (el.className ? "." + String(el.className).replace(/ /g, ".") : "");
+    found.push([what, ratio(rgba(getComputedStyle(el).color), background(el))]);
+  }
+  const input = document.getElementById("input");
+  found.push(["::placeholder", ratio(rgba(getComputedStyle(input, "::placeholder").color), background(input))]);
+  return found;
+}"""
+
+
+def low_contrast(page: Page) -> dict[str, float]:
+    """The elements whose text is below 4.5:1 (WCAG AA for normal text), by selector."""
+    found: list[tuple[str, float]] = page.evaluate(CONTRAST_JS)
+    assert len(found) > 20, found
+    return {what: round(ratio, 2) for what, ratio in found if ratio < 4.5}
+
+
+def test_layout_contrast_dark_mode_and_phone(
+    shared: Server, context: BrowserContext, tmp_path: Path
+) -> None:
+    """Every text is AA in light and dark; at 390x844 nothing scrolls sideways and the member
+    list is a drawer. Screenshots of both sizes in both schemes land in the test's tmp_path."""
+    with v1(shared, "bea", room="look") as bea, v1(shared, "cat", room="look") as cat:
+        page = open_chat(context, shared, "ann", "look")
+        page.set_viewport_size({"width": 1280, "height": 800})
+        say(bea, "a long line that wraps " * 12)
+        say(cat, "hello from carol")
+        bea.send(json.dumps({"type": "dm", "to": "ann", "text": "a direct message"}))
+        send(page, "/me waves")
+        enter(page, "/bogus")
+        expect(page.locator("#messages li.error")).to_have_count(1)
+        expect(page.locator("#messages li.dm")).to_have_count(1)
+        expect(page.locator("#messages li.message")).to_have_count(3)
+        colour = "e => getComputedStyle(e).color"
+        for scheme, red in (("light", "rgb(179, 38, 30)"), ("dark", "rgb(255, 138, 128)")):
+            page.emulate_media(color_scheme=scheme)  # type: ignore[arg-type]
+            assert low_contrast(page) == {}, scheme
+            assert page.eval_on_selector("#messages li.error .text", colour) == red
+            page.screenshot(path=tmp_path / f"page-1280-{scheme}.png")
+
+        page.set_viewport_size({"width": 390, "height": 844})
+        width = page.evaluate("[document.documentElement.scrollWidth, innerWidth]")
+        assert width[0] <= width[1], width
+        assert page.locator("#messages").bounding_box()["width"] >= 360  # type: ignore[index]
+        expect(page.locator("#sidebar")).to_be_hidden()
+        page.click("#members-toggle")
+        expect(page.locator("#members li")).to_have_text(["ann", "bea", "cat"])
+        page.screenshot(path=tmp_path / "page-390-drawer.png")
+        page.click("#members-close")
+        expect(page.locator("#sidebar")).to_be_hidden()
+        for scheme in ("light", "dark"):
+            page.emulate_media(color_scheme=scheme)  # type: ignore[arg-type]
+            assert low_contrast(page) == {}, scheme
+            page.screenshot(path=tmp_path / f"page-390-{scheme}.png")
+
+
+def test_security_headers_favicon_and_the_echo_page_under_its_policy(
+    shared: Server, context: BrowserContext
+) -> None:
+    """The page and its files carry a CSP without inline script, refuse framing and sniffing;
+    /favicon.ico is no 404; the article's echo page still works under its own policy."""
+    import urllib.request
+
+    for path in ("/", "/static/app.js", "/static/style.css", "/favicon.ico", "/static/echo.html"):
+        with urllib.request.urlopen(shared.http + path, timeout=5) as response:
+            headers = response.headers
+            assert response.status == 200, path
+        csp = headers["Content-Security-Policy"]
+        assert "frame-ancestors 'none'" in csp and "default-src 'none'" in csp, (path, csp)
+        assert "unsafe-inline" not in csp, (path, csp)
+        assert headers["X-Frame-Options"] == "DENY", path
+        assert headers["X-Content-Type-Options"] == "nosniff", path
+        assert headers["Cache-Control"] == "no-cache", path
+    assert headers["Content-Security-Policy"].count("'sha256-") == 1  # echo.html's one script
+
+    page = context.new_page()
+    page.goto(f"{shared.http}/static/echo.html")
+    page.fill("#msg", "echo me")
+    page.press("#msg", "Enter")
+    expect(page.locator("#messages li")).to_contain_text(["echo me"])

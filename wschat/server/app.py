@@ -1,11 +1,12 @@
 """The application: ``create_app(settings)`` wires routes to the hub.
 
-Routes: ``GET /`` (the browser chat page, its files under ``/static``), ``GET /healthz``,
+Routes: ``GET /`` (the browser chat page, its files under ``/static``, ``/favicon.ico``; their
+headers are ``page``'s), ``GET /healthz``,
 ``GET /metrics`` (Prometheus), ``WS /echo`` (FastAPI), ``WS /ws`` (echo) and
 ``WS /ws/{client_id}`` (chat). The WebSocket handlers live in ``handlers``.
 
 What is served is ``App``: the guard, then the chat and echo sockets routed straight to their
-handlers (``routing``), then FastAPI for everything else. This module only wires: it is the
+handlers (``routing``), then FastAPI (wrapped in ``page.PageHeaders``) for everything else. This module only wires: it is the
 top of the server's layers (transport → conn → chat → guard, handlers, routing → app). A chat socket's coroutine frames live
 as long as the socket, and each layer of FastAPI's stack (the app, error middleware, exception
 middleware, body limit) costs about 300 bytes per idle socket.
@@ -16,12 +17,10 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from importlib import resources
 from typing import Any
 
 from fastapi import FastAPI, WebSocket
-from fastapi.responses import HTMLResponse, Response
-from fastapi.staticfiles import StaticFiles
+from fastapi.responses import Response
 
 from wschat import __version__
 from wschat.server.chat.engine import build_chat
@@ -29,6 +28,7 @@ from wschat.server.conn.hub import Hub
 from wschat.server.guard import Guard
 from wschat.server.handlers import ChatEndpoint, EchoHandler
 from wschat.server.metrics import CONTENT_TYPE, make_registry, render
+from wschat.server.page import PageHeaders, add_page_routes
 from wschat.server.pool import Pool
 from wschat.server.routing import WebSocketRoutes
 from wschat.server.settings import ServerSettings
@@ -75,14 +75,7 @@ def create_app(settings: ServerSettings | None = None, pool_dir: str | None = No
     app.state.settings = settings
     app.state.hub = hub
     app.state.chat = chat
-    page = resources.files("wschat.server").joinpath("static/index.html").read_text("utf-8")
-
-    @app.get("/", response_class=HTMLResponse)
-    async def index() -> str:
-        return page
-
-    # The page's script and style; echo.html is the article's original page (plain /ws echo).
-    app.mount("/static", StaticFiles(packages=[("wschat.server", "static")]), name="static")
+    add_page_routes(app)
     registry = app.state.metrics = make_registry(chat)
 
     @app.get("/metrics")
@@ -121,7 +114,7 @@ def create_app(settings: ServerSettings | None = None, pool_dir: str | None = No
         await serve_raw_echo(websocket)
 
     routes = WebSocketRoutes(
-        app, echo=EchoHandler(hub, settings, raw=False), chat=ChatEndpoint(chat)
+        PageHeaders(app), echo=EchoHandler(hub, settings, raw=False), chat=ChatEndpoint(chat)
     )
     # Outermost: origin, caps and tokens are checked before any route (issue 7).
     return App(app, Guard(routes, settings))
