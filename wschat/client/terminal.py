@@ -51,6 +51,7 @@ from wschat.client.commands import COMMANDS, HELP_TEXT, Action, UsageError, pars
 from wschat.client.pane import MessagePane, Scrollback
 from wschat.client.render import NameColours, render_event, wants_attention
 from wschat.client.session import ChatSession, State, describe, first_error, notice
+from wschat.errors import WschatError
 
 BATCH_EVENTS = 500  # at most this many events per redraw
 FRAME_S = 1 / 30  # at most this many redraws per second during a burst
@@ -331,17 +332,35 @@ async def run_terminal(session: ChatSession, bell: bool = True) -> int:
     """
     screen = ChatScreen(session, FileHistory(str(private_history_file())), bell)
     session.on_status = screen.redraw
+    failed: list[WschatError] = []
+
+    async def connection() -> None:
+        # A connection refused for good ends the screen normally (the terminal restored)
+        # before the error is raised, so the unsent lines can be printed under it.
+        try:
+            await session.run()
+        except WschatError as exc:
+            failed.append(exc)
+            if screen.app.is_running:
+                screen.app.exit(result=EXIT_UNSENT)
+
     status = 0
     try:
         async with asyncio.TaskGroup() as tg:
-            runner = tg.create_task(session.run())
-            await session.online.wait()
-            pump = tg.create_task(screen.pump())
-            status = await screen.app.run_async()
-            await session.finish(QUIT_DRAIN_S if session.online.is_set() else 0.0)
-            await runner
-            pump.cancel()
+            runner = tg.create_task(connection())
+            online = tg.create_task(session.online.wait())
+            await asyncio.wait({runner, online}, return_when=asyncio.FIRST_COMPLETED)
+            online.cancel()
+            if not failed:
+                pump = tg.create_task(screen.pump())
+                status = await screen.app.run_async()
+                await session.finish(QUIT_DRAIN_S if session.online.is_set() else 0.0)
+                await runner
+                pump.cancel()
     except BaseExceptionGroup as group:
         print_unsent(session)
         raise first_error(group) from None
-    return EXIT_UNSENT if print_unsent(session) else status
+    unsent = print_unsent(session)
+    if failed:
+        raise failed[0]
+    return EXIT_UNSENT if unsent else status
