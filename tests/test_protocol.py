@@ -57,6 +57,7 @@ def test_invalid_names(name: object, code: str) -> None:
         Say("hi", cid="c-1"),
         Dm("bob", "psst"),
         Join("ops"),
+        Join("ops", since=41),
         Who(),
     ],
 )
@@ -81,6 +82,8 @@ def test_commands_round_trip(command: object) -> None:
         ('{"type": "say", "text": "hi", "cid": "' + "x" * 65 + '"}', "bad_field"),
         ('{"type": "dm", "text": "hi"}', "bad_field"),
         ('{"type": "join", "room": "a b"}', "bad_room"),
+        ('{"type": "join", "room": "ops", "since": "3"}', "bad_field"),
+        ('{"type": "join", "room": "ops", "since": true}', "bad_field"),
     ],
 )
 def test_bad_frames_get_an_error_code(frame: str, code: str) -> None:

@@ -497,8 +497,29 @@ def join(
         list[str] | None,
         typer.Option("--header", "-H", help="Extra handshake header 'Name: value'; repeatable."),
     ] = None,
+    bell: Annotated[
+        bool,
+        typer.Option(
+            "--bell/--no-bell", help="Ring the bell for a line naming you and for a DM to you."
+        ),
+    ] = True,
+    history: Annotated[
+        bool,
+        typer.Option(
+            "--history/--no-history",
+            help="Show the room's recent messages on joining; --no-history shows only what is "
+            "said from then on (for a pipe, e.g. in CI logs).",
+        ),
+    ] = True,
 ) -> None:
-    """Chat in the terminal; with a pipe, send stdin's lines and print events as lines."""
+    """Chat in the terminal; with a pipe, send stdin's lines and print events as lines.
+
+    In a terminal: Enter sends, Alt-Enter starts a new line, PageUp/PageDown or the mouse
+    wheel scroll (Alt-M turns the mouse off to select text), Tab completes, Ctrl-C clears
+    the line and quits on an empty one (exit 130), Ctrl-D or /quit quits (0). Lines never
+    sent are printed as 'unsent: ...' at the end, and the exit status is then 1. TERM=dumb
+    gets plain lines and a plain prompt; NO_COLOR turns colours off.
+    """
     from wschat.client.launcher import JoinOptions
     from wschat.client.launcher import join as run_client
 
@@ -511,6 +532,8 @@ def join(
         cafile=cafile,
         insecure=insecure,
         headers=tuple(header or ()),
+        bell=bell,
+        history=history,
     )
     try:
         status = run_client(options)

@@ -176,6 +176,18 @@ class Dm:
 @dataclass(frozen=True, slots=True)
 class Join:
     room: str
+    # The last message id this client saw in ``room``: what came after it is replayed, as
+    # ``?since=`` does for a connection (issue 17: switching rooms lost messages silently).
+    since: int | None = None
+
+
+def check_since(raw: object) -> int | None:
+    """Return a valid ``since`` (or None when absent); raise ``ProtocolError``."""
+    if raw is None:
+        return None
+    if not isinstance(raw, int) or isinstance(raw, bool) or raw < 0:
+        raise ProtocolError(ErrorCode.BAD_FIELD, "since must be a non-negative integer")
+    return raw
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,7 +218,7 @@ def decode_command(frame: str, max_text_chars: int = MAX_TEXT_CHARS) -> Command:
     if kind == "dm":
         return Dm(check_name(obj.get("to")), check_text(obj.get("text"), max_text_chars))
     if kind == "join":
-        return Join(check_room(obj.get("room")))
+        return Join(check_room(obj.get("room")), check_since(obj.get("since")))
     if kind == "who":
         return Who()
     if not isinstance(kind, str):
@@ -225,8 +237,10 @@ def encode_command(command: Command) -> str:
                 obj["cid"] = cid
         case Dm(to, text):
             obj = {"type": "dm", "to": to, "text": text}
-        case Join(room):
+        case Join(room, since):
             obj = {"type": "join", "room": room}
+            if since is not None:
+                obj["since"] = since
         case Who():
             obj = {"type": "who"}
     return dumps(obj)

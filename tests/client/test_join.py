@@ -7,10 +7,9 @@ is what a person would see; a second user ("bob") is a bare v1 connection from t
 from __future__ import annotations
 
 import asyncio
-import itertools
 import json
 import os
-import shlex
+import re
 import shutil
 import signal
 import socket
@@ -25,92 +24,12 @@ from typing import Any
 import pytest
 from websockets.asyncio.client import ClientConnection
 
+from tests.client.tmux import Pane
 from tests.conftest import Server, start_server
 from tests.server.v1client import connect, next_of, say
 from wschat.auth import issue_token
 
 pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux")
-
-_sessions = itertools.count()
-
-
-class Pane:
-    """``wschat join`` running in a tmux pane on a private tmux server."""
-
-    def __init__(self, tmp_path: Path, args: list[str], width: int = 100, height: int = 24):
-        self.socket = f"wschat-test-{os.getpid()}-{next(_sessions)}"
-        self.exit_file = tmp_path / f"{self.socket}.exit"
-        env = {"WSCHAT_HOME": str(tmp_path / "home"), "PYTHONUNBUFFERED": "1"}
-        command = shlex.join(["env", *(f"{k}={v}" for k, v in env.items()), sys.executable])
-        command += " -m wschat join " + shlex.join(args)
-        command += f" 2>&1; echo $? > {shlex.quote(str(self.exit_file))}; exec sleep 120"
-        self.tmux("new-session", "-d", "-s", "w", "-x", str(width), "-y", str(height), command)
-
-    def tmux(self, *args: str) -> str:
-        out = subprocess.run(
-            ["tmux", "-L", self.socket, "-f", "/dev/null", *args],
-            capture_output=True,
-            text=True,
-            timeout=10,
-        )
-        return out.stdout
-
-    def keys(self, *keys: str) -> None:
-        """Press keys by tmux name (``Enter``, ``C-c``, ``Up``, ``Tab``)."""
-        self.tmux("send-keys", "-t", "w", *keys)
-
-    def type(self, text: str) -> None:
-        """Type ``text`` literally."""
-        self.tmux("send-keys", "-t", "w", "-l", text)
-
-    def screen(self) -> str:
-        """The visible screen."""
-        return self.tmux("capture-pane", "-p", "-t", "w")
-
-    def everything(self) -> str:
-        """The scrollback and the visible screen, as lines a person could scroll through."""
-        return self.tmux("capture-pane", "-p", "-J", "-S", "-", "-t", "w")
-
-    def input_line(self) -> str:
-        """The line with the prompt on it."""
-        lines = [line for line in self.screen().splitlines() if line.startswith("#")]
-        return lines[-1] if lines else ""
-
-    async def wait(self, predicate: Callable[[str], bool], within: float = 10.0) -> str:
-        """Wait until ``predicate(everything())``; fail with the screen after ``within`` s."""
-        try:
-            async with asyncio.timeout(within):
-                while not predicate(text := self.everything()):
-                    await asyncio.sleep(0.05)
-        except TimeoutError:
-            pytest.fail(f"timed out; the pane shows:\n{self.everything()}")
-        return text
-
-    async def wait_for(self, needle: str, within: float = 10.0) -> str:
-        return await self.wait(lambda text: needle in text, within)
-
-    async def exit_status(self, within: float = 10.0) -> int:
-        async with asyncio.timeout(within):
-            while not self.exit_file.exists() or not self.exit_file.read_text().strip():
-                await asyncio.sleep(0.05)
-        return int(self.exit_file.read_text())
-
-    def close(self) -> None:
-        self.tmux("kill-server")
-
-
-@pytest.fixture
-def panes(tmp_path: Path) -> AsyncIterator[Callable[..., Pane]]:
-    started: list[Pane] = []
-
-    def start(*args: str, **kwargs: int) -> Pane:
-        pane = Pane(tmp_path, list(args), **kwargs)
-        started.append(pane)
-        return pane
-
-    yield start  # type: ignore[misc]
-    for pane in started:
-        pane.close()
 
 
 async def next_from(ws: ClientConnection, sender: str, kind: str = "message") -> dict[str, Any]:
@@ -191,9 +110,12 @@ async def test_chat_and_every_command(
 async def test_typing_survives_a_burst(
     server_factory: Callable[..., Server], panes: Callable[..., Pane]
 ) -> None:
+    """Keys typed while 200 messages arrive go to the input line, never among the messages
+    (issue 17: 13 of 200 lines had a typed key in front), and the status and input lines are
+    on screen in every sample."""
     server = server_factory("--rate-limit", "0")  # bob sends 200 messages at once
     bob, _ = await connect(server, "bob")
-    pane = panes("alice", "--url", server.ws)
+    pane = panes("alice", "--url", server.ws, height=220)  # every message stays on screen
     await pane.wait_for("you are alice")
     pane.type("half a thought")
     await pane.wait(lambda _: pane.input_line() == "#lobby> half a thought")
@@ -201,27 +123,35 @@ async def test_typing_survives_a_burst(
     async def burst() -> None:
         for i in range(200):
             await say(bob, f"burst {i:03d}")
-            if i % 20 == 0:
-                await asyncio.sleep(0.02)
+            if i % 10 == 0:
+                await asyncio.sleep(0.03)
 
     sender = asyncio.create_task(burst())
-    seen: list[str] = []
+    typing = list(", finished")
+    samples: list[str] = []
     async with asyncio.timeout(20):
         while "bob: burst 199" not in (screen := pane.screen()):
-            # Look at the screen while the burst scrolls past: the typed line is always whole.
-            prompts = [line for line in screen.splitlines() if line.startswith("#")]
-            seen += prompts
-            await asyncio.sleep(0)
+            samples.append(screen)
+            if typing:
+                pane.type(typing.pop(0))  # a key at a time, while the burst scrolls past
+            await asyncio.sleep(0.02)
     await sender
-    # Between two batches the prompt is briefly erased and redrawn, never shown in pieces.
-    assert set(seen) <= {"#lobby> half a thought"}, set(seen)
-    await pane.wait(lambda _: pane.input_line() == "#lobby> half a thought")
-    pane.type(", finished")
+    pane.type("".join(typing))
+    await pane.wait(lambda _: pane.input_line() == "#lobby> half a thought, finished")
+    message = re.compile(r"\d\d:\d\d:\d\d (bob: burst \d{3}|you are alice .*|→ bob joined .*)")
+    for screen in [*samples, pane.screen()]:
+        lines = [line.rstrip() for line in screen.splitlines() if line.strip()]
+        typed = [line for line in lines if line.startswith("#lobby> ")]
+        status = [line for line in lines if line.startswith(" alice · #lobby")]
+        assert len(typed) == 1 and typed[0].startswith("#lobby> half a thought"), screen
+        assert len(status) == 1, screen
+        shown = [line for line in lines if line not in typed + status]
+        assert all(message.fullmatch(line) for line in shown), screen  # no typed key there
     pane.keys("Enter")
     event = await next_from(bob, "alice")
     assert event["text"] == "half a thought, finished"
     text = await pane.wait_for("alice: half a thought, finished")
-    shown = [line.split(" ", 1)[1] for line in text.splitlines() if " bob: burst " in line]
+    shown = [line.split(" ", 1)[1].rstrip() for line in text.splitlines() if " bob: burst " in line]
     assert shown == [f"bob: burst {i:03d}" for i in range(200)]  # all, in order, once each
     await bob.close()
 
@@ -290,26 +220,38 @@ async def test_lines_still_queued_at_quit_are_marked_unsent(
     await pane.wait(lambda _: "1 unsent queued" in pane.screen())
     pane.type("/quit")
     pane.keys("Enter")
-    assert await pane.exit_status() == 0
+    assert await pane.exit_status() == 1  # issue 17: a line was lost, so not a success
     await pane.wait_for("unsent: lost line")
 
 
-async def test_ctrl_c_and_ctrl_d_quit_cleanly(server: Server, panes: Callable[..., Pane]) -> None:
+async def test_ctrl_c_and_ctrl_d_quit_cleanly(
+    server: Server, bob: ClientConnection, panes: Callable[..., Pane]
+) -> None:
     first = panes("alice", "--url", server.ws)
     await first.wait_for("you are alice")
     first.type("a line for the history")
     first.keys("Enter")
     await first.wait_for("alice: a line for the history")
+    first.type("line one")
+    first.keys("Escape", "Enter")  # Alt-Enter: a new line in the same message
+    first.type("line two")
+    first.keys("Enter")
+    assert (await next_from(bob, "alice"))["text"] == "a line for the history"
+    assert (await next_from(bob, "alice"))["text"] == "line one\nline two"
     first.type("half typed")
-    first.keys("C-c")
+    first.keys("C-c")  # issue 17: clears the line, as in weechat and irssi, and does not quit
+    await first.wait(lambda _: first.input_line() == "#lobby>")
+    await first.wait_for("alice: line one")
+    assert not first.exit_file.exists()
+    first.keys("C-c")  # on an empty line: quits
     assert await first.exit_status() == 130
     assert "Traceback" not in first.everything()
 
     second = panes("alice", "--url", server.ws)
     await second.wait_for("you are alice")
     second.keys("Up")  # history is kept across runs
-    await second.wait(lambda _: "a line for the history" in second.input_line())
-    second.keys("C-u", "C-d")
+    await second.wait(lambda _: second.input_line() == "#lobby> line one")
+    second.keys("C-c", "C-d")  # clear the recalled line, then quit
     assert await second.exit_status() == 0
     assert "Traceback" not in second.everything()
 

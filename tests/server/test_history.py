@@ -142,6 +142,27 @@ async def test_rooms_have_their_own_ids(server: Server) -> None:
         await b.close()
 
 
+async def test_join_with_since_replays_what_came_after_it_capped(server_factory) -> None:  # type: ignore[no-untyped-def]
+    """Issue 17: ``join`` takes ``since`` like ``?since=``, within ``--replay-max``."""
+    server: Server = server_factory("--replay-count", "3", "--replay-max", "5")
+    async with asyncio.timeout(10):
+        a, _ = await connect(server, "alice", room="red")
+        b, _ = await connect(server, "bob", room="blue")
+        await _say_and_wait(a, [f"m{i}" for i in range(1, 9)])
+        await b.send(json.dumps({"type": "join", "room": "red", "since": 4}))
+        welcome = await next_of(b, "welcome")
+        assert (welcome["replay"], welcome["gap"], welcome["latest"]) == (4, False, 8)
+        assert [(await recv(b))["id"] for _ in range(4)] == [5, 6, 7, 8]
+        await b.send(json.dumps({"type": "join", "room": "red", "since": 1}))
+        welcome = await next_of(b, "welcome")
+        assert (welcome["replay"], welcome["gap"]) == (5, True)  # the newest --replay-max
+        assert [(await recv(b))["id"] for _ in range(5)] == [4, 5, 6, 7, 8]
+        await b.send(json.dumps({"type": "join", "room": "red", "since": -1}))
+        assert (await next_of(b, "error"))["code"] == "bad_field"
+        await a.close()
+        await b.close()
+
+
 async def test_a_say_with_cid_comes_back_with_it_live_and_replayed(server: Server) -> None:
     async with asyncio.timeout(20):
         alice, _ = await connect(server, "alice", room="cids")

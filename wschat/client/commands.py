@@ -18,6 +18,7 @@ class Action(StrEnum):
 
     HELP = "help"
     QUIT = "quit"
+    EXPAND = "expand"
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,13 +36,18 @@ COMMANDS: dict[str, str] = {
     "/join": "ROOM  move to another room",
     "/msg": "NAME TEXT  send a direct message",
     "/me": "ACTION  send an emote (/me waves)",
-    "/quit": "leave (Ctrl-D works too)",
+    "/expand": "show the newest folded message whole",
+    "/quit": "leave (Ctrl-D, or Ctrl-C on an empty line, works too)",
 }
 
 HELP_TEXT = "\n".join(
     ["commands:"]
     + [f"  {cmd} {desc}" for cmd, desc in COMMANDS.items()]
-    + ["  //text  send a line that starts with /", "Tab completes commands and names."]
+    + [
+        "  //text  send a line that starts with /",
+        "Tab completes commands and names; Alt-Enter starts a new line in the message;",
+        "PageUp/PageDown (or the mouse wheel) scroll; Ctrl-C clears the line.",
+    ]
 )
 
 
@@ -72,6 +78,8 @@ def parse_line(line: str) -> Parsed | None:
         return Action.HELP
     if cmd in ("/quit", "/exit", "/q"):
         return Action.QUIT
+    if cmd == "/expand":
+        return Action.EXPAND
     if cmd == "/who":
         return Who()
     if cmd == "/join":

@@ -2,12 +2,15 @@
 
 Turns flags into a ``SessionConfig`` (TLS context, handshake headers), picks the interactive
 client when stdin and stdout are both terminals and the pipe client otherwise, and runs it.
+A terminal without cursor control (``TERM=dumb``, unset or ``unknown``) gets the line client
+(``lines.py``): no escape sequences, a plain prompt.
 Raises ``WschatError`` subclasses; ``cli.py`` turns them into a one-line message.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import ssl
 import sys
 from collections.abc import Sequence
@@ -29,6 +32,8 @@ class JoinOptions:
     cafile: str | None = None
     insecure: bool = False
     headers: Sequence[str] = field(default_factory=tuple)
+    bell: bool = True
+    history: bool = True
 
 
 def parse_headers(raw: Sequence[str]) -> list[tuple[str, str]]:
@@ -73,17 +78,30 @@ def build_session(options: JoinOptions) -> ChatSession:
         room=options.room,
         headers=tuple(headers),
         ssl_context=ssl_context(options.url, options.cafile, options.insecure),
+        history=options.history,
     )
     return ChatSession(config)
+
+
+DUMB_TERMS = frozenset({"", "dumb", "unknown"})
+
+
+def has_cursor_control() -> bool:
+    """Return whether ``$TERM`` names a terminal that can move the cursor."""
+    return os.environ.get("TERM", "") not in DUMB_TERMS
 
 
 def join(options: JoinOptions) -> int:
     """Run the client until the user quits or stdin ends; return the exit status."""
     session = build_session(options)  # flags are checked before any UI starts
     if sys.stdin.isatty() and sys.stdout.isatty() and not options.json_lines:
+        if not has_cursor_control():
+            from wschat.client.lines import run_lines
+
+            return asyncio.run(run_lines(session, bell=options.bell))
         from wschat.client.terminal import run_terminal
 
-        return asyncio.run(run_terminal(session))
+        return asyncio.run(run_terminal(session, bell=options.bell))
 
     from wschat.client.pipe import run_pipe
 

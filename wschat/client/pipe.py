@@ -24,7 +24,7 @@ from wschat.client.session import ChatSession, State, describe, first_error
 EOF_DRAIN_S = 30.0  # after the end of stdin, how long to wait for a reconnect to send the rest
 
 
-async def _stdin_lines() -> AsyncIterator[str]:
+async def stdin_lines() -> AsyncIterator[str]:
     """Yield stdin's lines without blocking the loop.
 
     Pipes, sockets and terminals are read as lines arrive; anything else (a regular file,
@@ -93,7 +93,7 @@ async def run_pipe(session: ChatSession, as_json: bool = False) -> int:
             await session.online.wait()
             printer = tg.create_task(_print_events(session, as_json))
             number = 0
-            async for line in _stdin_lines():
+            async for line in stdin_lines():
                 number += 1
                 if not line.strip():
                     continue
@@ -107,10 +107,16 @@ async def run_pipe(session: ChatSession, as_json: bool = False) -> int:
             await runner
             printer.cancel()
     except BaseExceptionGroup as group:
+        print_unsent(session)
         raise first_error(group) from None
     while not session.events.empty():  # what arrived before the close
         _print_event(session.events.get_nowait(), session.name, as_json)
+    failed += print_unsent(session)
+    return 1 if failed else 0
+
+
+def print_unsent(session: ChatSession) -> int:
+    """Name each line that never went out on stderr (``wschat: unsent: ...``); return how many."""
     for command in session.queued:
         _emit(sys.stderr, f"wschat: unsent: {describe(command)}")
-        failed += 1
-    return 1 if failed else 0
+    return len(session.queued)

@@ -9,30 +9,56 @@ visible characters. Imports rich, never prompt_toolkit or websockets.
 from __future__ import annotations
 
 import json
+import math
+import re
 import time
 import unicodedata
 import zlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
+from rich.console import Console
+from rich.style import Style
 from rich.text import Text
 
-# Colours that read on dark and light backgrounds alike, in the 16-colour set every
-# terminal has; a name keeps its colour across runs and machines (crc32, not hash()).
+# Colours that read on dark and light backgrounds alike, from the 256-colour set (prompt_toolkit
+# and rich map them down on smaller terminals); a name keeps its colour across runs and machines
+# (crc32, not hash()). Your own name has none of them: it is bold in the terminal's own
+# foreground, so it stands apart from every other name.
 NAME_COLOURS = (
-    "red",
-    "green",
-    "yellow",
-    "blue",
-    "magenta",
-    "cyan",
-    "bright_red",
-    "bright_green",
-    "bright_blue",
-    "bright_magenta",
-    "bright_cyan",
+    "indian_red",
+    "chartreuse3",
     "dark_orange",
+    "dodger_blue1",
+    "orchid",
+    "dark_cyan",
+    "gold3",
+    "medium_purple",
+    "deep_pink3",
+    "spring_green3",
+    "steel_blue",
+    "light_salmon3",
+    "cadet_blue",
+    "yellow4",
+    "hot_pink3",
+    "sea_green3",
+    "orange_red1",
+    "green3",
+    "magenta3",
+    "cyan3",
+    "red3",
+    "blue_violet",
+    "dark_khaki",
+    "pale_violet_red1",
 )
+OWN_NAME_STYLE = "bold underline"
+HIGHLIGHT_STYLE = "bold reverse"  # the time stamp of a line that mentions you, or a DM to you
+
+# A message taller than FOLD_ROWS rows is shown as its first FOLD_SHOWN rows and a line saying
+# how many more there are (issue 17: one 60 KB message printed about 600 lines).
+FOLD_ROWS = 12
+FOLD_SHOWN = 8
+_URL = re.compile(r"https?://[!-~]+")  # printable ASCII only: safe inside an OSC 8 link
 
 NOTICE_STYLES = frozenset({"dim", "yellow", "red", "green", "bold"})
 
@@ -107,102 +133,217 @@ def name_colour(name: str) -> str:
     return NAME_COLOURS[zlib.crc32(name.encode("utf-8", "surrogatepass")) % len(NAME_COLOURS)]
 
 
+class NameColours:
+    """Colours for the names one client shows: each name its own while the palette lasts.
+
+    A name gets ``name_colour(name)`` unless a name seen earlier has it; then the next free
+    colour. So alice and carol never share one, whatever their hashes.
+    """
+
+    def __init__(self) -> None:
+        self.given: dict[str, str] = {}
+
+    def __call__(self, name: str) -> str:
+        colour = self.given.get(name)
+        if colour is None:
+            start = NAME_COLOURS.index(name_colour(name))
+            used = set(self.given.values())
+            colour = NAME_COLOURS[start]
+            for step in range(len(NAME_COLOURS)):
+                candidate = NAME_COLOURS[(start + step) % len(NAME_COLOURS)]
+                if candidate not in used:
+                    colour = candidate
+                    break
+            self.given[name] = colour
+        return colour
+
+
+Colours = Callable[[str], str]
+
+
+def mentions(text: str, me: str) -> bool:
+    """Return whether ``text`` names ``me`` as a word of its own (any case)."""
+    if not me:
+        return False
+    return re.search(rf"(?<![\w-]){re.escape(me)}(?![\w-])", text, re.IGNORECASE) is not None
+
+
+def wants_attention(event: Mapping[str, Any], me: str) -> bool:
+    """Return whether ``event`` is for ``me`` in person: a DM to me, or a line naming me."""
+    if not me or event.get("from") == me:
+        return False
+    if event.get("type") == "dm":
+        return True
+    return event.get("type") == "message" and mentions(str(event.get("text", "")), me)
+
+
 def _clock(ts: object) -> str:
     seconds = float(ts) if isinstance(ts, int | float) else time.time()
     return time.strftime("%H:%M:%S", time.localtime(seconds))
 
 
-def _name(value: object) -> Text:
+def _name(value: object, me: str = "", colours: Colours = name_colour) -> Text:
     name = sanitize(str(value))
-    return Text(name, style=f"bold {name_colour(name)}")
+    if me and name == me:
+        return Text(name, style=OWN_NAME_STYLE)
+    return Text(name, style=f"bold {colours(name)}")
 
 
-def _body(text: object, indent: int | None) -> Text:
-    """Return message text; ``indent`` ``None`` keeps it on one line (a newline shows as ␊)."""
-    body = sanitize(str(text), keep_newlines=indent is not None)
-    if indent is None:
-        return Text(body)
-    # A continuation line is indented under the message, so "\n[12:00:00] admin: …" inside a
-    # message cannot pass for a line of its own.
-    return Text(body.replace("\n", "\n" + " " * indent))
+def _body(text: object, one_line: bool) -> Text:
+    """Return message text; ``one_line`` shows a newline as ␊, else it starts a new line."""
+    body = Text(sanitize(str(text), keep_newlines=not one_line))
+    for match in _URL.finditer(body.plain):
+        body.stylize(Style(underline=True), match.start(), match.end())
+    return body
 
 
 def _str(event: Mapping[str, Any], key: str) -> str:
     return sanitize(str(event.get(key, "")))
 
 
-def render_event(event: Mapping[str, Any], me: str = "", one_line: bool = False) -> Text | None:
-    """Return the line(s) to show for one server event, or ``None`` for one not shown.
+def event_parts(
+    event: Mapping[str, Any], me: str = "", one_line: bool = False, colours: Colours = name_colour
+) -> tuple[Text, Text] | None:
+    """Return the head (time, and who for a message) and the body of one event, or ``None``.
 
-    ``me`` is the user's own name: direct messages say which way they went. ``one_line``
-    shows a newline in a message as ``␊`` instead of starting an indented line.
+    The body may hold newlines (unless ``one_line``); whoever lays it out indents its
+    continuation lines under the body, so no line of a message can pass for a line of its own.
     """
     kind = event.get("type")
-    stamp = Text(_clock(event.get("ts")) + " ", style="dim")
-    line = Text()
-    line.append_text(stamp)
-    indent = len(stamp)
-    hang = None if one_line else indent + 2  # where continuation lines of a message start
+    head = Text(_clock(event.get("ts")) + " ", style="dim")
+    if wants_attention(event, me):
+        head.stylize(HIGHLIGHT_STYLE, 0, len(head) - 1)
+    body = Text()
     if kind == "message":
         if event.get("action"):
-            line.append("* ", style="bold")
-            line.append_text(_name(event.get("from")))
-            line.append(" ")
-            line.append_text(_body(event.get("text"), hang))
-            line.stylize("italic", indent)
+            head.append("* ", style="bold")
+            head.append_text(_name(event.get("from"), me, colours))
+            head.append(" ")
+            body = _body(event.get("text"), one_line)
+            body.stylize("italic")
         else:
-            line.append_text(_name(event.get("from")))
-            line.append(": ")
-            line.append_text(_body(event.get("text"), hang))
-        return line
+            head.append_text(_name(event.get("from"), me, colours))
+            head.append(": ")
+            body = _body(event.get("text"), one_line)
+        return head, body
     if kind == "dm":
-        line.append("[DM] ", style="bold reverse magenta")
+        head.append("[DM] ", style="bold reverse magenta")
         sender, to = str(event.get("from", "")), str(event.get("to", ""))
         if me and sender == me:
-            line.append("to ", style="magenta")
-            line.append_text(_name(to))
+            head.append("to ", style="magenta")
+            head.append_text(_name(to, me, colours))
         else:
-            line.append("from ", style="magenta")
-            line.append_text(_name(sender))
-        line.append(": ")
-        line.append_text(_body(event.get("text"), hang))
-        return line
+            head.append("from ", style="magenta")
+            head.append_text(_name(sender, me, colours))
+        head.append(": ")
+        return head, _body(event.get("text"), one_line)
     if kind in ("joined", "left"):
         arrow, verb = ("→", "joined") if kind == "joined" else ("←", "left")
-        line.append(f"{arrow} {_str(event, 'name')} {verb} #{_str(event, 'room')}", style="dim")
-        return line
+        body.append(f"{arrow} {_str(event, 'name')} {verb} #{_str(event, 'room')}", style="dim")
+        return head, body
     if kind == "members":
         names = [sanitize(str(n)) for n in event.get("names") or []]
-        line.append(f"members of #{_str(event, 'room')} ({len(names)}): ", style="dim")
+        body.append(f"members of #{_str(event, 'room')} ({len(names)}): ", style="dim")
         for i, name in enumerate(names):
             if i:
-                line.append(", ", style="dim")
-            line.append_text(_name(name))
-        return line
+                body.append(", ", style="dim")
+            body.append_text(_name(name, me, colours))
+        return head, body
     if kind == "welcome":
         members = [sanitize(str(n)) for n in event.get("members") or []]
-        line.append(
+        body.append(
             f"you are {_str(event, 'name')} in #{_str(event, 'room')} "
             f"with {len(members)} member{'s' if len(members) != 1 else ''}: " + ", ".join(members),
             style="dim",
         )
         if event.get("gap"):
-            line.append(" " if one_line else "\n" + " " * indent)
-            line.append(MISSED, "yellow")
-        return line
+            body.append(" " if one_line else "\n")
+            body.append(MISSED, "yellow")
+        return head, body
     if kind == "epoch":  # the room's ids were reset (issue 14)
-        line.append(MISSED, "yellow")
-        return line
+        body.append(MISSED, "yellow")
+        return head, body
     if kind == "error":
-        line.append(f"server: {_str(event, 'detail')} ({_str(event, 'code')})", style="red")
-        return line
+        body.append(f"server: {_str(event, 'detail')} ({_str(event, 'code')})", style="red")
+        return head, body
     if kind == "notice":
         style = event.get("style")
-        body = _body(event.get("text", ""), None if one_line else indent)
+        body = Text(sanitize(str(event.get("text", "")), keep_newlines=not one_line))
         body.stylize(style if isinstance(style, str) and style in NOTICE_STYLES else "dim")
-        line.append_text(body)
-        return line
+        return head, body
     return None
+
+
+def render_event(
+    event: Mapping[str, Any], me: str = "", one_line: bool = False, colours: Colours = name_colour
+) -> Text | None:
+    """Return the line(s) to show for one server event, or ``None`` for one not shown.
+
+    ``me`` is the user's own name: direct messages say which way they went, and lines naming
+    ``me`` are highlighted. ``one_line`` shows a newline in a message as ``␊`` instead of
+    starting a line indented under the text.
+    """
+    parts = event_parts(event, me, one_line, colours)
+    if parts is None:
+        return None
+    head, body = parts
+    line = head.copy()
+    line.append_text(body)
+    if not one_line:
+        # Continuation lines start under the text, past the time stamp and the name.
+        hang = min(len(head), len(head.plain) if event.get("type") != "notice" else 9)
+        pieces = line.split("\n", allow_blank=True)
+        line = Text("\n").join(
+            [pieces[0], *(Text(" " * hang) + piece for piece in list(pieces)[1:])]
+        )
+    return line
+
+
+def layout_rows(
+    head: Text, body: Text, width: int, console: Console, folded: bool = True
+) -> tuple[list[Text], int]:
+    """Lay one event out in rows of at most ``width`` cells; return them and the rows folded.
+
+    Wrapped and continuation rows are indented under the body (weechat's layout); a word is
+    broken only when it is wider than the body's column, so a URL moves to a row of its own
+    rather than being split. With ``folded``, an event taller than ``FOLD_ROWS`` keeps its
+    first ``FOLD_SHOWN`` rows, and the second value is about how many rows were left out; the
+    work done is bounded by the rows shown, not by the size of the message.
+    """
+    hang = min(head.cell_len, max(width // 3, 1))
+    column = max(width - hang, 8)
+    pad = head.cell_len - hang  # a long head pushes the first row of the body further right
+    source = body
+    hidden = 0
+    if folded:
+        lines = body.plain.split("\n")
+        total = sum(max(1, math.ceil(len(line) / column)) for line in lines)
+        if total > FOLD_ROWS:
+            keep = FOLD_SHOWN * column
+            offset, kept = 0, 0
+            for line in lines[:FOLD_SHOWN]:
+                offset += min(len(line), keep) + 1
+                kept += 1
+            source = body[: max(0, offset - 1)]
+            hidden = total
+    padded = Text(" " * pad) + source if pad else source
+    wrapped = padded.wrap(console, column, overflow="fold", no_wrap=False)
+    rows = list(wrapped)
+    if hidden:
+        rows = rows[:FOLD_SHOWN]
+        hidden = max(hidden - len(rows), 1)
+    out: list[Text] = []
+    for i, row in enumerate(rows):
+        row.rstrip()
+        if i == 0:
+            first = head.copy()
+            first.append_text(row[pad:] if pad else row)
+            out.append(first)
+        else:
+            out.append(Text(" " * hang) + row)
+    if not out:
+        out.append(head.copy())
+    return out, hidden
 
 
 def render_plain(event: Mapping[str, Any], me: str = "") -> str | None:

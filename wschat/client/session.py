@@ -188,6 +188,9 @@ class SessionConfig:
     outbox_lines: int = OUTBOX_LINES
     send_rate_per_s: float = SEND_RATE_PER_S
     send_burst: int = SEND_BURST
+    # False: the messages replayed by the first welcome (said before this client came) are
+    # not put on ``events`` (``wschat join --no-history``); later replays still are.
+    history: bool = True
     backoff: Callable[[], Iterator[float]] = backoff_delays
 
 
@@ -232,6 +235,10 @@ class ChatSession:
         # Lines handed to a connection and not seen back yet, by cid, oldest first.
         self._unconfirmed: dict[str, Say] = {}
         self._replay_left = 0  # replayed messages still to come after the last welcome
+        self._hide_replay = False  # the replay being read is history the user asked not to see
+        # The last id shown in the room just welcomed into, when this client had been there
+        # before: the first message after the welcome must follow it, or some were missed.
+        self._expect_after: int | None = None
         self._caught_up = asyncio.Event()  # the replay is read: unconfirmed lines are settled
         self._cids = (f"{uuid.uuid4().hex[:12]}-{n}" for n in itertools.count(1))
         self._closing = False
@@ -468,6 +475,7 @@ class ChatSession:
         elif kind == "message":
             if event.get("from") == self.name:
                 self._confirm(event.get("cid"))
+            hidden = self._replay_left > 0 and self._hide_replay
             if self._replay_left > 0:
                 self._replay_left -= 1
                 if self._replay_left == 0:
@@ -476,7 +484,10 @@ class ChatSession:
             if isinstance(room, str) and isinstance(msg_id, int):
                 if msg_id <= self.last_seen.get(room, -1):
                     return  # replayed after a reconnect, and shown already
+                await self._check_missed(room, msg_id)
                 self.last_seen[room] = msg_id
+            if hidden:
+                return
         elif kind == "epoch":
             # The room's ids were reset (issue 14): those of the new epoch follow ``base``.
             room, epoch, base = event.get("room"), event.get("epoch"), event.get("base")
@@ -494,9 +505,30 @@ class ChatSession:
             self.on_status()
         await self.events.put(event)
 
+    async def _check_missed(self, room: str, msg_id: int) -> None:
+        """Say how many messages were missed when the first one after a welcome skips ids.
+
+        Ids grow by one per room (docs/protocol.md), so coming back to a room (a ``join``
+        or a reconnect) with ids last+1 .. first-1 not replayed means those were missed: a
+        server older than ``join``'s ``since``, or a replay capped by ``--replay-max``.
+        """
+        expected, self._expect_after = self._expect_after, None
+        if expected is None or msg_id <= expected + 1:
+            return
+        missed = msg_id - expected - 1
+        await self.events.put(
+            notice(
+                f"{missed} message{'s' if missed != 1 else ''} in #{room} missed "
+                f"(ids {expected + 1} to {msg_id - 1}: not replayed)",
+                "yellow",
+            )
+        )
+
     def _welcome(self, event: Mapping[str, Any]) -> None:
         room = str(event.get("room") or self.status.room)
         self.token = str(event.get("token") or self.token)
+        self._expect_after = self.last_seen.get(room)
+        self._hide_replay = not self.ever_online and not self.config.history
         latest = event.get("latest")
         epoch = event.get("epoch")
         if isinstance(epoch, str) and epoch:
@@ -562,6 +594,9 @@ class ChatSession:
                 if isinstance(command, Join):
                     # Lines for the old room are not sent again into the new one.
                     self._unconfirmed.clear()
+                    if command.since is None and command.room in self.last_seen:
+                        # Back to a room seen before: ask for what came since (issue 17).
+                        command = replace(command, since=self.last_seen[command.room])
                 await ws.send(encode_command(command))
                 # Only a frame handed to the connection leaves the queue; one cut off by a
                 # dropped connection is sent again after the reconnect.

@@ -337,8 +337,12 @@ class ChatService:
             if self.cluster is not None:
                 self.cluster.release(holder.name)
 
-    async def move(self, conn: Member, room: str) -> None:
-        """Move ``conn`` to ``room``: ``left``/``joined`` for the others, a new welcome for it."""
+    async def move(self, conn: Member, room: str, since: int | None = None) -> None:
+        """Move ``conn`` to ``room``: ``left``/``joined`` for the others, a new welcome for it.
+
+        ``since`` replays what came after it, capped as for a connection's ``?since=``
+        (``enter()``); without it the welcome carries the room's last few messages.
+        """
         if self.broker.state() not in ("ok", "degraded"):
             # Entering needs the shared history: stay in the room rather than lose the socket.
             error = error_event(ErrorCode.UNAVAILABLE, "cannot change rooms now")
@@ -354,7 +358,7 @@ class ChatService:
         token = holder.token if holder is not None else ""
         if self.cluster is not None and holder is not None:
             self.cluster.update(holder)
-        await self.enter(conn, None, token)
+        await self.enter(conn, since, token)
 
     # --- what clients say -------------------------------------------------------------------
 
