@@ -58,6 +58,7 @@ def test_invalid_names(name: object, code: str) -> None:
         Dm("bob", "psst"),
         Join("ops"),
         Join("ops", since=41),
+        Join("ops", since=41, epoch="e1a2"),
         Who(),
     ],
 )
@@ -84,6 +85,7 @@ def test_commands_round_trip(command: object) -> None:
         ('{"type": "join", "room": "a b"}', "bad_room"),
         ('{"type": "join", "room": "ops", "since": "3"}', "bad_field"),
         ('{"type": "join", "room": "ops", "since": true}', "bad_field"),
+        ('{"type": "join", "room": "ops", "since": 3, "epoch": 7}', "bad_field"),
     ],
 )
 def test_bad_frames_get_an_error_code(frame: str, code: str) -> None:

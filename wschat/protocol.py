@@ -179,6 +179,9 @@ class Join:
     # The last message id this client saw in ``room``: what came after it is replayed, as
     # ``?since=`` does for a connection (issue 17: switching rooms lost messages silently).
     since: int | None = None
+    # The room's epoch that ``since`` belongs to, as ``?epoch=`` (issue 14): after a reset a
+    # ``since`` of the old sequence is answered with ``gap``, never with reused ids.
+    epoch: str | None = None
 
 
 def check_since(raw: object) -> int | None:
@@ -218,7 +221,11 @@ def decode_command(frame: str, max_text_chars: int = MAX_TEXT_CHARS) -> Command:
     if kind == "dm":
         return Dm(check_name(obj.get("to")), check_text(obj.get("text"), max_text_chars))
     if kind == "join":
-        return Join(check_room(obj.get("room")), check_since(obj.get("since")))
+        epoch = obj.get("epoch")
+        if epoch is not None and not isinstance(epoch, str):
+            raise ProtocolError(ErrorCode.BAD_FIELD, "epoch must be a string")
+        room, since = check_room(obj.get("room")), check_since(obj.get("since"))
+        return Join(room, since, epoch[:MAX_EPOCH_CHARS] if epoch else None)  # compared only
     if kind == "who":
         return Who()
     if not isinstance(kind, str):
@@ -237,10 +244,12 @@ def encode_command(command: Command) -> str:
                 obj["cid"] = cid
         case Dm(to, text):
             obj = {"type": "dm", "to": to, "text": text}
-        case Join(room, since):
+        case Join(room, since, epoch):
             obj = {"type": "join", "room": room}
             if since is not None:
                 obj["since"] = since
+            if epoch is not None:
+                obj["epoch"] = epoch
         case Who():
             obj = {"type": "who"}
     return dumps(obj)

@@ -159,6 +159,15 @@ async def test_join_with_since_replays_what_came_after_it_capped(server_factory)
         assert [(await recv(b))["id"] for _ in range(5)] == [4, 5, 6, 7, 8]
         await b.send(json.dumps({"type": "join", "room": "red", "since": -1}))
         assert (await next_of(b, "error"))["code"] == "bad_field"
+        # A ``since`` of another epoch (a history that was reset, issue 14) means nothing
+        # here: the room's own epoch's messages, with ``gap``, never "nothing missed".
+        epoch = welcome["epoch"]
+        await b.send(json.dumps({"type": "join", "room": "red", "since": 6, "epoch": "gone"}))
+        welcome = await next_of(b, "welcome")
+        assert (welcome["gap"], welcome["epoch"]) == (True, epoch)
+        await b.send(json.dumps({"type": "join", "room": "red", "since": 6, "epoch": epoch}))
+        welcome = await next_of(b, "welcome")
+        assert (welcome["replay"], welcome["gap"]) == (2, False)
         await a.close()
         await b.close()
 

@@ -596,7 +596,11 @@ class ChatSession:
                     self._unconfirmed.clear()
                     if command.since is None and command.room in self.last_seen:
                         # Back to a room seen before: ask for what came since (issue 17).
-                        command = replace(command, since=self.last_seen[command.room])
+                        command = replace(
+                            command,
+                            since=self.last_seen[command.room],
+                            epoch=self.epochs.get(command.room),
+                        )
                 await ws.send(encode_command(command))
                 # Only a frame handed to the connection leaves the queue; one cut off by a
                 # dropped connection is sent again after the reconnect.

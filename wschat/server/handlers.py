@@ -334,8 +334,8 @@ class ChatEndpoint:
                 await chat.say(conn, said, action, cid)
             case Dm(to=to, text=said):
                 await chat.dm(conn, to, said)
-            case Join(room=new_room, since=since):
-                await chat.move(conn, new_room, since)
+            case Join(room=new_room, since=since, epoch=epoch):
+                await chat.move(conn, new_room, since, epoch)
             case Who():
                 chat.who(conn)
 

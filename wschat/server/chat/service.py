@@ -337,11 +337,13 @@ class ChatService:
             if self.cluster is not None:
                 self.cluster.release(holder.name)
 
-    async def move(self, conn: Member, room: str, since: int | None = None) -> None:
+    async def move(
+        self, conn: Member, room: str, since: int | None = None, epoch: str | None = None
+    ) -> None:
         """Move ``conn`` to ``room``: ``left``/``joined`` for the others, a new welcome for it.
 
-        ``since`` replays what came after it, capped as for a connection's ``?since=``
-        (``enter()``); without it the welcome carries the room's last few messages.
+        ``since`` (of ``epoch``) replays what came after it, capped as for a connection's
+        ``?since=`` (``enter()``); without it the welcome carries the room's last few messages.
         """
         if self.broker.state() not in ("ok", "degraded"):
             # Entering needs the shared history: stay in the room rather than lose the socket.
@@ -358,7 +360,7 @@ class ChatService:
         token = holder.token if holder is not None else ""
         if self.cluster is not None and holder is not None:
             self.cluster.update(holder)
-        await self.enter(conn, since, token)
+        await self.enter(conn, since, token, epoch)
 
     # --- what clients say -------------------------------------------------------------------
 
