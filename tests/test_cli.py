@@ -72,13 +72,13 @@ def test_token_refuses_a_bad_name_or_ttl() -> None:
         capture_output=True,
         text=True,
     )
-    assert out.returncode == 1 and "invalid name" in out.stderr
+    assert out.returncode == 2 and "invalid name" in out.stderr
     out = subprocess.run(
         [sys.executable, "-m", "wschat", "token", "alice", "--secret", "S", "--ttl", "soon"],
         capture_output=True,
         text=True,
     )
-    assert out.returncode == 1 and "invalid ttl" in out.stderr
+    assert out.returncode == 2 and "invalid ttl" in out.stderr
 
 
 def test_serve_help_lists_the_security_flags() -> None:

@@ -2,20 +2,57 @@
 
 Each command imports its own stack inside its body, so ``wschat join`` never loads FastAPI
 and ``wschat --help`` loads neither. Only this module turns exceptions into a red line on
-stderr and an exit code: 1 for a wschat error, 2 for bad usage, 130 for Ctrl-C.
+stderr and an exit code, the same for every command (``ExitCode``): 0 done, 1 failed (a
+``WschatError``), 2 bad usage (a flag Click rejects, or a ``ConfigError``: a value we cannot
+use), 3 ``bench --fail-if`` did not hold, 130 Ctrl-C.
+
+Help texts are rendered as rich markup: a literal ``[`` is written ``\\[``.
 """
 
 from __future__ import annotations
 
 import sys
-from enum import StrEnum
+from collections.abc import Iterator
+from contextlib import contextmanager
+from enum import IntEnum, StrEnum
 from pathlib import Path
 from typing import Annotated, NoReturn
 
 import typer
 
 from wschat import __version__
-from wschat.errors import WschatError
+from wschat.bench.config import BenchConfig, Protocol, Scenario, default_rate
+from wschat.errors import ConfigError, WschatError
+
+
+class ExitCode(IntEnum):
+    """The exit status of every ``wschat`` command (README "Exit codes")."""
+
+    OK = 0
+    FAILED = 1  # a WschatError: no server, a broker that does not answer, ...
+    USAGE = 2  # bad usage: a flag Click rejects, or a ConfigError (a value we cannot use)
+    FAIL_IF = 3  # bench --fail-if: a condition did not hold
+    INTERRUPTED = 130  # Ctrl-C (128 + SIGINT)
+
+
+def exit_code(exc: BaseException) -> ExitCode:
+    """Return the exit status for an exception that ends a command."""
+    if isinstance(exc, KeyboardInterrupt):
+        return ExitCode.INTERRUPTED
+    if isinstance(exc, ConfigError):
+        return ExitCode.USAGE
+    return ExitCode.FAILED
+
+
+@contextmanager
+def _exit_codes() -> Iterator[None]:
+    """Turn what a command raises into one red line and its ``ExitCode``."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        raise typer.Exit(ExitCode.INTERRUPTED) from None
+    except WschatError as exc:
+        _fail(str(exc), exit_code(exc))
 
 
 class LogLevel(StrEnum):
@@ -54,10 +91,10 @@ def _check_db(db: str) -> None:
         return
     directory = Path(db).parent
     if not directory.is_dir():
-        _fail(f"--db {db}: directory {directory} does not exist", code=2)
+        _fail(f"--db {db}: directory {directory} does not exist", code=ExitCode.USAGE)
 
 
-def _fail(message: str, code: int = 1) -> NoReturn:
+def _fail(message: str, code: int = ExitCode.FAILED) -> NoReturn:
     typer.secho(f"wschat: {message}", fg="red", err=True)
     raise typer.Exit(code)
 
@@ -164,7 +201,8 @@ def serve(
         str | None,
         typer.Option(
             envvar="WSCHAT_DB",
-            help="SQLite history file, in a directory that exists; ':memory:' keeps none. [default: history.sqlite3 in the user data dir]",
+            help="SQLite history file, in a directory that exists; ':memory:' keeps none. "
+            f"\\[default: {_default_db()}]",
             show_default=False,
         ),
     ] = None,
@@ -370,13 +408,6 @@ def serve(
     from wschat.server.runner import serve as run_server
     from wschat.server.settings import ServerSettings
 
-    if workers > 1 and not is_redis(broker):
-        _fail(
-            "--workers needs --broker redis://...: with the in-memory broker each worker "
-            "would be a separate chat",
-            code=2,
-        )
-
     if db is not None and not is_redis(broker):
         _check_db(db)
 
@@ -418,15 +449,16 @@ def serve(
         broker=broker,
         node_ttl_s=node_ttl,
     )
-    try:
-        if workers > 1:
-            from wschat.server.workers import serve_workers
+    with _exit_codes():
+        try:
+            if workers > 1:
+                from wschat.server.workers import serve_workers
 
-            serve_workers(settings, workers)
-        else:
-            run_server(settings)
-    except OSError as exc:
-        _fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
+                serve_workers(settings, workers)
+            else:
+                run_server(settings)
+        except OSError as exc:
+            _fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
 
 
 @app.command()
@@ -447,7 +479,8 @@ def token(
     """Print a signed token for NAME (send it as 'Authorization: Bearer TOKEN')."""
     from wschat.auth import issue_token, parse_ttl
 
-    typer.echo(issue_token(name, secret, parse_ttl(ttl)))
+    with _exit_codes():
+        typer.echo(issue_token(name, secret, parse_ttl(ttl)))
 
 
 @app.command()
@@ -490,68 +523,77 @@ def join(
         insecure=insecure,
         headers=tuple(header or ()),
     )
-    try:
+    with _exit_codes():
         status = run_client(options)
-    except KeyboardInterrupt:
-        raise typer.Exit(130) from None
-    except WschatError as exc:
-        _fail(str(exc))
     raise typer.Exit(status)
+
+
+_BENCH = BenchConfig()  # the defaults of every bench flag
 
 
 @app.command()
 def bench(
-    n: Annotated[int, typer.Option("-n", min=1, help="Number of connections to open.")] = 500,
+    n: Annotated[int, typer.Option("-n", min=1, help="Number of connections to open.")] = _BENCH.n,
     url: Annotated[
         str, typer.Option(help="Server base URL; /ws and /ws/{id} are appended.")
-    ] = "ws://127.0.0.1:8000",
+    ] = _BENCH.url,
     scenario: Annotated[
-        str,
+        Scenario,
         typer.Option(
+            case_sensitive=False,
             help="connect: open and hold; echo: round trips on /ws; fanout: --senders send to "
-            "everyone in one room; chat: everyone sends and receives everything."
+            "everyone in one room; chat: everyone sends and receives everything.",
         ),
-    ] = "fanout",
+    ] = _BENCH.scenario,
     protocol: Annotated[
-        str,
-        typer.Option(help="auto offers the wschat.v1 subprotocol and falls back to plain text."),
-    ] = "auto",
-    size: Annotated[int, typer.Option(min=1, help="Characters per message (padded).")] = 64,
+        Protocol,
+        typer.Option(
+            case_sensitive=False,
+            help="auto offers the wschat.v1 subprotocol and falls back to plain text; v1 "
+            "requires it; plain never offers it.",
+        ),
+    ] = _BENCH.protocol,
+    size: Annotated[
+        int, typer.Option(min=1, help="Characters per message (padded).")
+    ] = _BENCH.size,
     duration: Annotated[
         float, typer.Option(min=0.1, help="Seconds of sending (connect: of holding).")
-    ] = 10.0,
+    ] = _BENCH.duration_s,
     messages: Annotated[
         int, typer.Option(min=0, help="Messages per sender; 0 sends until --duration.")
-    ] = 0,
+    ] = _BENCH.messages,
     rate: Annotated[
         float | None,
         typer.Option(
             min=0,
             help="Messages per second per sender, open loop: latency counts from each "
             "message's intended send time. 0: closed loop, each sender waits for its own "
-            "message before the next. [default: 10 for fanout (under wschat serve's default "
-            "rate limit), else 0]",
+            f"message before the next. \\[default: {default_rate(Scenario.FANOUT):g} for "
+            "fanout and chat (under wschat serve's default rate limit), 0 for echo]",
             show_default=False,
         ),
     ] = None,
-    senders: Annotated[int, typer.Option(min=1, help="fanout: how many connections send.")] = 1,
+    senders: Annotated[
+        int, typer.Option(min=1, help="fanout: how many connections send.")
+    ] = _BENCH.senders,
     ramp: Annotated[
         float, typer.Option(min=0, help="Spread opening the connections over this many seconds.")
-    ] = 0.0,
+    ] = _BENCH.ramp_s,
     room: Annotated[
         str | None, typer.Option(help="Room to use; default a fresh one per run.")
     ] = None,
     connect_timeout: Annotated[
         float, typer.Option(min=0.1, help="Seconds one connection may take to open.")
-    ] = 10.0,
+    ] = _BENCH.connect_timeout_s,
     drain_timeout: Annotated[
         float, typer.Option(min=0, help="Seconds to wait for messages still in flight.")
-    ] = 5.0,
+    ] = _BENCH.drain_timeout_s,
     spread: Annotated[
         bool | None,
         typer.Option(
             "--spread/--no-spread",
-            help="Bind sockets to many 127.0.0.0/8 source addresses (default: for loopback).",
+            help="Bind sockets to many 127.0.0.0/8 source addresses, at most 100 per address "
+            "(default: for a loopback target).",
             show_default=False,
         ),
     ] = None,
@@ -559,12 +601,19 @@ def bench(
         Path | None,
         typer.Option("--json", help="Write the wschat.bench/1 JSON report here ('-': stdout)."),
     ] = None,
+    html_path: Annotated[
+        Path | None,
+        typer.Option(
+            "--html",
+            help="Write a self-contained HTML report here (charts as inline SVG; no network).",
+        ),
+    ] = None,
     fail_if: Annotated[
         str | None,
         typer.Option(
             help="Exit 3 unless these hold, e.g. 'p99<50ms,errors<0.1%'. Metrics: p50 p90 p99 "
             "p99.9 max mean (tcp.p99, upgrade.p99), errors lost duplicates reordered unsent "
-            "(count or %), connections, throughput."
+            "refused (count or %), connections, throughput."
         ),
     ] = None,
     progress: Annotated[
@@ -578,21 +627,19 @@ def bench(
 ) -> None:
     """Load-test a WebSocket server: latency percentiles, throughput, loss, errors.
 
-    Exit codes: 0 done, 1 could not run (no server, limits), 2 bad usage, 3 --fail-if failed.
+    Exit codes: 0 done, 1 could not run (no server, limits), 2 bad usage, 3 --fail-if failed,
+    130 interrupted (the report so far is printed and written, marked partial).
     """
-    from wschat.bench.command import bench as run_bench
-    from wschat.bench.runner import BenchConfig, Protocol, Scenario
-
-    try:
+    with _exit_codes():
         config = BenchConfig(
             url=url,
             n=n,
-            scenario=Scenario(scenario),
-            protocol=Protocol(protocol),
+            scenario=scenario,
+            protocol=protocol,
             size=size,
             duration_s=duration,
             messages=messages,
-            rate=(10.0 if scenario == "fanout" else 0.0) if rate is None else rate,
+            rate=default_rate(scenario) if rate is None else rate,
             senders=senders,
             ramp_s=ramp,
             room=room,
@@ -600,13 +647,16 @@ def bench(
             drain_timeout_s=drain_timeout,
             spread=spread,
         )
-    except ValueError as exc:
-        _fail(str(exc), code=2)
-    try:
-        code = run_bench(config, json_path, fail_if, progress)
-    except WschatError as exc:
-        _fail(str(exc))
-    raise typer.Exit(code)
+        from wschat.bench.command import Outcome
+        from wschat.bench.command import bench as run_bench
+
+        outcome = run_bench(config, json_path, fail_if, progress, html_path)
+    codes = {
+        Outcome.OK: ExitCode.OK,
+        Outcome.FAIL_IF: ExitCode.FAIL_IF,
+        Outcome.INTERRUPTED: ExitCode.INTERRUPTED,
+    }
+    raise typer.Exit(codes[outcome])
 
 
 def main() -> None:
@@ -614,7 +664,7 @@ def main() -> None:
     try:
         app()
     except KeyboardInterrupt:
-        sys.exit(130)
+        sys.exit(ExitCode.INTERRUPTED)
     except WschatError as exc:
         typer.secho(f"wschat: {exc}", fg="red", err=True)
-        sys.exit(1)
+        sys.exit(exit_code(exc))

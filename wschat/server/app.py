@@ -22,6 +22,7 @@ from typing import Any
 from fastapi import FastAPI, WebSocket
 from fastapi.responses import HTMLResponse, Response
 from fastapi.staticfiles import StaticFiles
+from starlette.routing import WebSocketRoute
 
 from wschat import __version__
 from wschat.server.chat.engine import build_chat
@@ -104,7 +105,10 @@ def create_app(settings: ServerSettings | None = None) -> App:
         await serve_raw_echo(websocket)
 
     routes = WebSocketRoutes(
-        app, echo=EchoHandler(hub, settings, raw=False), chat=ChatEndpoint(chat)
+        app,
+        echo=EchoHandler(hub, settings, raw=False),
+        chat=ChatEndpoint(chat),
+        others=frozenset(r.path for r in app.routes if isinstance(r, WebSocketRoute)),
     )
     # Outermost: origin, caps and tokens are checked before any route (issue 7).
     return App(app, Guard(routes, settings))
