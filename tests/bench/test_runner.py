@@ -8,8 +8,8 @@ import pytest
 
 from tests.bench.plain_server import plain_server
 from tests.conftest import Server
-from wschat.bench.payload import Dialect
 from wschat.bench.config import BenchConfig, Protocol, Scenario
+from wschat.bench.payload import Dialect
 from wschat.bench.runner import BenchResult, run_bench
 from wschat.errors import BenchError
 

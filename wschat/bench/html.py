@@ -198,7 +198,7 @@ def _distribution_chart(distribution: list[list[float]]) -> str:
 
 def _summary_table(doc: dict[str, Any]) -> str:
     """The summary table as the terminal shows it, exported by rich with inline styles."""
-    console = Console(record=True, width=140, file=io.StringIO(), color_system="truecolor")
+    console = Console(record=True, width=120, file=io.StringIO(), color_system="truecolor")
     console.print(table(doc))
     return console.export_html(inline_styles=True, code_format="<pre class=summary>{code}</pre>")
 

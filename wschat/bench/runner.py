@@ -507,20 +507,23 @@ class Runner:
                 if client.gone or conn.closed:
                     return  # on_lost counts the close, once
 
-    def _expected(self, client: _Client, total_sent: int) -> int:
+    def _expected(self, client: _Client, total_accepted: int) -> int:
         if self.config.scenario is Scenario.ECHO:
-            return client.sent
-        return total_sent
+            return client.sent - client.refused
+        return total_accepted
 
     async def _drain(self) -> None:
-        """Wait until every open connection has every message it should get, or the timeout."""
-        total = self.stats.sent
+        """Wait until every open connection has every message it should get, or the timeout.
+
+        A message the server refused (its error event may still be on its way) is not waited for.
+        """
+        stats = self.stats
         try:
             async with asyncio.timeout(self.config.drain_timeout_s):
                 # Polled: completion depends on every client, and a 50 ms poll costs less than
                 # checking all of them on each delivery.
                 while any(  # noqa: ASYNC110
-                    c.got < self._expected(c, total)
+                    c.got < self._expected(c, stats.sent - stats.refused.total())
                     for c in self.clients
                     if c.conn is not None and not c.conn.closed
                 ):
