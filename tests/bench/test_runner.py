@@ -138,7 +138,7 @@ async def test_forcing_v1_on_a_plain_server_fails_clearly() -> None:
 
 
 async def test_a_server_that_refuses_the_upgrade(server: Server) -> None:
-    with pytest.raises(BenchError, match=r"refused the WebSocket upgrade with HTTP \d+"):
+    with pytest.raises(BenchError, match=r"refused the WebSocket upgrade: HTTP 404 Not Found"):
         await run_bench(BenchConfig(url=server.ws + "/nothing", n=2, duration_s=1))
 
 
