@@ -2,7 +2,7 @@
 
 The charts are drawn here, as SVG text, from the ``wschat.bench/1`` document: no plotting
 library, no script, no stylesheet or font from the network, so the file opens offline, in any
-browser, and stays small (about 20 KB). It shows latency over time (p50, p99 and max per
+browser, and stays small (about 12 KB). It shows latency over time (p50, p99 and max per
 second, log scale), the HDR percentile distribution (both axes log), open connections and
 delivered messages per second, errors by kind, the config, and the summary table itself
 (rendered by ``report.table`` through rich's HTML export). Pure: no I/O but ``write_html``.
