@@ -529,10 +529,18 @@ def join(
 
 
 _BENCH = BenchConfig()  # the defaults of every bench flag
+bench_app = typer.Typer(
+    help="Load-test a WebSocket server; 'wschat bench compare' sets reports side by side.",
+    no_args_is_help=False,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(bench_app, name="bench")
 
 
-@app.command()
+@bench_app.callback(invoke_without_command=True)
 def bench(
+    ctx: typer.Context,
     n: Annotated[int, typer.Option("-n", min=1, help="Number of connections to open.")] = _BENCH.n,
     url: Annotated[
         str, typer.Option(help="Server base URL; /ws and /ws/{id} are appended.")
@@ -630,6 +638,8 @@ def bench(
     Exit codes: 0 done, 1 could not run (no server, limits), 2 bad usage, 3 --fail-if failed,
     130 interrupted (the report so far is printed and written, marked partial).
     """
+    if ctx.invoked_subcommand is not None:
+        return  # bench compare: the run's flags are not used
     with _exit_codes():
         config = BenchConfig(
             url=url,
@@ -657,6 +667,26 @@ def bench(
         Outcome.INTERRUPTED: ExitCode.INTERRUPTED,
     }
     raise typer.Exit(codes[outcome])
+
+
+@bench_app.command("compare")
+def bench_compare(
+    reports: Annotated[
+        list[Path],
+        typer.Argument(help="Two or more --json reports; the first is the baseline."),
+    ],
+    html_path: Annotated[
+        Path | None,
+        typer.Option("--html", help="Also write the comparison as one HTML page, series overlaid."),
+    ] = None,
+) -> None:
+    """Print runs side by side from their --json reports, with ratios to the first."""
+    if len(reports) < 2:
+        _fail("compare needs at least two reports", ExitCode.USAGE)
+    from wschat.bench.command import compare as run_compare
+
+    with _exit_codes():
+        run_compare(reports, html_path)
 
 
 def main() -> None:

@@ -14,6 +14,9 @@ from pathlib import Path
 from rich.console import Console
 from rich.markup import escape
 
+from wschat.bench.compare import load
+from wschat.bench.compare import render as render_compare
+from wschat.bench.compare import table as compare_table
 from wschat.bench.config import BenchConfig
 from wschat.bench.html import write_html
 from wschat.bench.report import (
@@ -25,6 +28,7 @@ from wschat.bench.report import (
     write_json,
 )
 from wschat.bench.runner import Runner
+from wschat.errors import ConfigError
 
 
 def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
@@ -95,3 +99,18 @@ def bench(
             out.print(f"[red]--fail-if failed: {escape(line)}[/red]")
         return Outcome.FAIL_IF
     return Outcome.OK
+
+
+def compare(paths: list[Path], html_path: Path | None = None) -> None:
+    """Print the reports at ``paths`` side by side; write the HTML comparison if asked.
+
+    Raises ``ConfigError`` when a file cannot be read or is not a ``wschat.bench/1`` report.
+    """
+    docs = [load(path) for path in paths]
+    names = [path.stem for path in paths]
+    Console().print(compare_table(docs, names))
+    if html_path is not None:
+        try:
+            html_path.write_text(render_compare(docs, names), "utf-8")
+        except OSError as exc:
+            raise ConfigError(f"cannot write --html {html_path}: {exc.strerror or exc}") from None

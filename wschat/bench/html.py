@@ -161,7 +161,7 @@ def bars(title: str, items: Sequence[tuple[str, int]]) -> str:
     return "".join(parts)
 
 
-def _per_second(series: list[dict[str, Any]], key: str) -> list[tuple[float, float]]:
+def per_second(series: list[dict[str, Any]], key: str) -> list[tuple[float, float]]:
     """Turn a cumulative counter of the one-second series into a rate per second."""
     points, last_t, last_v = [], 0.0, 0
     for sample in series:
@@ -172,27 +172,38 @@ def _per_second(series: list[dict[str, Any]], key: str) -> list[tuple[float, flo
     return points
 
 
-def _distribution_chart(distribution: list[list[float]]) -> str:
-    """The HDR percentile plot: x at log10(1 / (1 - p)), so 90, 99, 99.9 % are equally apart."""
+def distribution_points(
+    distribution: Sequence[Sequence[float]],
+) -> tuple[list[tuple[float, float]], list[tuple[float, str]]]:
+    """Place an HDR distribution for plotting: points at x = log10(1 / (1 - p)), and ticks.
+
+    So 90, 99 and 99.9 % are equally far apart; the max goes just right of the rest.
+    """
     if not distribution:
-        return chart("latency by percentile", [], "percentile", "ms", log_y=True)
+        return [], []
     finite = [(p, ms) for p, ms in distribution if p < 100]
     last_x = math.log10(1 / (1 - finite[-1][0] / 100)) if finite else 0.0
     points = [(math.log10(1 / (1 - p / 100)), ms) for p, ms in finite]
-    points.append((last_x + 0.3, distribution[-1][1]))  # the max, just right of the rest
+    points.append((last_x + 0.3, distribution[-1][1]))
     ticks = [
         (math.log10(1 / (1 - p / 100)), label)
         for p, label in ((0, "0%"), (90, "90%"), (99, "99%"), (99.9, "99.9%"), (99.99, "99.99%"))
         if math.log10(1 / (1 - p / 100)) <= last_x + 0.3
     ]
     ticks.append((last_x + 0.3, "max"))
+    return points, ticks
+
+
+def _distribution_chart(distribution: Sequence[Sequence[float]]) -> str:
+    """The HDR percentile plot of one run."""
+    points, ticks = distribution_points(distribution)
     return chart(
         "message latency by percentile (HDR)",
         [("latency", points)],
         "percentile",
         "latency (ms, log)",
         log_y=True,
-        x_ticks=ticks,
+        x_ticks=ticks or None,
     )
 
 
@@ -247,7 +258,7 @@ svg {{ max-width: 100%; height: auto; display: block; }}
 {_distribution_chart(s.get("latency_distribution") or [])}
 <h2>Connections and throughput</h2>
 {chart("open connections", [("open", [(x["t_s"], x["open"]) for x in series])], "seconds since start", "connections")}
-{chart("messages per second", [("delivered/s", _per_second(series, "delivered")), ("sent/s", _per_second(series, "sent"))], "seconds since start", "messages/s")}
+{chart("messages per second", [("delivered/s", per_second(series, "delivered")), ("sent/s", per_second(series, "sent"))], "seconds since start", "messages/s")}
 <h2>Errors by kind</h2>
 {bars("errors by kind", errors)}
 {verdict}
