@@ -23,6 +23,7 @@ import typer
 from wschat import __version__
 from wschat.bench.config import BenchConfig, Protocol, Scenario, default_rate
 from wschat.errors import ConfigError, WschatError
+from wschat.server.settings import ServerSettings
 
 
 class ExitCode(IntEnum):
@@ -78,6 +79,10 @@ app = typer.Typer(
 )
 
 
+_SERVE = ServerSettings()  # the defaults of every serve flag: one copy, in ServerSettings
+_LOG_LEVEL, _LOG_FORMAT = LogLevel(_SERVE.log_level), LogFormat(_SERVE.log_format)
+
+
 def _default_db() -> Path:
     import platformdirs
 
@@ -119,10 +124,10 @@ def root(
 def serve(
     host: Annotated[
         str, typer.Option(envvar="WSCHAT_HOST", help="Address to listen on.")
-    ] = "127.0.0.1",
+    ] = _SERVE.host,
     port: Annotated[
         int, typer.Option(envvar="WSCHAT_PORT", min=0, max=65535, help="Port; 0 picks a free one.")
-    ] = 8000,
+    ] = _SERVE.port,
     max_message_size: Annotated[
         int,
         typer.Option(
@@ -130,7 +135,7 @@ def serve(
             min=1,
             help="Largest incoming frame in bytes; larger closes 1009.",
         ),
-    ] = 64 * 1024,
+    ] = _SERVE.max_message_bytes,
     outbox_size: Annotated[
         int,
         typer.Option(
@@ -138,7 +143,7 @@ def serve(
             min=1,
             help="Frames queued per connection before a slow reader is closed with 4001.",
         ),
-    ] = 256,
+    ] = _SERVE.outbox_size,
     outbox_bytes: Annotated[
         int,
         typer.Option(
@@ -147,19 +152,19 @@ def serve(
             help="Bytes queued per connection before a slow reader is closed with 4001; "
             "a replay is trimmed to half of it.",
         ),
-    ] = 1024 * 1024,
+    ] = _SERVE.outbox_bytes,
     ping_interval: Annotated[
         float,
         typer.Option(
             envvar="WSCHAT_PING_INTERVAL", min=0, help="Seconds between pings; 0 turns pings off."
         ),
-    ] = 20.0,
+    ] = _SERVE.ping_interval_s,
     ping_timeout: Annotated[
         float,
         typer.Option(
             envvar="WSCHAT_PING_TIMEOUT", min=0, help="Seconds to wait for a pong before closing."
         ),
-    ] = 20.0,
+    ] = _SERVE.ping_timeout_s,
     shutdown_timeout: Annotated[
         float,
         typer.Option(
@@ -167,7 +172,7 @@ def serve(
             min=0,
             help="On SIGTERM/Ctrl-C, seconds to let clients read their 1001 close before aborting.",
         ),
-    ] = 5.0,
+    ] = _SERVE.shutdown_timeout_s,
     drain_seconds: Annotated[
         float,
         typer.Option(
@@ -176,7 +181,7 @@ def serve(
             help="On SIGTERM, spread the 1001 closes over this long in jittered batches "
             "(at most half of --shutdown-timeout); 0 closes everyone at once.",
         ),
-    ] = 2.0,
+    ] = _SERVE.drain_s,
     drain_batch: Annotated[
         int,
         typer.Option(
@@ -184,11 +189,11 @@ def serve(
             min=1,
             help="Connections closed together in one drain batch.",
         ),
-    ] = 50,
+    ] = _SERVE.drain_batch,
     log_level: Annotated[
         LogLevel,
         typer.Option(envvar="WSCHAT_LOG_LEVEL", case_sensitive=False, help="Log threshold."),
-    ] = LogLevel.info,
+    ] = _LOG_LEVEL,
     log_format: Annotated[
         LogFormat,
         typer.Option(
@@ -196,7 +201,7 @@ def serve(
             case_sensitive=False,
             help="text, or json for one JSON object per line.",
         ),
-    ] = LogFormat.text,
+    ] = _LOG_FORMAT,
     db: Annotated[
         str | None,
         typer.Option(
@@ -208,7 +213,7 @@ def serve(
     ] = None,
     history_size: Annotated[
         int, typer.Option(envvar="WSCHAT_HISTORY_SIZE", min=1, help="Messages kept per room.")
-    ] = 10_000,
+    ] = _SERVE.history_size,
     db_timeout: Annotated[
         float,
         typer.Option(
@@ -217,7 +222,7 @@ def serve(
             help="Seconds a SQLite history call may wait (for a locked file); then the say "
             "gets the error 'unavailable'.",
         ),
-    ] = 2.0,
+    ] = _SERVE.db_timeout_s,
     replay_count: Annotated[
         int,
         typer.Option(
@@ -225,7 +230,7 @@ def serve(
             min=0,
             help="Messages a v1 client gets on entering a room without ?since=.",
         ),
-    ] = 50,
+    ] = _SERVE.replay_count,
     replay_max: Annotated[
         int,
         typer.Option(
@@ -233,7 +238,7 @@ def serve(
             min=1,
             help="Most messages replayed for ?since= (the newest; the welcome then says gap).",
         ),
-    ] = 1000,
+    ] = _SERVE.replay_max,
     presence_limit: Annotated[
         int,
         typer.Option(
@@ -241,7 +246,7 @@ def serve(
             min=0,
             help="Rooms with more members than this send no joined/left (clients ask with who).",
         ),
-    ] = 1000,
+    ] = _SERVE.presence_limit,
     presence_grace: Annotated[
         float,
         typer.Option(
@@ -249,7 +254,7 @@ def serve(
             min=0,
             help="Seconds a dropped v1 client keeps its name and place before 'left' is sent.",
         ),
-    ] = 5.0,
+    ] = _SERVE.presence_grace_s,
     secret: Annotated[
         str | None,
         typer.Option(
@@ -274,7 +279,7 @@ def serve(
             min=0,
             help="Chat messages per second per connection; 0: no limit.",
         ),
-    ] = 20.0,
+    ] = _SERVE.rate_per_s,
     burst: Annotated[
         int,
         typer.Option(
@@ -283,7 +288,7 @@ def serve(
             min=1,
             help="Messages a connection may send at once (bucket size).",
         ),
-    ] = 40,
+    ] = _SERVE.burst,
     max_connections: Annotated[
         int,
         typer.Option(
@@ -291,7 +296,7 @@ def serve(
             min=0,
             help="Open WebSockets in total; past it handshakes get HTTP 503. 0: no limit.",
         ),
-    ] = 10_000,
+    ] = _SERVE.max_connections,
     max_connections_per_ip: Annotated[
         int,
         typer.Option(
@@ -299,7 +304,7 @@ def serve(
             min=0,
             help="Open WebSockets per client address; past it handshakes get HTTP 429. 0: no limit.",
         ),
-    ] = 1_000,
+    ] = _SERVE.max_connections_per_ip,
     handshake_timeout: Annotated[
         float,
         typer.Option(
@@ -308,7 +313,7 @@ def serve(
             help="Seconds a client has to send a complete request head (HTTP or upgrade); "
             "0: no limit.",
         ),
-    ] = 10.0,
+    ] = _SERVE.handshake_timeout_s,
     max_header_bytes: Annotated[
         int,
         typer.Option(
@@ -317,7 +322,7 @@ def serve(
             max=8192,
             help="Longest request line (else HTTP 414) or header line (else HTTP 431), in bytes.",
         ),
-    ] = 8192,
+    ] = _SERVE.max_header_bytes,
     max_headers: Annotated[
         int,
         typer.Option(
@@ -326,7 +331,7 @@ def serve(
             max=128,
             help="Most header lines in a request; more get HTTP 431.",
         ),
-    ] = 128,
+    ] = _SERVE.max_headers,
     http_timeout: Annotated[
         float,
         typer.Option(
@@ -335,7 +340,7 @@ def serve(
             help="Seconds a plain HTTP connection (not a WebSocket) may stay open: request, "
             "body and response must fit. 0: no limit.",
         ),
-    ] = 10.0,
+    ] = _SERVE.http_timeout_s,
     max_http_connections: Annotated[
         int,
         typer.Option(
@@ -343,7 +348,7 @@ def serve(
             min=0,
             help="Plain HTTP connections open at once; past it HTTP 503. 0: no limit.",
         ),
-    ] = 512,
+    ] = _SERVE.max_http_connections,
     max_fragments: Annotated[
         int,
         typer.Option(
@@ -351,7 +356,7 @@ def serve(
             min=0,
             help="Frames one WebSocket message may be split into; more closes 1009. 0: no limit.",
         ),
-    ] = 128,
+    ] = _SERVE.max_fragments,
     fragment_timeout: Annotated[
         float,
         typer.Option(
@@ -359,7 +364,7 @@ def serve(
             min=0,
             help="Seconds to finish a fragmented message once begun; later closes 1008. 0: none.",
         ),
-    ] = 10.0,
+    ] = _SERVE.fragment_timeout_s,
     control_frame_rate: Annotated[
         float,
         typer.Option(
@@ -368,7 +373,7 @@ def serve(
             help="Pings and pongs a client may send per second (twice that at once); more "
             "closes 1008. 0: no limit.",
         ),
-    ] = 10.0,
+    ] = _SERVE.control_rate_per_s,
     write_buffer: Annotated[
         int,
         typer.Option(
@@ -377,7 +382,7 @@ def serve(
             help="Unsent bytes per socket; above it the server stops reading from that socket "
             "until the client reads.",
         ),
-    ] = 64 * 1024,
+    ] = _SERVE.write_buffer_bytes,
     broker: Annotated[
         str,
         typer.Option(
@@ -385,7 +390,7 @@ def serve(
             help="'memory' (one process), or redis://HOST:PORT/DB to share rooms, names and "
             "history with every wschat process using that Redis.",
         ),
-    ] = "memory",
+    ] = _SERVE.broker,
     workers: Annotated[
         int,
         typer.Option(
@@ -401,7 +406,7 @@ def serve(
             min=0.3,
             help="With Redis: seconds after which a dead process's users leave everyone's presence.",
         ),
-    ] = 10.0,
+    ] = _SERVE.node_ttl_s,
 ) -> None:
     """Run the chat server (echo at /ws, chat at /ws/{client_id}, a page at /)."""
     from wschat.server.chat.engine import is_redis
