@@ -47,6 +47,7 @@ from wschat.bench.payload import (
     v1_event,
     v1_message_stamp,
 )
+from wschat.bench.schedule import Schedule
 from wschat.bench.stats import BenchStats, Latency, SequenceCheck, generator_limited
 from wschat.errors import BenchError
 from wschat.protocol import SUBPROTOCOL
@@ -432,23 +433,23 @@ class Runner:
             await asyncio.sleep(cfg.duration_s)  # connect scenario: hold
             result.load_s = cfg.duration_s
             return
-        deadline_ns = start_ns + int(cfg.duration_s * 1e9)
+        schedule = Schedule(cfg.rate, len(senders), cfg.duration_s, cfg.messages)
         bound = cfg.duration_s + cfg.reply_timeout_s + cfg.connect_timeout_s
         try:
             async with asyncio.timeout(bound):
                 async with asyncio.TaskGroup() as sending:
                     for slot, client in enumerate(senders):
-                        offset = slot / len(senders) / cfg.rate if cfg.rate else 0.0
-                        sending.create_task(
-                            self._send(client, start_ns + int(offset * 1e9), deadline_ns)
-                        )
+                        if cfg.rate:
+                            sending.create_task(self._send_open(client, schedule, slot, start_ns))
+                        else:
+                            sending.create_task(self._send_closed(client, start_ns))
         except TimeoutError:
             self.stats.record_error("send phase timeout")
         send_end = time.monotonic_ns()
         result.send_s = (send_end - start_ns) / 1e9
         if cfg.rate:
             for slot, sender in enumerate(senders):
-                behind = self._scheduled(sender, slot, start_ns) - sender.sent
+                behind = schedule.count(slot) - sender.sent
                 if sender.gone:  # its close is counted once, by code; not a slow sender
                     result.cancelled += behind
                 else:
@@ -460,52 +461,56 @@ class Runner:
         end = max(self._last_rx_ns, send_end)
         result.load_s = max(1e-9, (end - start_ns) / 1e9)
 
-    def _scheduled(self, client: _Client, slot: int, start_ns: int) -> int:
-        """Return how many messages the open-loop schedule gave ``client`` within duration."""
-        cfg = self.config
-        offset = slot / len(self._senders()) / cfg.rate
-        due = math.ceil((cfg.duration_s - offset) * cfg.rate)
-        return max(0, min(due, cfg.messages) if cfg.messages else due)
-
-    async def _send(self, client: _Client, first_ns: int, deadline_ns: int) -> None:
-        """Send stamped messages from ``client`` until its count or the deadline is reached."""
-        cfg, stats = self.config, self.stats
-        interval_ns = int(1e9 / cfg.rate) if cfg.rate else 0
-        conn, frame_of = client.conn, self._dialect
-        if conn is None:
-            return
+    async def _send_open(
+        self, client: _Client, schedule: Schedule, slot: int, start_ns: int
+    ) -> None:
+        """Send ``client``'s messages on the schedule, each stamped with its due time."""
         seq = 0
-        while not cfg.messages or seq < cfg.messages:
+        while (due := schedule.due_ns(slot, seq)) is not None:
+            intended = start_ns + due
             now = time.monotonic_ns()
-            if interval_ns:
-                intended = first_ns + seq * interval_ns
-                if intended >= deadline_ns:
-                    break
-                if intended > now:
-                    await asyncio.sleep((intended - now) / 1e9)
-            else:
-                intended = now
-                if intended >= deadline_ns:
-                    break
-            frame = client_frame(
-                frame_of, Stamp(self.run_id, client.index, seq, intended).encode(cfg.size)
-            )
-            client.waiting = seq
-            client.reply.clear()
-            if client.gone or not await conn.send(frame):
+            if intended > now:
+                await asyncio.sleep((intended - now) / 1e9)
+            if not await self._send_one(client, seq, intended):
                 return  # on_lost counts the close
-            stats.record_sent(len(frame))
             seq += 1
-            client.sent = seq
-            if not interval_ns:
-                try:
-                    async with asyncio.timeout(cfg.reply_timeout_s):
-                        await client.reply.wait()
-                except TimeoutError:
-                    if not (client.gone or conn.closed):
-                        stats.record_error("reply timeout")
-                if client.gone or conn.closed:
-                    return  # on_lost counts the close, once
+
+    async def _send_closed(self, client: _Client, start_ns: int) -> None:
+        """Send ``client``'s messages one at a time, each once the previous one came back."""
+        cfg, stats = self.config, self.stats
+        deadline_ns = start_ns + int(cfg.duration_s * 1e9)
+        seq = 0
+        while (not cfg.messages or seq < cfg.messages) and time.monotonic_ns() < deadline_ns:
+            if not await self._send_one(client, seq, time.monotonic_ns()):
+                return  # on_lost counts the close
+            seq += 1
+            try:
+                async with asyncio.timeout(cfg.reply_timeout_s):
+                    await client.reply.wait()
+            except TimeoutError:
+                if not (client.gone or self._is_closed(client)):
+                    stats.record_error("reply timeout")
+            if client.gone or self._is_closed(client):
+                return  # on_lost counts the close, once
+
+    @staticmethod
+    def _is_closed(client: _Client) -> bool:
+        return client.conn is None or client.conn.closed
+
+    async def _send_one(self, client: _Client, seq: int, intended_ns: int) -> bool:
+        """Send message ``seq`` of ``client`` stamped ``intended_ns``; ``False`` once it is closed."""
+        conn = client.conn
+        if conn is None or client.gone or self._is_closed(client):
+            return False
+        stamp = Stamp(self.run_id, client.index, seq, intended_ns).encode(self.config.size)
+        frame = client_frame(self._dialect, stamp)
+        client.waiting = seq
+        client.reply.clear()
+        if not await conn.send(frame):
+            return False
+        self.stats.record_sent(len(frame))
+        client.sent = seq + 1
+        return True
 
     def _expected(self, client: _Client, total_accepted: int) -> int:
         if self.config.scenario is Scenario.ECHO:
