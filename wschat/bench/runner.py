@@ -1,17 +1,24 @@
-"""Drive a load test with asyncio and the ``websockets`` client; measure into ``BenchStats``.
+"""Drive a load test with asyncio on ``BenchConnection``; measure into ``BenchStats``.
 
 A run has four phases, each bounded in time: *probe* (one connection: is a server there,
-which dialect does it speak), *connect* (open ``n`` connections, TCP connect and WebSocket
-upgrade timed apart), *load* (senders send for ``--duration`` or ``--messages``), *drain*
-(wait, bounded, for every expected delivery) and *close*. Every connection is read from the moment
-it opens, each message handled as it is read (``connection``: no queue, no task per
-connection); it matches what arrives by the stamp inside the text (see ``payload``), never by
-arrival order, and checks each sender's stream for loss, duplicates and reordering.
+which dialect does it speak, and if it is no WebSocket endpoint, what did it answer),
+*connect* (open ``n`` connections, TCP connect and WebSocket upgrade timed apart), *load*
+(senders send for ``--duration`` or ``--messages``), *drain* (wait, bounded, for every
+expected delivery) and *close*. Every connection is read from the moment it opens, each
+message handled as it is read (``connection``: no queue, no task per connection); it matches
+what arrives by the stamp inside the text (see ``payload``), never by arrival order, and
+checks each sender's stream for loss, duplicates and reordering.
 
-In open-loop mode (``rate > 0``) each sender follows a fixed schedule and stamps each message
-with its *intended* send time, so a stalled server or a backed-up socket shows in the latency
-instead of silently delaying the next send (coordinated omission). In closed-loop mode
-(``rate == 0``) each sender waits for its own message to come back before sending the next.
+In open-loop mode (``rate > 0``) each sender follows a fixed schedule (``schedule``) and
+stamps each message with its *intended* send time, so a stalled server or a backed-up socket
+shows in the latency instead of silently delaying the next send (coordinated omission). In
+closed-loop mode (``rate == 0``) each sender waits for its own message to come back before
+sending the next.
+
+A connection the server closes mid-run is counted once, by its close code; what it could no
+longer send is ``cancelled`` and what it could no longer receive ``missed_while_closed``,
+apart from ``unsent`` (a sender that fell behind) and ``lost`` (a live receiver never got it).
+A message the server answers with an ``error`` event is ``refused``, never expected.
 """
 
 from __future__ import annotations
