@@ -317,6 +317,7 @@ def render(
         "Measured by `benchmarks/run.py`, which starts each server in turn on one machine and",
         "drives it with the same `wschat bench` scenarios; server CPU and RSS are sampled from",
         "outside (psutil). Medians of the repeats; loopback; one server process each.",
+        "Its dependencies: `pip install -e '.[bench]'`.",
         "",
         f"- Command: `{command}`",
         f"- Machine: {model}, {os.cpu_count()} cores, "

@@ -72,13 +72,13 @@ def test_token_refuses_a_bad_name_or_ttl() -> None:
         capture_output=True,
         text=True,
     )
-    assert out.returncode == 1 and "invalid name" in out.stderr
+    assert out.returncode == 2 and "invalid name" in out.stderr
     out = subprocess.run(
         [sys.executable, "-m", "wschat", "token", "alice", "--secret", "S", "--ttl", "soon"],
         capture_output=True,
         text=True,
     )
-    assert out.returncode == 1 and "invalid ttl" in out.stderr
+    assert out.returncode == 2 and "invalid ttl" in out.stderr
 
 
 def test_serve_help_lists_the_security_flags() -> None:
@@ -99,3 +99,18 @@ def test_serve_refuses_a_db_timeout_of_zero() -> None:
     result = runner.invoke(app, ["serve", "--db-timeout", "0"])
     assert result.exit_code == 2
     assert "--db-timeout" in result.output
+
+
+def test_help_keeps_text_in_square_brackets_and_lists_choices() -> None:
+    """Rich markup used to eat '[default: ...]' written in a help text (issue 18)."""
+
+    def help_text(command: str) -> str:
+        result = runner.invoke(app, [command, "--help"], env={"COLUMNS": "250"})
+        assert result.exit_code == 0
+        return " ".join(result.output.replace("│", " ").split())
+
+    serve = help_text("serve")
+    assert "':memory:' keeps none. [default: " in serve and "history.sqlite3]" in serve
+    bench = help_text("bench")
+    assert "[default: 10 for fanout and chat" in bench
+    assert "<auto|v1|plain>" in bench and "<connect|echo|fanout|chat>" in bench

@@ -2,20 +2,58 @@
 
 Each command imports its own stack inside its body, so ``wschat join`` never loads FastAPI
 and ``wschat --help`` loads neither. Only this module turns exceptions into a red line on
-stderr and an exit code: 1 for a wschat error, 2 for bad usage, 130 for Ctrl-C.
+stderr and an exit code, the same for every command (``ExitCode``): 0 done, 1 failed (a
+``WschatError``), 2 bad usage (a flag Click rejects, or a ``ConfigError``: a value we cannot
+use), 3 ``bench --fail-if`` did not hold, 130 Ctrl-C.
+
+Help texts are rendered as rich markup: a literal ``[`` is written ``\\[``.
 """
 
 from __future__ import annotations
 
 import sys
-from enum import StrEnum
+from collections.abc import Iterator
+from contextlib import contextmanager
+from enum import IntEnum, StrEnum
 from pathlib import Path
 from typing import Annotated, NoReturn
 
 import typer
 
 from wschat import __version__
-from wschat.errors import WschatError
+from wschat.bench.config import BenchConfig, Protocol, Scenario, default_rate
+from wschat.errors import ConfigError, WschatError
+from wschat.server.settings import ServerSettings
+
+
+class ExitCode(IntEnum):
+    """The exit status of every ``wschat`` command (README "Exit codes")."""
+
+    OK = 0
+    FAILED = 1  # a WschatError: no server, a broker that does not answer, ...
+    USAGE = 2  # bad usage: a flag Click rejects, or a ConfigError (a value we cannot use)
+    FAIL_IF = 3  # bench --fail-if: a condition did not hold
+    INTERRUPTED = 130  # Ctrl-C (128 + SIGINT)
+
+
+def exit_code(exc: BaseException) -> ExitCode:
+    """Return the exit status for an exception that ends a command."""
+    if isinstance(exc, KeyboardInterrupt):
+        return ExitCode.INTERRUPTED
+    if isinstance(exc, ConfigError):
+        return ExitCode.USAGE
+    return ExitCode.FAILED
+
+
+@contextmanager
+def _exit_codes() -> Iterator[None]:
+    """Turn what a command raises into one red line and its ``ExitCode``."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        raise typer.Exit(ExitCode.INTERRUPTED) from None
+    except WschatError as exc:
+        _fail(str(exc), exit_code(exc))
 
 
 class LogLevel(StrEnum):
@@ -41,6 +79,10 @@ app = typer.Typer(
 )
 
 
+_SERVE = ServerSettings()  # the defaults of every serve flag: one copy, in ServerSettings
+_LOG_LEVEL, _LOG_FORMAT = LogLevel(_SERVE.log_level), LogFormat(_SERVE.log_format)
+
+
 def _default_db() -> Path:
     import platformdirs
 
@@ -54,10 +96,10 @@ def _check_db(db: str) -> None:
         return
     directory = Path(db).parent
     if not directory.is_dir():
-        _fail(f"--db {db}: directory {directory} does not exist", code=2)
+        _fail(f"--db {db}: directory {directory} does not exist", code=ExitCode.USAGE)
 
 
-def _fail(message: str, code: int = 1) -> NoReturn:
+def _fail(message: str, code: int = ExitCode.FAILED) -> NoReturn:
     typer.secho(f"wschat: {message}", fg="red", err=True)
     raise typer.Exit(code)
 
@@ -82,10 +124,10 @@ def root(
 def serve(
     host: Annotated[
         str, typer.Option(envvar="WSCHAT_HOST", help="Address to listen on.")
-    ] = "127.0.0.1",
+    ] = _SERVE.host,
     port: Annotated[
         int, typer.Option(envvar="WSCHAT_PORT", min=0, max=65535, help="Port; 0 picks a free one.")
-    ] = 8000,
+    ] = _SERVE.port,
     max_message_size: Annotated[
         int,
         typer.Option(
@@ -93,7 +135,7 @@ def serve(
             min=1,
             help="Largest incoming frame in bytes; larger closes 1009.",
         ),
-    ] = 64 * 1024,
+    ] = _SERVE.max_message_bytes,
     outbox_size: Annotated[
         int,
         typer.Option(
@@ -101,7 +143,7 @@ def serve(
             min=1,
             help="Frames queued per connection before a slow reader is closed with 4001.",
         ),
-    ] = 256,
+    ] = _SERVE.outbox_size,
     outbox_bytes: Annotated[
         int,
         typer.Option(
@@ -110,19 +152,19 @@ def serve(
             help="Bytes queued per connection before a slow reader is closed with 4001; "
             "a replay is trimmed to half of it.",
         ),
-    ] = 1024 * 1024,
+    ] = _SERVE.outbox_bytes,
     ping_interval: Annotated[
         float,
         typer.Option(
             envvar="WSCHAT_PING_INTERVAL", min=0, help="Seconds between pings; 0 turns pings off."
         ),
-    ] = 20.0,
+    ] = _SERVE.ping_interval_s,
     ping_timeout: Annotated[
         float,
         typer.Option(
             envvar="WSCHAT_PING_TIMEOUT", min=0, help="Seconds to wait for a pong before closing."
         ),
-    ] = 20.0,
+    ] = _SERVE.ping_timeout_s,
     shutdown_timeout: Annotated[
         float,
         typer.Option(
@@ -130,7 +172,7 @@ def serve(
             min=0,
             help="On SIGTERM/Ctrl-C, seconds to let clients read their 1001 close before aborting.",
         ),
-    ] = 5.0,
+    ] = _SERVE.shutdown_timeout_s,
     drain_seconds: Annotated[
         float,
         typer.Option(
@@ -139,7 +181,7 @@ def serve(
             help="On SIGTERM, spread the 1001 closes over this long in jittered batches "
             "(at most half of --shutdown-timeout); 0 closes everyone at once.",
         ),
-    ] = 2.0,
+    ] = _SERVE.drain_s,
     drain_batch: Annotated[
         int,
         typer.Option(
@@ -147,11 +189,11 @@ def serve(
             min=1,
             help="Connections closed together in one drain batch.",
         ),
-    ] = 50,
+    ] = _SERVE.drain_batch,
     log_level: Annotated[
         LogLevel,
         typer.Option(envvar="WSCHAT_LOG_LEVEL", case_sensitive=False, help="Log threshold."),
-    ] = LogLevel.info,
+    ] = _LOG_LEVEL,
     log_format: Annotated[
         LogFormat,
         typer.Option(
@@ -159,18 +201,19 @@ def serve(
             case_sensitive=False,
             help="text, or json for one JSON object per line.",
         ),
-    ] = LogFormat.text,
+    ] = _LOG_FORMAT,
     db: Annotated[
         str | None,
         typer.Option(
             envvar="WSCHAT_DB",
-            help="SQLite history file, in a directory that exists; ':memory:' keeps none. [default: history.sqlite3 in the user data dir]",
+            help="SQLite history file, in a directory that exists; ':memory:' keeps none. "
+            f"\\[default: {_default_db()}]",
             show_default=False,
         ),
     ] = None,
     history_size: Annotated[
         int, typer.Option(envvar="WSCHAT_HISTORY_SIZE", min=1, help="Messages kept per room.")
-    ] = 10_000,
+    ] = _SERVE.history_size,
     db_timeout: Annotated[
         float,
         typer.Option(
@@ -179,7 +222,7 @@ def serve(
             help="Seconds a SQLite history call may wait (for a locked file); then the say "
             "gets the error 'unavailable'.",
         ),
-    ] = 2.0,
+    ] = _SERVE.db_timeout_s,
     replay_count: Annotated[
         int,
         typer.Option(
@@ -187,7 +230,7 @@ def serve(
             min=0,
             help="Messages a v1 client gets on entering a room without ?since=.",
         ),
-    ] = 50,
+    ] = _SERVE.replay_count,
     replay_max: Annotated[
         int,
         typer.Option(
@@ -195,7 +238,7 @@ def serve(
             min=1,
             help="Most messages replayed for ?since= (the newest; the welcome then says gap).",
         ),
-    ] = 1000,
+    ] = _SERVE.replay_max,
     presence_limit: Annotated[
         int,
         typer.Option(
@@ -203,7 +246,7 @@ def serve(
             min=0,
             help="Rooms with more members than this send no joined/left (clients ask with who).",
         ),
-    ] = 1000,
+    ] = _SERVE.presence_limit,
     presence_grace: Annotated[
         float,
         typer.Option(
@@ -211,7 +254,7 @@ def serve(
             min=0,
             help="Seconds a dropped v1 client keeps its name and place before 'left' is sent.",
         ),
-    ] = 5.0,
+    ] = _SERVE.presence_grace_s,
     dm_keep: Annotated[
         int,
         typer.Option(
@@ -220,7 +263,7 @@ def serve(
             help="DMs kept for a dropped v1 client during its grace, delivered when it resumes;"
             " more get the error not_delivered.",
         ),
-    ] = 100,
+    ] = _SERVE.dm_keep,
     secret: Annotated[
         str | None,
         typer.Option(
@@ -245,7 +288,7 @@ def serve(
             min=0,
             help="Chat messages per second per connection; 0: no limit.",
         ),
-    ] = 20.0,
+    ] = _SERVE.rate_per_s,
     burst: Annotated[
         int,
         typer.Option(
@@ -254,7 +297,7 @@ def serve(
             min=1,
             help="Messages a connection may send at once (bucket size).",
         ),
-    ] = 40,
+    ] = _SERVE.burst,
     max_connections: Annotated[
         int,
         typer.Option(
@@ -262,7 +305,7 @@ def serve(
             min=0,
             help="Open WebSockets in total; past it handshakes get HTTP 503. 0: no limit.",
         ),
-    ] = 10_000,
+    ] = _SERVE.max_connections,
     max_connections_per_ip: Annotated[
         int,
         typer.Option(
@@ -270,7 +313,7 @@ def serve(
             min=0,
             help="Open WebSockets per client address; past it handshakes get HTTP 429. 0: no limit.",
         ),
-    ] = 1_000,
+    ] = _SERVE.max_connections_per_ip,
     handshake_timeout: Annotated[
         float,
         typer.Option(
@@ -279,7 +322,7 @@ def serve(
             help="Seconds a client has to send a complete request head (HTTP or upgrade); "
             "0: no limit.",
         ),
-    ] = 10.0,
+    ] = _SERVE.handshake_timeout_s,
     max_header_bytes: Annotated[
         int,
         typer.Option(
@@ -288,7 +331,7 @@ def serve(
             max=8192,
             help="Longest request line (else HTTP 414) or header line (else HTTP 431), in bytes.",
         ),
-    ] = 8192,
+    ] = _SERVE.max_header_bytes,
     max_headers: Annotated[
         int,
         typer.Option(
@@ -297,7 +340,7 @@ def serve(
             max=128,
             help="Most header lines in a request; more get HTTP 431.",
         ),
-    ] = 128,
+    ] = _SERVE.max_headers,
     http_timeout: Annotated[
         float,
         typer.Option(
@@ -306,7 +349,7 @@ def serve(
             help="Seconds a plain HTTP connection (not a WebSocket) may stay open: request, "
             "body and response must fit. 0: no limit.",
         ),
-    ] = 10.0,
+    ] = _SERVE.http_timeout_s,
     max_http_connections: Annotated[
         int,
         typer.Option(
@@ -314,7 +357,7 @@ def serve(
             min=0,
             help="Plain HTTP connections open at once; past it HTTP 503. 0: no limit.",
         ),
-    ] = 512,
+    ] = _SERVE.max_http_connections,
     max_fragments: Annotated[
         int,
         typer.Option(
@@ -322,7 +365,7 @@ def serve(
             min=0,
             help="Frames one WebSocket message may be split into; more closes 1009. 0: no limit.",
         ),
-    ] = 128,
+    ] = _SERVE.max_fragments,
     fragment_timeout: Annotated[
         float,
         typer.Option(
@@ -330,7 +373,7 @@ def serve(
             min=0,
             help="Seconds to finish a fragmented message once begun; later closes 1008. 0: none.",
         ),
-    ] = 10.0,
+    ] = _SERVE.fragment_timeout_s,
     control_frame_rate: Annotated[
         float,
         typer.Option(
@@ -339,7 +382,7 @@ def serve(
             help="Pings and pongs a client may send per second (twice that at once); more "
             "closes 1008. 0: no limit.",
         ),
-    ] = 10.0,
+    ] = _SERVE.control_rate_per_s,
     write_buffer: Annotated[
         int,
         typer.Option(
@@ -348,7 +391,7 @@ def serve(
             help="Unsent bytes per socket; above it the server stops reading from that socket "
             "until the client reads.",
         ),
-    ] = 64 * 1024,
+    ] = _SERVE.write_buffer_bytes,
     broker: Annotated[
         str,
         typer.Option(
@@ -358,7 +401,7 @@ def serve(
             "redis+sentinel://[:PASSWORD@]HOST:PORT,HOST:PORT/MASTER/DB to follow a "
             "Sentinel failover (docs/scaling.md).",
         ),
-    ] = "memory",
+    ] = _SERVE.broker,
     workers: Annotated[
         int,
         typer.Option(
@@ -374,7 +417,7 @@ def serve(
             min=0.3,
             help="With Redis: seconds after which a dead process's users leave everyone's presence.",
         ),
-    ] = 10.0,
+    ] = _SERVE.node_ttl_s,
     redis_wait: Annotated[
         int,
         typer.Option(
@@ -383,19 +426,12 @@ def serve(
             help="With Redis: acknowledge a message only once this many replicas have it "
             "(Redis WAIT, up to 1.5 s), so a failover keeps it. 0: do not wait.",
         ),
-    ] = 0,
+    ] = _SERVE.redis_wait,
 ) -> None:
     """Run the chat server (echo at /ws, chat at /ws/{client_id}, a page at /)."""
     from wschat.server.chat.engine import is_redis
     from wschat.server.runner import serve as run_server
     from wschat.server.settings import ServerSettings
-
-    if workers > 1 and not is_redis(broker):
-        _fail(
-            "--workers needs --broker redis://...: with the in-memory broker each worker "
-            "would be a separate chat",
-            code=2,
-        )
 
     if db is not None and not is_redis(broker):
         _check_db(db)
@@ -440,15 +476,16 @@ def serve(
         node_ttl_s=node_ttl,
         redis_wait=redis_wait,
     )
-    try:
-        if workers > 1:
-            from wschat.server.workers import serve_workers
+    with _exit_codes():
+        try:
+            if workers > 1:
+                from wschat.server.workers import serve_workers
 
-            serve_workers(settings, workers)
-        else:
-            run_server(settings)
-    except OSError as exc:
-        _fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
+                serve_workers(settings, workers)
+            else:
+                run_server(settings)
+        except OSError as exc:
+            _fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
 
 
 @app.command()
@@ -469,7 +506,8 @@ def token(
     """Print a signed token for NAME (send it as 'Authorization: Bearer TOKEN')."""
     from wschat.auth import issue_token, parse_ttl
 
-    typer.echo(issue_token(name, secret, parse_ttl(ttl)))
+    with _exit_codes():
+        typer.echo(issue_token(name, secret, parse_ttl(ttl)))
 
 
 @app.command()
@@ -535,68 +573,85 @@ def join(
         bell=bell,
         history=history,
     )
-    try:
+    with _exit_codes():
         status = run_client(options)
-    except KeyboardInterrupt:
-        raise typer.Exit(130) from None
-    except WschatError as exc:
-        _fail(str(exc))
     raise typer.Exit(status)
 
 
-@app.command()
+_BENCH = BenchConfig()  # the defaults of every bench flag
+bench_app = typer.Typer(
+    help="Load-test a WebSocket server; 'wschat bench compare' sets reports side by side.",
+    no_args_is_help=False,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(bench_app, name="bench")
+
+
+@bench_app.callback(invoke_without_command=True)
 def bench(
-    n: Annotated[int, typer.Option("-n", min=1, help="Number of connections to open.")] = 500,
+    ctx: typer.Context,
+    n: Annotated[int, typer.Option("-n", min=1, help="Number of connections to open.")] = _BENCH.n,
     url: Annotated[
         str, typer.Option(help="Server base URL; /ws and /ws/{id} are appended.")
-    ] = "ws://127.0.0.1:8000",
+    ] = _BENCH.url,
     scenario: Annotated[
-        str,
+        Scenario,
         typer.Option(
+            case_sensitive=False,
             help="connect: open and hold; echo: round trips on /ws; fanout: --senders send to "
-            "everyone in one room; chat: everyone sends and receives everything."
+            "everyone in one room; chat: everyone sends and receives everything.",
         ),
-    ] = "fanout",
+    ] = _BENCH.scenario,
     protocol: Annotated[
-        str,
-        typer.Option(help="auto offers the wschat.v1 subprotocol and falls back to plain text."),
-    ] = "auto",
-    size: Annotated[int, typer.Option(min=1, help="Characters per message (padded).")] = 64,
+        Protocol,
+        typer.Option(
+            case_sensitive=False,
+            help="auto offers the wschat.v1 subprotocol and falls back to plain text; v1 "
+            "requires it; plain never offers it.",
+        ),
+    ] = _BENCH.protocol,
+    size: Annotated[
+        int, typer.Option(min=1, help="Characters per message (padded).")
+    ] = _BENCH.size,
     duration: Annotated[
         float, typer.Option(min=0.1, help="Seconds of sending (connect: of holding).")
-    ] = 10.0,
+    ] = _BENCH.duration_s,
     messages: Annotated[
         int, typer.Option(min=0, help="Messages per sender; 0 sends until --duration.")
-    ] = 0,
+    ] = _BENCH.messages,
     rate: Annotated[
         float | None,
         typer.Option(
             min=0,
             help="Messages per second per sender, open loop: latency counts from each "
             "message's intended send time. 0: closed loop, each sender waits for its own "
-            "message before the next. [default: 10 for fanout (under wschat serve's default "
-            "rate limit), else 0]",
+            f"message before the next. \\[default: {default_rate(Scenario.FANOUT):g} for "
+            "fanout and chat (under wschat serve's default rate limit), 0 for echo]",
             show_default=False,
         ),
     ] = None,
-    senders: Annotated[int, typer.Option(min=1, help="fanout: how many connections send.")] = 1,
+    senders: Annotated[
+        int, typer.Option(min=1, help="fanout: how many connections send.")
+    ] = _BENCH.senders,
     ramp: Annotated[
         float, typer.Option(min=0, help="Spread opening the connections over this many seconds.")
-    ] = 0.0,
+    ] = _BENCH.ramp_s,
     room: Annotated[
         str | None, typer.Option(help="Room to use; default a fresh one per run.")
     ] = None,
     connect_timeout: Annotated[
         float, typer.Option(min=0.1, help="Seconds one connection may take to open.")
-    ] = 10.0,
+    ] = _BENCH.connect_timeout_s,
     drain_timeout: Annotated[
         float, typer.Option(min=0, help="Seconds to wait for messages still in flight.")
-    ] = 5.0,
+    ] = _BENCH.drain_timeout_s,
     spread: Annotated[
         bool | None,
         typer.Option(
             "--spread/--no-spread",
-            help="Bind sockets to many 127.0.0.0/8 source addresses (default: for loopback).",
+            help="Bind sockets to many 127.0.0.0/8 source addresses, at most 100 per address "
+            "(default: for a loopback target).",
             show_default=False,
         ),
     ] = None,
@@ -604,12 +659,19 @@ def bench(
         Path | None,
         typer.Option("--json", help="Write the wschat.bench/1 JSON report here ('-': stdout)."),
     ] = None,
+    html_path: Annotated[
+        Path | None,
+        typer.Option(
+            "--html",
+            help="Write a self-contained HTML report here (charts as inline SVG; no network).",
+        ),
+    ] = None,
     fail_if: Annotated[
         str | None,
         typer.Option(
             help="Exit 3 unless these hold, e.g. 'p99<50ms,errors<0.1%'. Metrics: p50 p90 p99 "
             "p99.9 max mean (tcp.p99, upgrade.p99), errors lost duplicates reordered unsent "
-            "(count or %), connections, throughput."
+            "refused (count or %), connections, throughput."
         ),
     ] = None,
     progress: Annotated[
@@ -623,21 +685,21 @@ def bench(
 ) -> None:
     """Load-test a WebSocket server: latency percentiles, throughput, loss, errors.
 
-    Exit codes: 0 done, 1 could not run (no server, limits), 2 bad usage, 3 --fail-if failed.
+    Exit codes: 0 done, 1 could not run (no server, limits), 2 bad usage, 3 --fail-if failed,
+    130 interrupted (the report so far is printed and written, marked partial).
     """
-    from wschat.bench.command import bench as run_bench
-    from wschat.bench.runner import BenchConfig, Protocol, Scenario
-
-    try:
+    if ctx.invoked_subcommand is not None:
+        return  # bench compare: the run's flags are not used
+    with _exit_codes():
         config = BenchConfig(
             url=url,
             n=n,
-            scenario=Scenario(scenario),
-            protocol=Protocol(protocol),
+            scenario=scenario,
+            protocol=protocol,
             size=size,
             duration_s=duration,
             messages=messages,
-            rate=(10.0 if scenario == "fanout" else 0.0) if rate is None else rate,
+            rate=default_rate(scenario) if rate is None else rate,
             senders=senders,
             ramp_s=ramp,
             room=room,
@@ -645,13 +707,36 @@ def bench(
             drain_timeout_s=drain_timeout,
             spread=spread,
         )
-    except ValueError as exc:
-        _fail(str(exc), code=2)
-    try:
-        code = run_bench(config, json_path, fail_if, progress)
-    except WschatError as exc:
-        _fail(str(exc))
-    raise typer.Exit(code)
+        from wschat.bench.command import Outcome
+        from wschat.bench.command import bench as run_bench
+
+        outcome = run_bench(config, json_path, fail_if, progress, html_path)
+    codes = {
+        Outcome.OK: ExitCode.OK,
+        Outcome.FAIL_IF: ExitCode.FAIL_IF,
+        Outcome.INTERRUPTED: ExitCode.INTERRUPTED,
+    }
+    raise typer.Exit(codes[outcome])
+
+
+@bench_app.command("compare")
+def bench_compare(
+    reports: Annotated[
+        list[Path],
+        typer.Argument(help="Two or more --json reports; the first is the baseline."),
+    ],
+    html_path: Annotated[
+        Path | None,
+        typer.Option("--html", help="Also write the comparison as one HTML page, series overlaid."),
+    ] = None,
+) -> None:
+    """Print runs side by side from their --json reports, with ratios to the first."""
+    if len(reports) < 2:
+        _fail("compare needs at least two reports", ExitCode.USAGE)
+    from wschat.bench.command import compare as run_compare
+
+    with _exit_codes():
+        run_compare(reports, html_path)
 
 
 def main() -> None:
@@ -659,7 +744,7 @@ def main() -> None:
     try:
         app()
     except KeyboardInterrupt:
-        sys.exit(130)
+        sys.exit(ExitCode.INTERRUPTED)
     except WschatError as exc:
         typer.secho(f"wschat: {exc}", fg="red", err=True)
-        sys.exit(1)
+        sys.exit(exit_code(exc))

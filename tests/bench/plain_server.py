@@ -1,7 +1,10 @@
 """A minimal plain WebSocket server for the load tester's tests: the article's two endpoints.
 
 ``/ws`` echoes ``You said: T``; ``/ws/{id}`` broadcasts ``Client {id}: T`` to every connected
-client, sender included. ``stall`` lets a test delay chosen echoes to make a slow server.
+client, sender included. ``stall`` lets a test delay chosen echoes to make a slow server;
+``close_at(sender, seq)`` returning ``(victim, code)`` makes the server close connection
+``victim`` (the bench's index; on ``/ws`` only the sender itself) with ``code`` when that
+message arrives, instead of passing the message on to it.
 """
 
 from __future__ import annotations
@@ -20,32 +23,50 @@ from wschat.bench.payload import find_stamp
 class PlainServer:
     url: str
     stall: Callable[[int, int], float] = lambda sender, seq: 0.0  # seconds to hold one echo
+    close_at: Callable[[int, int], tuple[int, int] | None] = lambda sender, seq: None
     members: set[ServerConnection] = field(default_factory=set)
+    by_index: dict[int, ServerConnection] = field(default_factory=dict)
 
 
 @asynccontextmanager
 async def plain_server(
     stall: Callable[[int, int], float] | None = None,
+    close_at: Callable[[int, int], tuple[int, int] | None] | None = None,
 ) -> AsyncIterator[PlainServer]:
     """Serve on a free 127.0.0.1 port for the duration of the block."""
     state = PlainServer("")
     if stall is not None:
         state.stall = stall
+    if close_at is not None:
+        state.close_at = close_at
 
     async def handler(ws: ServerConnection) -> None:
         path = ws.request.path if ws.request else "/"
         if path == "/ws":
             async for text in ws:
                 stamp = find_stamp(str(text))
+                victim = state.close_at(stamp.sender, stamp.seq) if stamp else None
+                if victim is not None:
+                    await ws.close(victim[1], "closed by the test")
+                    return
                 delay = state.stall(stamp.sender, stamp.seq) if stamp else 0.0
                 if delay:
                     await asyncio.sleep(delay)  # this connection's later echoes wait too
                 await ws.send(f"You said: {text}")
         elif path.startswith("/ws/"):
             name = path.removeprefix("/ws/").split("?", 1)[0]
+            index = name.rpartition("-")[2]
+            if index.isdigit():
+                state.by_index[int(index)] = ws
             state.members.add(ws)
             try:
                 async for text in ws:
+                    stamp = find_stamp(str(text))
+                    victim = state.close_at(stamp.sender, stamp.seq) if stamp else None
+                    if victim is not None and victim[0] in state.by_index:
+                        gone = state.by_index[victim[0]]
+                        state.members.discard(gone)
+                        await gone.close(victim[1], "closed by the test")
                     broadcast(state.members, f"Client {name}: {text}")
             finally:
                 state.members.discard(ws)

@@ -34,9 +34,10 @@ async def connect(
     sock = socket.socket()
     sock.setblocking(False)
     await asyncio.get_running_loop().sock_connect(sock, (host, port))
-    return await open_connection(
-        sock, f"ws://{host}:{port}{path}", None, "test", lambda t, now: got.append((t, now))
+    conn = BenchConnection(
+        f"ws://{host}:{port}{path}", None, "test", lambda t, now: got.append((t, now))
     )
+    return await open_connection(sock, conn)
 
 
 async def test_messages_pings_fragments_and_the_close_code() -> None:

@@ -91,7 +91,7 @@ MEMBERS: dict[str, dict[str, tuple[str, ...]]] = {
         "handshake_exc": ATTR,
         "close_code": ATTR,
     },
-    # wschat/bench/runner.py (the probe) and wschat/client/session.py
+    # wschat/client/session.py (the probe of wschat/bench/runner.py runs on BenchConnection)
     "websockets.asyncio.client.ClientConnection": {
         "recv": (),
         "send": ("message",),
@@ -108,7 +108,12 @@ MEMBERS: dict[str, dict[str, tuple[str, ...]]] = {
     "websockets.frames.CloseCode": {"ABNORMAL_CLOSURE": ATTR, "INVALID_DATA": ATTR},
     "websockets.protocol.State": {"OPEN": ATTR},
     "websockets.http11.Request": {"headers": ATTR},  # ClientProtocol.connect()'s
-    "websockets.http11.Response": {"status_code": ATTR, "headers": ATTR, "body": ATTR},
+    "websockets.http11.Response": {
+        "status_code": ATTR,
+        "reason_phrase": ATTR,  # wschat/bench/runner.py: a refused upgrade's status line
+        "headers": ATTR,
+        "body": ATTR,
+    },
     "websockets.datastructures.Headers": {"get": ("key",), "__setitem__": ("key", "value")},
     # wschat/bench/stats.py
     "hdrh.histogram.HdrHistogram": {
@@ -226,11 +231,6 @@ def attributes_read(path: Path, variables: set[str]) -> set[str]:
     ("path", "variables", "owner"),
     [
         ("wschat/bench/connection.py", PROTOCOL_VARIABLES, "websockets.client.ClientProtocol"),
-        (
-            "wschat/bench/runner.py",
-            CONNECTION_VARIABLES,
-            "websockets.asyncio.client.ClientConnection",
-        ),
         (
             "wschat/client/session.py",
             CONNECTION_VARIABLES,

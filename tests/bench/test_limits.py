@@ -38,11 +38,15 @@ def test_spread_needs_loopback() -> None:
         limits.plan(10, "192.0.2.1", spread=True)
 
 
-@pytest.mark.parametrize(("n", "count"), [(1, 1), (14_000, 1), (20_000, 2), (10**7, 250)])
+@pytest.mark.parametrize(
+    ("n", "count"), [(1, 1), (100, 1), (3000, 30), (20_000, 200), (10**7, 1000)]
+)
 def test_source_addresses(n: int, count: int) -> None:
     sources = limits.source_addresses(n, 28_232)
     assert len(sources) == count
     assert all(limits.is_loopback_v4(a) for a in sources)
+    # never more per address than a default wschat serve admits (--max-connections-per-ip)
+    assert min(n, 1000 * limits.PER_SOURCE) / count <= 100
 
 
 def test_open_socket_binds_a_loopback_source() -> None:

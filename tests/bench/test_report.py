@@ -9,10 +9,11 @@ import jsonschema
 import pytest
 from rich.console import Console
 
+from wschat.bench.config import BenchConfig
 from wschat.bench.limits import Plan
 from wschat.bench.payload import Dialect
 from wschat.bench.report import document, failures, parse_fail_if, schema, table
-from wschat.bench.runner import BenchConfig, BenchResult
+from wschat.bench.runner import BenchResult
 from wschat.bench.stats import BenchStats, SequenceCheck
 from wschat.errors import ConfigError
 

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import functools
 import socket
+import threading
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 
 from tests.bench.plain_server import plain_server
 from tests.conftest import Server
+from wschat.bench.config import BenchConfig, Protocol, Scenario
 from wschat.bench.payload import Dialect
-from wschat.bench.runner import BenchConfig, BenchResult, Protocol, Scenario, run_bench
+from wschat.bench.runner import BenchResult, run_bench
 from wschat.errors import BenchError
 
 
@@ -137,7 +142,7 @@ async def test_forcing_v1_on_a_plain_server_fails_clearly() -> None:
 
 
 async def test_a_server_that_refuses_the_upgrade(server: Server) -> None:
-    with pytest.raises(BenchError, match=r"refused the WebSocket upgrade with HTTP \d+"):
+    with pytest.raises(BenchError, match=r"refused the WebSocket upgrade: HTTP 404 Not Found"):
         await run_bench(BenchConfig(url=server.ws + "/nothing", n=2, duration_s=1))
 
 
@@ -148,3 +153,17 @@ async def test_connections_the_server_closes_are_counted_by_close_code() -> None
             BenchConfig(url=srv.url + "/x", n=5, messages=1, duration_s=1, drain_timeout_s=0.2)
         )
     assert result.stats.errors["close 1008"] >= 5
+
+
+async def test_a_plain_http_server_is_named_not_a_websocket_endpoint(tmp_path: Path) -> None:
+    # http.server answers HTTP/1.0 404, which a WebSocket client cannot even parse
+    handler = functools.partial(SimpleHTTPRequestHandler, directory=str(tmp_path))
+    with ThreadingHTTPServer(("127.0.0.1", 0), handler) as httpd:
+        threading.Thread(target=httpd.serve_forever, daemon=True).start()
+        try:
+            url = f"ws://127.0.0.1:{httpd.server_address[1]}"
+            with pytest.raises(BenchError) as failed:
+                await run_bench(BenchConfig(url=url, n=2, duration_s=1))
+        finally:
+            httpd.shutdown()
+    assert "answered HTTP 404 File not found: not a WebSocket endpoint" in str(failed.value)

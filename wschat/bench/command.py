@@ -8,12 +8,18 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from enum import StrEnum
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 
+from wschat.bench.compare import load
+from wschat.bench.compare import render as render_compare
+from wschat.bench.compare import table as compare_table
+from wschat.bench.config import BenchConfig
+from wschat.bench.html import write_html
 from wschat.bench.report import (
-    FAIL_IF_EXIT,
     document,
     failures,
     live,
@@ -21,7 +27,8 @@ from wschat.bench.report import (
     table,
     write_json,
 )
-from wschat.bench.runner import BenchConfig, run_bench
+from wschat.bench.runner import Runner
+from wschat.errors import ConfigError
 
 
 def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
@@ -37,17 +44,27 @@ def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
     return uvloop.new_event_loop
 
 
+class Outcome(StrEnum):
+    """How a run ended; ``cli.py`` maps each to an exit status."""
+
+    OK = "ok"
+    FAIL_IF = "fail_if"  # a --fail-if condition did not hold
+    INTERRUPTED = "interrupted"  # Ctrl-C: the report so far was shown and written
+
+
 def bench(
     config: BenchConfig,
     json_path: Path | None = None,
     fail_if: str | None = None,
     progress: bool | None = None,
-) -> int:
-    """Run one load test, print its table, write ``--json``; return the exit code.
+    html_path: Path | None = None,
+) -> Outcome:
+    """Run one load test, print its table, write ``--json`` and ``--html``; return how it ended.
 
-    Returns 0, or ``FAIL_IF_EXIT`` (3) when a ``--fail-if`` condition does not hold. Raises
-    ``ConfigError`` for a bad ``--fail-if`` before anything runs, and ``BenchError`` when the
-    test cannot run at all (no server, limits too low).
+    On Ctrl-C the run stops, closes its connections, and the report so far is printed and
+    written, marked partial (``Outcome.INTERRUPTED``); a second Ctrl-C while closing raises
+    ``KeyboardInterrupt``. Raises ``ConfigError`` for a bad ``--fail-if`` before anything
+    runs, and ``BenchError`` when the test cannot run at all (no server, limits too low).
     """
     conditions = parse_fail_if(fail_if) if fail_if else []
     to_stdout = json_path is not None and str(json_path) == "-"
@@ -56,8 +73,16 @@ def bench(
     if progress is False:
         err = Console(stderr=True, force_terminal=False)
     with live(err) as update:
-        with asyncio.Runner(loop_factory=loop_factory()) as runner:
-            result = runner.run(run_bench(config, update))
+        runner = Runner(config, update)
+        try:
+            with asyncio.Runner(loop_factory=loop_factory()) as loop:
+                result = loop.run(runner.run())
+        except KeyboardInterrupt:
+            if runner.result is None:  # interrupted before the first connection
+                raise
+            result = runner.result
+            result.partial = True
+            runner.finish(result)
     doc = document(result)
     out.print(table(doc))
     failed = failures(conditions, doc)
@@ -65,8 +90,27 @@ def bench(
         doc["fail_if"] = {"expression": fail_if, "failed": failed}
     if json_path is not None:
         write_json(json_path, doc)
+    if html_path is not None:
+        write_html(html_path, doc)
+    if result.partial:
+        return Outcome.INTERRUPTED
     if failed:
         for line in failed:
-            out.print(f"[red]--fail-if failed: {line}[/red]")
-        return FAIL_IF_EXIT
-    return 0
+            out.print(f"[red]--fail-if failed: {escape(line)}[/red]")
+        return Outcome.FAIL_IF
+    return Outcome.OK
+
+
+def compare(paths: list[Path], html_path: Path | None = None) -> None:
+    """Print the reports at ``paths`` side by side; write the HTML comparison if asked.
+
+    Raises ``ConfigError`` when a file cannot be read or is not a ``wschat.bench/1`` report.
+    """
+    docs = [load(path) for path in paths]
+    names = [path.stem for path in paths]
+    Console().print(compare_table(docs, names))
+    if html_path is not None:
+        try:
+            html_path.write_text(render_compare(docs, names), "utf-8")
+        except OSError as exc:
+            raise ConfigError(f"cannot write --html {html_path}: {exc.strerror or exc}") from None

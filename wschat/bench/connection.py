@@ -41,6 +41,7 @@ from websockets.uri import parse_uri
 CLOSE_TIMEOUT_S = 2.0
 MAX_MESSAGE_BYTES = 16 * 2**20  # far above any --size; a bound, not a limit a run meets
 HEAD_END = b"\r\n\r\n"  # the end of the HTTP response head (RFC 9112 2.1)
+HEAD_KEEP_BYTES = 4096  # of a response that is not an upgrade: kept to say what it was
 
 _TEXT, _BINARY, _CONT = Opcode.TEXT, Opcode.BINARY, Opcode.CONT
 _OPEN = State.OPEN
@@ -89,6 +90,8 @@ class BenchConnection(asyncio.Protocol):
         self._paused = False
         self._drained: asyncio.Future[None] | None = None
         self._abort: asyncio.TimerHandle | None = None
+        # the first bytes the server answered with, until the connection is open
+        self.head = bytearray()
 
     # --- asyncio.Protocol -----------------------------------------------------------------
 
@@ -103,6 +106,8 @@ class BenchConnection(asyncio.Protocol):
         if self._framing:
             self._split(data, now)
             return
+        if len(self.head) < HEAD_KEEP_BYTES:
+            self.head += data[: HEAD_KEEP_BYTES - len(self.head)]
         if self._handshaking:
             self._handshake(data, now)
             return
@@ -328,21 +333,16 @@ class BenchConnection(asyncio.Protocol):
 
 
 async def open_connection(
-    sock: Any,
-    uri: str,
-    subprotocols: Sequence[str] | None,
-    user_agent: str,
-    on_text: Callable[[str, int], None],
-    server_hostname: str | None = None,
+    sock: Any, conn: BenchConnection, server_hostname: str | None = None
 ) -> BenchConnection:
-    """Run the opening handshake on the connected socket ``sock``; return the open connection.
+    """Run ``conn``'s opening handshake on the connected socket ``sock``; return ``conn``, open.
 
     The caller bounds the time. Raises ``InvalidHandshake`` (``InvalidStatus`` for a refused
     upgrade) or ``OSError`` like ``websockets.asyncio.client.connect``; on failure or
-    cancellation the transport is closed.
+    cancellation the transport is closed, and ``conn.head`` holds the start of what the server
+    answered instead of an upgrade.
     """
     loop = asyncio.get_running_loop()
-    conn = BenchConnection(uri, subprotocols, user_agent, on_text)
     context = ssl.create_default_context() if server_hostname is not None else None
     await loop.create_connection(
         lambda: conn, sock=sock, ssl=context, server_hostname=server_hostname

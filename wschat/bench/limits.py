@@ -4,7 +4,8 @@ One process opening 10,000 client sockets runs into two limits: the file-descrip
 limit (often 1024) and the ~28,000 ephemeral ports per (source address, destination) pair.
 ``plan`` raises the first as far as the hard limit allows and, when the target is IPv4
 loopback, spreads the sockets' source addresses over 127.0.0.0/8 (every address in it is
-local on Linux), so neither limit is hit; when ``n`` still cannot be reached it raises
+local on Linux), at most ``PER_SOURCE`` connections per address, so neither limit nor a
+server's per-address connection cap at its default is hit; when ``n`` still cannot be reached it raises
 ``BenchError`` before a single connection is opened. Stdlib only; no event loop.
 """
 
@@ -24,7 +25,11 @@ FD_RESERVE = 64  # descriptors the process needs besides the client sockets (std
 PORT_RANGE_FILE = Path("/proc/sys/net/ipv4/ip_local_port_range")
 DEFAULT_PORT_RANGE = (32768, 60999)
 SOURCE_NET = "127.0.1.0"  # the first source address: 127.0.1.1, 127.0.1.2, ...
-MAX_SOURCES = 250
+MAX_SOURCES = 1000  # 127.0.1.1 to 127.0.4.232
+# Connections per source address (until MAX_SOURCES are in use): a tenth of ``wschat serve``'s
+# default per-address cap (--max-connections-per-ip 1000), so -n 3000 opens 3000 against a
+# default server, and so does a server whose cap was lowered to 100 (issue 18).
+PER_SOURCE = 100
 # Linux: let connect() pick the source port, so bind() to an address does not reserve a port
 # for every destination (IP_BIND_ADDRESS_NO_PORT, Linux 4.2; not in Python 3.11's socket).
 IP_BIND_ADDRESS_NO_PORT = getattr(socket, "IP_BIND_ADDRESS_NO_PORT", 24)
@@ -64,8 +69,13 @@ def is_loopback_v4(address: str) -> bool:
 
 
 def source_addresses(n: int, ports: int) -> tuple[str, ...]:
-    """Return enough loopback source addresses for ``n`` connections at ``ports`` each."""
-    count = min(MAX_SOURCES, max(1, math.ceil(n / max(1, ports // 2))))
+    """Return enough loopback source addresses for ``n`` connections at ``ports`` each.
+
+    Each address carries at most ``PER_SOURCE`` connections (and half its ports), so a
+    server's per-address cap at its default does not refuse a run from one machine.
+    """
+    per_source = max(1, min(PER_SOURCE, ports // 2))
+    count = min(MAX_SOURCES, max(1, math.ceil(n / per_source)))
     first = int(ipaddress.IPv4Address(SOURCE_NET))
     return tuple(str(ipaddress.IPv4Address(first + 1 + i)) for i in range(count))
 

@@ -24,12 +24,12 @@ from rich.table import Table
 from rich.text import Text
 
 from wschat import __version__
-from wschat.bench.runner import BenchResult, Progress, Scenario
+from wschat.bench.config import Scenario
+from wschat.bench.runner import BenchResult, Progress
 from wschat.bench.stats import LatencySummary
 from wschat.errors import ConfigError
 
 SCHEMA_ID = "wschat.bench/1"
-FAIL_IF_EXIT = 3  # the exit code when a --fail-if condition does not hold
 
 # --- the JSON document ------------------------------------------------------------------------
 
@@ -49,6 +49,7 @@ def document(result: BenchResult, started: datetime | None = None) -> dict[str, 
         "tool": f"wschat {__version__}",
         "started": (started or datetime.now(UTC)).isoformat(timespec="seconds"),
         "run_id": result.run_id,
+        "partial": result.partial,
         "config": {
             "url": cfg.url,
             "n": cfg.n,
@@ -74,14 +75,18 @@ def document(result: BenchResult, started: datetime | None = None) -> dict[str, 
             "upgrade_ms": _latency(s.upgrade.summary()),
             "latency_ms": _latency(s.latency.summary()),
             "latency_from": "intended send time" if cfg.rate > 0 else "actual send time",
+            "latency_distribution": [[round(p, 6), ms] for p, ms in s.latency.distribution()],
             "messages": {
                 "sent": s.sent,
                 "expected": s.expected,
                 "delivered": s.delivered,
                 "lost": s.lost,
+                "missed_while_closed": s.missed_while_closed,
+                "refused": sum(s.refused.values()),
                 "duplicates": s.duplicates,
                 "reordered": s.reordered,
                 "unsent": result.unsent,
+                "cancelled_by_close": result.cancelled,
                 "foreign": s.foreign,
             },
             "throughput": {
@@ -96,6 +101,7 @@ def document(result: BenchResult, started: datetime | None = None) -> dict[str, 
                 "total": s.error_count,
                 "rate": round(s.error_count / attempts, 6) if attempts else 0.0,
                 "by_kind": dict(s.errors.most_common()),
+                "refused_by_code": dict(s.refused.most_common()),
             },
             "generator": {
                 "cpu": round(result.cpu, 3),
@@ -150,10 +156,11 @@ _TIME_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
 _CONDITION = re.compile(
     r"^\s*([a-z_.0-9]+?)\s*(<=|>=|<|>)\s*([0-9]*\.?[0-9]+)\s*(%|us|ms|s|/s)?\s*$"
 )
-COUNT_METRICS = ("errors", "lost", "duplicates", "reordered", "unsent")
+COUNT_METRICS = ("errors", "lost", "duplicates", "reordered", "unsent", "refused")
 FAIL_IF_HELP = (
     "p50 p90 p99 p99.9 max mean (message latency; tcp.p99, upgrade.p99 for connects; "
-    "units us, ms, s), errors lost duplicates reordered unsent (a count, or % of attempts), "
+    "units us, ms, s), errors lost duplicates reordered unsent refused (a count, or % of "
+    "attempts), "
     "connections (opened), throughput (delivered messages/s)"
 )
 
@@ -248,9 +255,20 @@ def failures(conditions: list[Condition], doc: dict[str, Any]) -> list[str]:
         if value is None:
             failed.append(f"{condition.text}: not measured")
         elif not condition.holds(value):
-            unit = "%" if condition.percent else ""
-            failed.append(f"{condition.text}: measured {value:g}{unit}")
+            failed.append(f"{condition.text}: measured {_measured(condition, value)}")
     return failed
+
+
+def _measured(condition: Condition, value: float) -> str:
+    """Return a measured value with its unit: ``1355.78 ms``, ``0.4 %``, ``3``, ``12 /s``."""
+    if condition.percent:
+        return f"{value:.4g} %"
+    base = condition.metric.removeprefix("tcp.").removeprefix("upgrade.")
+    if base in _LATENCY_KEYS:
+        return f"{value:.6g} ms"
+    if condition.metric == "throughput":
+        return f"{value:g} messages/s"
+    return f"{value:g}"
 
 
 # --- for a person -----------------------------------------------------------------------------
@@ -283,8 +301,10 @@ def table(doc: dict[str, Any]) -> Table:
     cfg, s = doc["config"], doc["summary"]
     m, t, e, g = s["messages"], s["throughput"], s["errors"], s["generator"]
     loop = "open loop" if cfg["open_loop"] else "closed loop"
+    partial = "[bold yellow]PARTIAL (interrupted)[/bold yellow] · " if doc.get("partial") else ""
     title = (
-        f"wschat bench · {cfg['scenario']} · {s['connections']['opened']} connections · "
+        f"{partial}wschat bench · {cfg['scenario']} · "
+        f"{s['connections']['opened']} of {cfg['n']} connections · "
         f"{cfg['dialect']} · {cfg['url']}"
     )
     out = Table(title=title, title_justify="left", show_lines=False)
@@ -318,8 +338,29 @@ def table(doc: dict[str, Any]) -> Table:
         out.add_row(
             "integrity",
             f"{m['lost']} lost · {m['duplicates']} duplicated · {m['reordered']} reordered ({ok})",
-            "checked per receiver and sender by sequence number",
+            "checked per receiver and sender by sequence number; lost: a receiver was open "
+            "and never got it",
         )
+        refused = e.get("refused_by_code") or {}
+        if m.get("refused"):
+            codes = ", ".join(f"{k}: {v}" for k, v in refused.items())
+            out.add_row(
+                "refused",
+                f"[red]{m['refused']}[/red] ({codes})",
+                "messages the server answered with an error event and did not send on",
+            )
+        if m.get("missed_while_closed"):
+            out.add_row(
+                "missed while closed",
+                f"{m['missed_while_closed']}",
+                "copies for receivers the server had closed (their close is under errors)",
+            )
+        if m.get("cancelled_by_close"):
+            out.add_row(
+                "cancelled by close",
+                f"{m['cancelled_by_close']}",
+                "scheduled sends of connections the server had closed",
+            )
         if m["unsent"]:
             out.add_row(
                 "unsent",
@@ -342,12 +383,8 @@ def table(doc: dict[str, Any]) -> Table:
         f"[red]{e['total']}[/red] ({e['rate']:.3%}) — {kinds}" if e["total"] else "0",
         "failed connects, unexpected closes, timeouts, by kind",
     )
-    if any("rate_limited" in kind for kind in e["by_kind"]):
-        out.add_row(
-            "",
-            "[yellow]the server rate-limited the senders[/yellow]",
-            "[yellow]for a load test start it with 'wschat serve --rate-limit 0'[/yellow]",
-        )
+    for hint, flag in hints(e["by_kind"]):
+        out.add_row("", f"[yellow]{hint}[/yellow]", f"[yellow]{flag}[/yellow]")
     lag = g["loop_lag_ms"]
     gen = f"CPU {g['cpu']:.0%} of one core · loop lag p99 {_ms(lag['p99_ms']) if lag else '—'}"
     if g["limited"]:
@@ -359,6 +396,31 @@ def table(doc: dict[str, Any]) -> Table:
     else:
         out.add_row("load generator", gen, "not the bottleneck: these numbers are the server's")
     return out
+
+
+_HINTS = (
+    (
+        "rate_limited",
+        "the server rate-limited the senders",
+        "for a load test start it with 'wschat serve --rate-limit 0'",
+    ),
+    (
+        "handshake HTTP 429",
+        "the server's per-address cap refused connections",
+        "start it with a higher 'wschat serve --max-connections-per-ip' (0: none), or "
+        "leave --spread on for a loopback target",
+    ),
+    (
+        "handshake HTTP 503",
+        "the server's connection cap refused connections",
+        "start it with a higher 'wschat serve --max-connections' (0: none)",
+    ),
+)
+
+
+def hints(by_kind: dict[str, int]) -> list[tuple[str, str]]:
+    """Return (what happened, what to change) for the error kinds a server flag explains."""
+    return [(what, fix) for key, what, fix in _HINTS if any(key in kind for kind in by_kind)]
 
 
 def progress_line(p: Progress) -> Text:

@@ -1,17 +1,24 @@
-"""Drive a load test with asyncio and the ``websockets`` client; measure into ``BenchStats``.
+"""Drive a load test with asyncio on ``BenchConnection``; measure into ``BenchStats``.
 
 A run has four phases, each bounded in time: *probe* (one connection: is a server there,
-which dialect does it speak), *connect* (open ``n`` connections, TCP connect and WebSocket
-upgrade timed apart), *load* (senders send for ``--duration`` or ``--messages``), *drain*
-(wait, bounded, for every expected delivery) and *close*. Every connection is read from the moment
-it opens, each message handled as it is read (``connection``: no queue, no task per
-connection); it matches what arrives by the stamp inside the text (see ``payload``), never by
-arrival order, and checks each sender's stream for loss, duplicates and reordering.
+which dialect does it speak, and if it is no WebSocket endpoint, what did it answer),
+*connect* (open ``n`` connections, TCP connect and WebSocket upgrade timed apart), *load*
+(senders send for ``--duration`` or ``--messages``), *drain* (wait, bounded, for every
+expected delivery) and *close*. Every connection is read from the moment it opens, each
+message handled as it is read (``connection``: no queue, no task per connection); it matches
+what arrives by the stamp inside the text (see ``payload``), never by arrival order, and
+checks each sender's stream for loss, duplicates and reordering.
 
-In open-loop mode (``rate > 0``) each sender follows a fixed schedule and stamps each message
-with its *intended* send time, so a stalled server or a backed-up socket shows in the latency
-instead of silently delaying the next send (coordinated omission). In closed-loop mode
-(``rate == 0``) each sender waits for its own message to come back before sending the next.
+In open-loop mode (``rate > 0``) each sender follows a fixed schedule (``schedule``) and
+stamps each message with its *intended* send time, so a stalled server or a backed-up socket
+shows in the latency instead of silently delaying the next send (coordinated omission). In
+closed-loop mode (``rate == 0``) each sender waits for its own message to come back before
+sending the next.
+
+A connection the server closes mid-run is counted once, by its close code; what it could no
+longer send is ``cancelled`` and what it could no longer receive ``missed_while_closed``,
+apart from ``unsent`` (a sender that fell behind) and ``lost`` (a live receiver never got it).
+A message the server answers with an ``error`` event is ``refused``, never expected.
 """
 
 from __future__ import annotations
@@ -24,11 +31,9 @@ import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import (
     ConnectionClosed,
     InvalidHandshake,
@@ -37,6 +42,7 @@ from websockets.exceptions import (
 )
 
 from wschat import __version__
+from wschat.bench.config import BenchConfig, Protocol, Scenario
 from wschat.bench.connection import BenchConnection, open_connection
 from wschat.bench.limits import Plan, open_socket, plan
 from wschat.bench.payload import (
@@ -48,9 +54,11 @@ from wschat.bench.payload import (
     v1_event,
     v1_message_stamp,
 )
+from wschat.bench.schedule import Schedule
 from wschat.bench.stats import BenchStats, Latency, SequenceCheck, generator_limited
 from wschat.errors import BenchError
 from wschat.protocol import SUBPROTOCOL
+from wschat.refusal import explain, explain_head, one_line
 
 SETTLE_QUIET_S = 0.2  # after connecting: no frame for this long means presence events are done
 SETTLE_MAX_S = 5.0
@@ -58,45 +66,6 @@ SAMPLE_INTERVAL_S = 0.1  # event-loop lag probe
 LAG_OFF = 2**63  # no probe starts after this: loop lag is recorded during the load phase only
 PROGRESS_INTERVAL_S = 0.25
 CLOSE_TIMEOUT_S = 2.0
-
-
-class Scenario(StrEnum):
-    """What the connections do once open."""
-
-    CONNECT = "connect"  # open and hold n connections for --duration
-    ECHO = "echo"  # every connection does round trips on /ws
-    FANOUT = "fanout"  # --senders connections send, all n in one room receive
-    CHAT = "chat"  # every connection sends and receives every message of the room
-
-
-class Protocol(StrEnum):
-    """Which dialect to speak; ``auto`` offers ``wschat.v1`` and falls back to plain."""
-
-    AUTO = "auto"
-    V1 = "v1"
-    PLAIN = "plain"
-
-
-@dataclass(frozen=True, slots=True)
-class BenchConfig:
-    """Everything a run needs; the CLI's flags map one to one onto these fields."""
-
-    url: str = "ws://127.0.0.1:8000"
-    n: int = 500
-    scenario: Scenario = Scenario.FANOUT
-    protocol: Protocol = Protocol.AUTO
-    size: int = 64
-    duration_s: float = 10.0
-    messages: int = 0  # per sender; 0: until --duration
-    rate: float = 0.0  # messages per second per sender; 0: closed loop
-    senders: int = 1  # fanout only
-    ramp_s: float = 0.0  # spread connection opens over this many seconds
-    room: str | None = None  # default: a fresh room per run
-    connect_timeout_s: float = 10.0
-    reply_timeout_s: float = 5.0  # closed loop: wait this long for one's own message
-    drain_timeout_s: float = 5.0
-    concurrency: int = 200  # handshakes in flight at once
-    spread: bool | None = None  # None: spread source addresses when the target is loopback
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,7 +100,9 @@ class BenchResult:
     send_s: float = 0.0
     cpu: float = 0.0  # generator CPU during connect+load, 1.0 = one core
     limited_by_generator: str | None = None
-    unsent: int = 0
+    unsent: int = 0  # scheduled sends that never left an open connection (the sender was behind)
+    cancelled: int = 0  # scheduled sends of connections the server had closed: not sent
+    partial: bool = False  # interrupted (Ctrl-C): the counts cover the run so far
 
 
 @dataclass(eq=False, slots=True)
@@ -143,6 +114,8 @@ class _Client:
     sent: int = 0
     waiting: int = -1  # closed loop: the seq this client's sender waits for
     reply: asyncio.Event = field(default_factory=asyncio.Event)
+    refused: int = 0  # its messages the server answered with an error event (not sent on)
+    gone: bool = False  # the server (or the network) closed it before the run's end
 
 
 def error_kind(exc: BaseException) -> str:
@@ -152,7 +125,8 @@ def error_kind(exc: BaseException) -> str:
     if isinstance(exc, TimeoutError):
         return "timeout"
     if isinstance(exc, InvalidStatus):
-        return f"handshake HTTP {exc.response.status_code}"
+        why = one_line(exc.response.body, 60)  # the server's reason: "too many connections..."
+        return f"handshake HTTP {exc.response.status_code}" + (f" ({why})" if why else "")
     if isinstance(exc, ConnectionClosed):
         return close_kind(exc)
     if isinstance(exc, InvalidHandshake):
@@ -183,17 +157,16 @@ class Runner:
         self.room = config.room or f"bench-{self.run_id}"
         self.phase = "probe"
         self.clients: list[_Client] = []
+        self.result: BenchResult | None = None  # set once the run has started (after DNS)
         self._dialect = Dialect.PLAIN
         self._closing = False
         self._started = time.monotonic()
         self._last_rx_ns = 0
         self._frames = 0  # every frame received, stamped or not
         self._lag_since_ns = LAG_OFF  # probes starting before this belong to another phase
-        parts = urlsplit(config.url)
-        if parts.scheme not in ("ws", "wss") or not parts.hostname:
-            raise BenchError(f"--url must look like ws://HOST:PORT, not {config.url!r}")
+        parts = urlsplit(config.url)  # BenchConfig has checked its shape
         self._scheme = parts.scheme
-        self._host = parts.hostname
+        self._host = parts.hostname or ""
         self._port = parts.port or (443 if parts.scheme == "wss" else 80)
         self._prefix = parts.path.rstrip("/")
         netloc = f"[{self._host}]" if ":" in self._host else self._host
@@ -230,7 +203,7 @@ class Runner:
         self._addr: tuple[Any, ...] = tuple(addr)
         self._family = socket.AddressFamily(family)
         self.plan = plan(self.config.n, str(self._addr[0]), self.config.spread)
-        result = BenchResult(
+        self.result = result = BenchResult(
             self.config, self.run_id, self.room, self._dialect, self.plan, self.stats
         )
         await self._probe()
@@ -261,7 +234,7 @@ class Runner:
                 stop.set()
         if not self.clients:
             raise BenchError(self._nothing_opened())
-        self._finish(result)
+        self.finish(result)
         return result
 
     def _nothing_opened(self) -> str:
@@ -269,11 +242,18 @@ class Runner:
         return f"none of {self.config.n} connections to {self._base} opened ({kinds})"
 
     async def _probe(self) -> None:
-        """Open one connection to learn whether a server is there and which dialect it speaks."""
+        """Open one connection to learn whether a server is there and which dialect it speaks.
+
+        Runs on ``BenchConnection`` like every other connection; when the server answers with
+        something other than an upgrade, the error says what it answered (status, body).
+        """
         timeout = self.config.connect_timeout_s
+        conn = BenchConnection(
+            self.uri("probe"), self._subprotocols(), self._user_agent, lambda _t, _n: None
+        )
         try:
             async with asyncio.timeout(timeout):
-                ws = await self._open_probe()
+                await self._connect(conn, None)
         except ConnectionRefusedError:
             raise BenchError(
                 f"no server at {self._base}: connection refused — start one with "
@@ -284,18 +264,16 @@ class Runner:
                 f"no answer from {self._base} within {timeout:g} s (connect and upgrade)"
             ) from None
         except InvalidStatus as exc:
-            raise BenchError(
-                f"{self.uri('probe')} refused the WebSocket upgrade with HTTP "
-                f"{exc.response.status_code}: is this a WebSocket server with /ws endpoints?"
-            ) from None
+            response = exc.response
+            why = explain(response.status_code, response.reason_phrase, response.body)
+            raise BenchError(f"{self.uri('probe')} refused the WebSocket upgrade: {why}") from None
         except (InvalidHandshake, InvalidURI) as exc:
-            raise BenchError(
-                f"{self._base} did not complete a WebSocket handshake: {exc}"
-            ) from None
+            why = explain_head(conn.head) or str(exc)
+            raise BenchError(f"{self.uri('probe')} answered {why}") from None
         except OSError as exc:
             raise BenchError(f"cannot connect to {self._base}: {error_kind(exc)}") from None
         try:
-            self._dialect = Dialect.V1 if ws.subprotocol == SUBPROTOCOL else Dialect.PLAIN
+            self._dialect = Dialect.V1 if conn.subprotocol == SUBPROTOCOL else Dialect.PLAIN
             if self.config.protocol is Protocol.V1 and self._dialect is not Dialect.V1:
                 raise BenchError(
                     f"{self._base} did not accept the subprotocol {SUBPROTOCOL}: "
@@ -303,52 +281,32 @@ class Runner:
                 )
         finally:
             async with asyncio.timeout(CLOSE_TIMEOUT_S + 1):
-                await ws.close()
+                await conn.close()
 
-    async def _open_probe(self) -> ClientConnection:
-        """Open the probe connection with the ``websockets`` asyncio client."""
-        loop = asyncio.get_running_loop()
-        sock = open_socket(self._family, None)
-        try:
-            await loop.sock_connect(sock, self._addr)
-            return await connect(
-                self.uri("probe"),
-                sock=sock,
-                subprotocols=self._subprotocols(),  # type: ignore[arg-type]
-                compression=None,
-                open_timeout=None,  # the caller bounds the whole open
-                ping_interval=None,
-                close_timeout=CLOSE_TIMEOUT_S,
-                max_size=None,
-                proxy=None,
-                user_agent_header=self._user_agent,
-                server_hostname=self._host if self._scheme == "wss" else None,
-            )
-        except BaseException:
-            sock.close()
-            raise
-
-    async def _open(self, client: _Client, source: str | None) -> BenchConnection:
-        """Open connection ``client``, timing its TCP connect and its upgrade apart."""
+    async def _connect(self, conn: BenchConnection, source: str | None) -> tuple[int, int]:
+        """Connect ``conn`` (from ``source``) and run its handshake; return when each ended (ns)."""
         loop = asyncio.get_running_loop()
         sock = open_socket(self._family, source)
         try:
             t0 = time.monotonic_ns()
             await loop.sock_connect(sock, self._addr)
             t1 = time.monotonic_ns()
-            conn = await open_connection(
-                sock,
-                self.uri(client.index),
-                self._subprotocols(),
-                self._user_agent,
-                self._receiver(client),
-                server_hostname=self._host if self._scheme == "wss" else None,
+            await open_connection(
+                sock, conn, server_hostname=self._host if self._scheme == "wss" else None
             )
         except BaseException:
             sock.close()
             raise
-        self.stats.tcp_connect.record_ns(t1 - t0)
-        self.stats.upgrade.record_ns(time.monotonic_ns() - t1)
+        return t1 - t0, time.monotonic_ns() - t1
+
+    async def _open(self, client: _Client, source: str | None) -> BenchConnection:
+        """Open connection ``client``, timing its TCP connect and its upgrade apart."""
+        conn = BenchConnection(
+            self.uri(client.index), self._subprotocols(), self._user_agent, self._receiver(client)
+        )
+        tcp_ns, upgrade_ns = await self._connect(conn, source)
+        self.stats.tcp_connect.record_ns(tcp_ns)
+        self.stats.upgrade.record_ns(upgrade_ns)
         return conn
 
     async def _connect_all(self, tg: asyncio.TaskGroup) -> None:
@@ -373,9 +331,9 @@ class Runner:
             self.clients.append(client)
             self.stats.opened += 1
             self.stats.open += 1
-            conn.on_lost = self._on_lost
-            if conn.closed:  # closed while the handshake's last bytes were handled
-                self._on_lost(conn)
+            conn.on_lost = on_lost = self._lost_handler(client)
+            if conn.lost.done():  # the TCP connection ended while the handshake finished
+                on_lost(conn)
 
         rounds = math.ceil(cfg.n / cfg.concurrency) + 1
         try:
@@ -407,7 +365,12 @@ class Runner:
                     kind, body = v1_event(text)
                     if body is None:
                         if kind == "error":
-                            stats.record_error(f"v1 error {v1_error_code(text)}")
+                            # the answer to this client's last say: refused, never sent on
+                            code = v1_error_code(text)
+                            stats.record_error(f"v1 error {code}")
+                            stats.refused[code] += 1
+                            client.refused += 1
+                            client.reply.set()
                         return
                     stamp = find_stamp(body)
             else:
@@ -424,11 +387,22 @@ class Runner:
 
         return on_text
 
-    def _on_lost(self, conn: BenchConnection) -> None:
-        """Count a connection that ended; one the server closed mid-run is an error."""
-        self.stats.open -= 1
-        if not self._closing:
-            self.stats.record_error(conn.close_kind())
+    def _lost_handler(self, client: _Client) -> Callable[[BenchConnection], None]:
+        """Return what to do once ``client``'s connection has ended (called once per connection).
+
+        A connection the server closed mid-run is counted once, as an error named by its close
+        code, and marked gone: its sender stops (a closed-loop sender waiting for its reply is
+        woken, not timed out) and what it could no longer send or receive is counted apart.
+        """
+
+        def on_lost(conn: BenchConnection) -> None:
+            self.stats.open -= 1
+            if not self._closing:
+                client.gone = True
+                client.reply.set()
+                self.stats.record_error(conn.close_kind())
+
+        return on_lost
 
     async def _settle(self) -> None:
         """Wait (at most ``SETTLE_MAX_S``) until the frames of connecting have stopped arriving.
@@ -466,92 +440,102 @@ class Runner:
             await asyncio.sleep(cfg.duration_s)  # connect scenario: hold
             result.load_s = cfg.duration_s
             return
-        deadline_ns = start_ns + int(cfg.duration_s * 1e9)
+        schedule = Schedule(cfg.rate, len(senders), cfg.duration_s, cfg.messages)
         bound = cfg.duration_s + cfg.reply_timeout_s + cfg.connect_timeout_s
         try:
             async with asyncio.timeout(bound):
                 async with asyncio.TaskGroup() as sending:
                     for slot, client in enumerate(senders):
-                        offset = slot / len(senders) / cfg.rate if cfg.rate else 0.0
-                        sending.create_task(
-                            self._send(client, start_ns + int(offset * 1e9), deadline_ns)
-                        )
+                        if cfg.rate:
+                            sending.create_task(self._send_open(client, schedule, slot, start_ns))
+                        else:
+                            sending.create_task(self._send_closed(client, start_ns))
         except TimeoutError:
             self.stats.record_error("send phase timeout")
         send_end = time.monotonic_ns()
         result.send_s = (send_end - start_ns) / 1e9
         if cfg.rate:
-            result.unsent = sum(
-                self._scheduled(s, i, start_ns) - s.sent for i, s in enumerate(senders)
-            )
+            for slot, sender in enumerate(senders):
+                behind = schedule.count(slot) - sender.sent
+                if sender.gone:  # its close is counted once, by code; not a slow sender
+                    result.cancelled += behind
+                else:
+                    result.unsent += behind
             if result.unsent:
-                self.stats.record_error("unsent (behind schedule)")
-                self.stats.errors["unsent (behind schedule)"] += result.unsent - 1
+                self.stats.errors["unsent (behind schedule)"] += result.unsent
         self.phase = "drain"
         await self._drain()
         end = max(self._last_rx_ns, send_end)
         result.load_s = max(1e-9, (end - start_ns) / 1e9)
 
-    def _scheduled(self, client: _Client, slot: int, start_ns: int) -> int:
-        """Return how many messages the open-loop schedule gave ``client`` within duration."""
-        cfg = self.config
-        offset = slot / len(self._senders()) / cfg.rate
-        due = math.ceil((cfg.duration_s - offset) * cfg.rate)
-        return max(0, min(due, cfg.messages) if cfg.messages else due)
-
-    async def _send(self, client: _Client, first_ns: int, deadline_ns: int) -> None:
-        """Send stamped messages from ``client`` until its count or the deadline is reached."""
-        cfg, stats = self.config, self.stats
-        interval_ns = int(1e9 / cfg.rate) if cfg.rate else 0
-        conn, frame_of = client.conn, self._dialect
-        if conn is None:
-            return
+    async def _send_open(
+        self, client: _Client, schedule: Schedule, slot: int, start_ns: int
+    ) -> None:
+        """Send ``client``'s messages on the schedule, each stamped with its due time."""
         seq = 0
-        while not cfg.messages or seq < cfg.messages:
+        while (due := schedule.due_ns(slot, seq)) is not None:
+            intended = start_ns + due
             now = time.monotonic_ns()
-            if interval_ns:
-                intended = first_ns + seq * interval_ns
-                if intended >= deadline_ns:
-                    break
-                if intended > now:
-                    await asyncio.sleep((intended - now) / 1e9)
-            else:
-                intended = now
-                if intended >= deadline_ns:
-                    break
-            frame = client_frame(
-                frame_of, Stamp(self.run_id, client.index, seq, intended).encode(cfg.size)
-            )
-            client.waiting = seq
-            client.reply.clear()
-            if not await conn.send(frame):
+            if intended > now:
+                await asyncio.sleep((intended - now) / 1e9)
+            if not await self._send_one(client, seq, intended):
                 return  # on_lost counts the close
-            stats.record_sent(len(frame))
             seq += 1
-            client.sent = seq
-            if not interval_ns:
-                try:
-                    async with asyncio.timeout(cfg.reply_timeout_s):
-                        await client.reply.wait()
-                except TimeoutError:
-                    stats.record_error("reply timeout")
-                    if conn.closed:
-                        return
 
-    def _expected(self, client: _Client, total_sent: int) -> int:
+    async def _send_closed(self, client: _Client, start_ns: int) -> None:
+        """Send ``client``'s messages one at a time, each once the previous one came back."""
+        cfg, stats = self.config, self.stats
+        deadline_ns = start_ns + int(cfg.duration_s * 1e9)
+        seq = 0
+        while (not cfg.messages or seq < cfg.messages) and time.monotonic_ns() < deadline_ns:
+            if not await self._send_one(client, seq, time.monotonic_ns()):
+                return  # on_lost counts the close
+            seq += 1
+            try:
+                async with asyncio.timeout(cfg.reply_timeout_s):
+                    await client.reply.wait()
+            except TimeoutError:
+                if not (client.gone or self._is_closed(client)):
+                    stats.record_error("reply timeout")
+            if client.gone or self._is_closed(client):
+                return  # on_lost counts the close, once
+
+    @staticmethod
+    def _is_closed(client: _Client) -> bool:
+        return client.conn is None or client.conn.closed
+
+    async def _send_one(self, client: _Client, seq: int, intended_ns: int) -> bool:
+        """Send message ``seq`` of ``client`` stamped ``intended_ns``; ``False`` once it is closed."""
+        conn = client.conn
+        if conn is None or client.gone or self._is_closed(client):
+            return False
+        stamp = Stamp(self.run_id, client.index, seq, intended_ns).encode(self.config.size)
+        frame = client_frame(self._dialect, stamp)
+        client.waiting = seq
+        client.reply.clear()
+        if not await conn.send(frame):
+            return False
+        self.stats.record_sent(len(frame))
+        client.sent = seq + 1
+        return True
+
+    def _expected(self, client: _Client, total_accepted: int) -> int:
         if self.config.scenario is Scenario.ECHO:
-            return client.sent
-        return total_sent
+            return client.sent - client.refused
+        return total_accepted
 
     async def _drain(self) -> None:
-        """Wait until every open connection has every message it should get, or the timeout."""
-        total = self.stats.sent
+        """Wait until every open connection has every message it should get, or the timeout.
+
+        A message the server refused (its error event may still be on its way) is not waited for.
+        """
+        stats = self.stats
         try:
             async with asyncio.timeout(self.config.drain_timeout_s):
                 # Polled: completion depends on every client, and a 50 ms poll costs less than
                 # checking all of them on each delivery.
                 while any(  # noqa: ASYNC110
-                    c.got < self._expected(c, total)
+                    c.got < self._expected(c, stats.sent - stats.refused.total())
                     for c in self.clients
                     if c.conn is not None and not c.conn.closed
                 ):
@@ -612,16 +596,25 @@ class Runner:
             recent,
         )
 
-    def _finish(self, result: BenchResult) -> None:
-        """Count losses against what every sender sent, and judge the generator."""
+    def finish(self, result: BenchResult) -> None:
+        """Count losses against what every sender had accepted, and judge the generator.
+
+        A message the server refused (an ``error`` event) was never sent on: it counts in
+        ``refused``, not in ``expected``. A receiver the server closed mid-run misses the tail
+        of every stream from then on: that is ``missed_while_closed``; ``lost`` is what a
+        receiver did not get while it was open (a gap below the last message it got).
+        """
         stats = self.stats
-        sent = {c.index: c.sent for c in self._senders()}
-        if self.config.scenario is Scenario.ECHO:
-            stats.expected = sum(sent.values())
-            stats.lost = sum(c.check.missing({c.index: c.sent}) for c in self.clients)
-        else:
-            stats.expected = len(self.clients) * sum(sent.values())
-            stats.lost = sum(c.check.missing(sent) for c in self.clients)
+        accepted = {c.index: c.sent - c.refused for c in self._senders()}
+        echo = self.config.scenario is Scenario.ECHO
+        stats.expected = stats.lost = stats.missed_while_closed = 0
+        for client in self.clients:
+            streams = {client.index: accepted.get(client.index, 0)} if echo else accepted
+            stats.expected += sum(streams.values())
+            missing = client.check.missing(streams)
+            missed = min(missing, client.check.tail(streams)) if client.gone else 0
+            stats.lost += missing - missed
+            stats.missed_while_closed += missed
         result.limited_by_generator = generator_limited(result.cpu, stats.loop_lag.summary())
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from array import array
 from bisect import bisect_left
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from enum import Enum
 from itertools import accumulate
@@ -96,14 +96,8 @@ class Latency:
         if not self._count:
             return None
         counts = self.counts()
-        cumulative = list(accumulate(counts))
+        p50, p90, p99, p999 = self._at(PERCENTILES, list(accumulate(counts)))
         hist, total = self._hist, self._count
-        values = []
-        for percentile in PERCENTILES:
-            target = max(1, int(percentile * total / 100 + 0.5))  # hdrh's rounding
-            index = bisect_left(cumulative, target)
-            values.append(hist.get_highest_equivalent_value(hist.get_value_from_index(index)))
-        p50, p90, p99, p999 = values
         return LatencySummary(
             count=total,
             p50_ms=p50 / 1000,
@@ -113,6 +107,34 @@ class Latency:
             max_ms=hist.get_highest_equivalent_value(self._max) / 1000,
             mean_ms=round(_mean_us(counts, total) / 1000, 3) if mean else 0.0,
         )
+
+    def _at(self, percentiles: Sequence[float], cumulative: list[int]) -> list[int]:
+        """Return the value (µs) at each percentile, given the prefix sum of the counts."""
+        hist, total = self._hist, self._count
+        values = []
+        for percentile in percentiles:
+            target = max(1, int(percentile * total / 100 + 0.5))  # hdrh's rounding
+            index = bisect_left(cumulative, target)
+            values.append(hist.get_highest_equivalent_value(hist.get_value_from_index(index)))
+        return values
+
+    def distribution(self) -> list[tuple[float, float]]:
+        """Return the HDR percentile distribution: ``(percentile, ms)`` points, then the max.
+
+        Percentiles halve the distance to 100 each step (0, 50, 75, 87.5, ...) while there are
+        samples to tell them apart, as HdrHistogram's percentile plots do; empty when nothing
+        was recorded.
+        """
+        if not self._count:
+            return []
+        percentiles = [0.0]
+        while 1 / (1 - percentiles[-1] / 100) * 2 <= self._count and len(percentiles) < 40:
+            percentiles.append(100 - (100 - percentiles[-1]) / 2)
+        cumulative = list(accumulate(self.counts()))
+        values = self._at(percentiles, cumulative)
+        points = [(p, v / 1000) for p, v in zip(percentiles, values, strict=True)]
+        max_ms = self._hist.get_highest_equivalent_value(self._max) / 1000
+        return [*points, (100.0, max_ms)]
 
 
 _TEMPLATE = HdrHistogram(1, LATENCY_MAX_US, SIGNIFICANT_FIGURES)
@@ -198,6 +220,18 @@ class SequenceCheck:
         stream = self._streams.get(sender)
         return stream.distinct if stream else 0
 
+    def tail(self, sent: Mapping[int, int]) -> int:
+        """Return how many of ``sent`` come after the last one that arrived from each sender.
+
+        For a receiver that was closed mid-run, these are the copies it missed once gone; the
+        rest of ``missing`` (gaps below the last one that arrived) it lost while open.
+        """
+        total = 0
+        for sender, count in sent.items():
+            stream = self._streams.get(sender)
+            total += max(0, count - (stream.top + 1 if stream else 0))
+        return total
+
     def missing(self, sent: Mapping[int, int]) -> int:
         """Return how many of the messages in ``sent`` (sender → count sent) never arrived."""
         return sum(max(0, count - self.received(sender)) for sender, count in sent.items())
@@ -237,7 +271,9 @@ class BenchStats:
     duplicates: int = 0
     reordered: int = 0
     foreign: int = 0  # frames carrying no stamp of this run (other users, presence events)
-    lost: int = 0  # set once at the end, from the receivers' sequence checks
+    lost: int = 0  # set once at the end: copies a receiver never got while it was open
+    missed_while_closed: int = 0  # set once at the end: copies for receivers already closed
+    refused: Counter[str] = field(default_factory=Counter)  # messages refused, by error code
     expected: int = 0  # set once at the end: deliveries that should have happened
     errors: Counter[str] = field(default_factory=Counter)
     series: list[Sample] = field(default_factory=list)

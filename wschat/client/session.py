@@ -63,6 +63,7 @@ from wschat.protocol import (
     decode_event,
     encode_command,
 )
+from wschat.refusal import explain, one_line
 
 BACKOFF_INITIAL_S = 0.5
 BACKOFF_FACTOR = 2.0
@@ -370,7 +371,7 @@ class ChatSession:
         except InvalidStatus as exc:
             status = exc.response.status_code
             # The server says why in one line of text (docs/protocol.md "Refused handshakes").
-            why = _one_line(exc.response.body)
+            why = one_line(exc.response.body)
             why = f": {why}" if why else ""
             if status in (401, 403):
                 hint = " (see --token)" if status == 401 else ""
@@ -383,15 +384,17 @@ class ChatSession:
                 raise ConnectFailed(
                     f"the server at {self.base_url} is busy: HTTP {status}{why}; try again later"
                 ) from None
-            raise ConnectFailed(
-                f"{self.base_url} is not a wschat server: HTTP {status} at the handshake"
-            ) from None
+            answer = explain(status, exc.response.reason_phrase, exc.response.body)
+            hint = " (--url is the server's address, ws://HOST:PORT)" if status == 404 else ""
+            raise ConnectFailed(f"{self.url()} answered {answer}{hint}") from None
         except InvalidURI as exc:
             raise ConfigError(f"invalid url {self.base_url!r}: {exc}") from None
         except InvalidHandshake as exc:
             if self.ever_online:
                 return "bad handshake"
-            raise ConnectFailed(f"handshake with {self.base_url} failed: {exc}") from None
+            # e.g. an HTTP/1.0 answer: the reason names the line it could not read
+            cause = f": {exc.__cause__}" if exc.__cause__ else ""
+            raise ConnectFailed(f"handshake with {self.base_url} failed: {exc}{cause}") from None
         except (OSError, TimeoutError) as exc:
             if isinstance(exc, ssl.SSLCertVerificationError):
                 raise ConnectFailed(
@@ -617,13 +620,6 @@ class ChatSession:
     def unsent_notices(self) -> list[dict[str, Any]]:
         """Return a notice for each queued command that will never be sent now."""
         return [notice(f"unsent: {describe(command)}", "yellow") for command in self.queued]
-
-
-def _one_line(body: bytes | bytearray | None, limit: int = 200) -> str:
-    """Return the first line of an HTTP error body, printable and short."""
-    text = bytes(body or b"").decode("utf-8", "replace").strip().split("\n", 1)[0]
-    text = "".join(c if c.isprintable() else "?" for c in text)
-    return text[:limit]
 
 
 def notice(text: str, style: str = "dim") -> dict[str, Any]:

@@ -21,6 +21,7 @@ from typing import Any
 
 from fastapi import FastAPI, WebSocket
 from fastapi.responses import Response
+from starlette.routing import WebSocketRoute
 
 from wschat import __version__
 from wschat.server.chat.engine import build_chat
@@ -114,7 +115,10 @@ def create_app(settings: ServerSettings | None = None, pool_dir: str | None = No
         await serve_raw_echo(websocket)
 
     routes = WebSocketRoutes(
-        PageHeaders(app), echo=EchoHandler(hub, settings, raw=False), chat=ChatEndpoint(chat)
+        PageHeaders(app),
+        echo=EchoHandler(hub, settings, raw=False),
+        chat=ChatEndpoint(chat),
+        others=frozenset(r.path for r in app.routes if isinstance(r, WebSocketRoute)),
     )
     # Outermost: origin, caps and tokens are checked before any route (issue 7).
     return App(app, Guard(routes, settings))

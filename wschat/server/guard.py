@@ -32,9 +32,9 @@ from urllib.parse import parse_qsl
 from wschat.auth import TOKEN_SUBPROTOCOL_PREFIX, Reason, verify_grant
 from wschat.errors import AuthError, WschatError
 from wschat.origin import normalise_origin, origin_allowed
-from wschat.protocol import CloseCode
 from wschat.server.settings import ServerSettings
 from wschat.server.transport.asgi import ASGIApp, Receive, Scope, Send
+from wschat.server.transport.refuse import refuse_handshake
 
 log = logging.getLogger("wschat.server")
 
@@ -129,7 +129,7 @@ class Guard:
         except Refusal as refusal:
             self.refused[refusal.status] += 1
             log.info("%s - refused WebSocket handshake: %d %s", ip, refusal.status, refusal.detail)
-            await _deny(scope, receive, send, refusal)
+            await refuse_handshake(scope, send, refusal.status, refusal.detail, refusal.headers)
             return
         self.total += 1
         self.per_ip[ip] += 1
@@ -173,17 +173,3 @@ class Guard:
                 raise Refusal(_AUTH_STATUS[exc.reason], exc.detail, headers) from None
             scope[USER_SCOPE_KEY] = user
             scope[TOKEN_EXP_SCOPE_KEY] = exp
-
-
-async def _deny(scope: Scope, receive: Receive, send: Send, refusal: Refusal) -> None:
-    extensions = scope.get("extensions") or {}
-    if "websocket.http.response" not in extensions:
-        await send({"type": "websocket.close", "code": CloseCode.POLICY_VIOLATION})
-        return
-    body = f"{refusal.detail}\n".encode()
-    headers = [(b"content-type", b"text/plain; charset=utf-8")]
-    headers += [(k.lower().encode(), v.encode()) for k, v in refusal.headers]
-    await send(
-        {"type": "websocket.http.response.start", "status": refusal.status, "headers": headers}
-    )
-    await send({"type": "websocket.http.response.body", "body": body})

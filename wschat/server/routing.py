@@ -13,22 +13,38 @@ their signatures.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from http import HTTPStatus
 
 from starlette.websockets import WebSocket
 
 from wschat.server.transport.asgi import ASGIApp, Receive, Scope, Send
+from wschat.server.transport.refuse import refuse_handshake
 
 EchoHandler = Callable[[WebSocket], Awaitable[None]]
 ChatHandler = Callable[[WebSocket, str], Awaitable[None]]
 
 
 class WebSocketRoutes:
-    """ASGI app: ``/ws`` to ``echo``, ``/ws/{client_id}`` to ``chat``; the rest to ``app``."""
+    """ASGI app: ``/ws`` to ``echo``, ``/ws/{client_id}`` to ``chat``; the rest to ``app``.
 
-    def __init__(self, app: ASGIApp, echo: EchoHandler, chat: ChatHandler) -> None:
+    A WebSocket handshake for a path no endpoint serves (neither these nor ``others``, the
+    app's own WebSocket paths) is answered ``404`` with a body naming the endpoints, rather
+    than the bodiless ``403`` a router gives: ``wschat join --url ws://host/ws`` then says
+    what is wrong (issue 18).
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        echo: EchoHandler,
+        chat: ChatHandler,
+        others: frozenset[str] = frozenset(),
+    ) -> None:
         self.app = app
         self.echo = echo
         self.chat = chat
+        self.others = others
+        self.endpoints = ", ".join(["/ws (echo)", "/ws/{client_id} (chat)", *sorted(others)])
 
     def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
         if scope["type"] == "websocket":
@@ -39,4 +55,7 @@ class WebSocketRoutes:
                 client_id = path[4:]
                 if client_id and "/" not in client_id:
                     return self.chat(WebSocket(scope, receive, send), client_id)
+            if path not in self.others:
+                detail = f"no WebSocket endpoint at {path[:100]}: this server has {self.endpoints}"
+                return refuse_handshake(scope, send, HTTPStatus.NOT_FOUND, detail)
         return self.app(scope, receive, send)

@@ -19,6 +19,7 @@ from collections.abc import Callable
 
 import uvicorn
 
+from wschat.errors import ConfigError
 from wschat.protocol import CloseCode
 from wschat.rlimit import raise_fd_limit
 from wschat.server.app import create_app
@@ -89,9 +90,17 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def preflight(settings: ServerSettings) -> None:
-    """Check the broker setting, and that a Redis broker answers; raise ``WschatError``."""
+def preflight(settings: ServerSettings, workers: int = 1) -> None:
+    """Check the broker setting, and that a Redis broker answers; raise ``WschatError``.
+
+    A bad value (an unknown broker, ``workers`` > 1 without Redis) raises ``ConfigError``.
+    """
     check_broker(settings.broker)
+    if workers > 1 and not is_redis(settings.broker):
+        raise ConfigError(
+            "--workers needs --broker redis://...: with the in-memory broker each worker "
+            "would be a separate chat"
+        )
     if is_redis(settings.broker):
         from wschat.broker.redis import check_reachable
 

@@ -86,7 +86,7 @@ def serve_workers(settings: ServerSettings, workers: int) -> None:
     Raises ``WschatError`` if the broker is unusable or a worker does not start, ``OSError``
     if the address cannot be bound.
     """
-    preflight(settings)
+    preflight(settings, workers)
     sock = bind(settings.host, settings.port)
     url = display_url(settings.host, sock.getsockname()[1])
     stopping = False
