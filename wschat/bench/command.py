@@ -12,6 +12,7 @@ from pathlib import Path
 
 from rich.console import Console
 
+from wschat.bench.processes import run_processes, target_address
 from wschat.bench.report import (
     FAIL_IF_EXIT,
     document,
@@ -22,6 +23,7 @@ from wschat.bench.report import (
     write_json,
 )
 from wschat.bench.runner import BenchConfig, run_bench
+from wschat.bench.stats import HISTOGRAMS, dump_histograms
 
 
 def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
@@ -42,12 +44,16 @@ def bench(
     json_path: Path | None = None,
     fail_if: str | None = None,
     progress: bool | None = None,
+    histograms: bool = False,
+    processes: int = 1,
 ) -> int:
     """Run one load test, print its table, write ``--json``; return the exit code.
 
     Returns 0, or ``FAIL_IF_EXIT`` (3) when a ``--fail-if`` condition does not hold. Raises
     ``ConfigError`` for a bad ``--fail-if`` before anything runs, and ``BenchError`` when the
-    test cannot run at all (no server, limits too low).
+    test cannot run at all (no server, limits too low). ``histograms`` adds the raw HDR
+    histograms to the JSON (what ``--processes`` merges; see ``processes``). ``processes`` > 1
+    spreads the run over that many child processes and reports their merged result.
     """
     conditions = parse_fail_if(fail_if) if fail_if else []
     to_stdout = json_path is not None and str(json_path) == "-"
@@ -55,10 +61,17 @@ def bench(
     err = Console(stderr=True, force_terminal=progress or None)
     if progress is False:
         err = Console(stderr=True, force_terminal=False)
-    with live(err) as update:
-        with asyncio.Runner(loop_factory=loop_factory()) as runner:
-            result = runner.run(run_bench(config, update))
+    if processes > 1:
+        err.print(f"running {config.n} connections in {processes} processes ...")
+        result = run_processes(config, processes, target_address(config.url))
+    else:
+        with live(err) as update:
+            with asyncio.Runner(loop_factory=loop_factory()) as runner:
+                result = runner.run(run_bench(config, update))
     doc = document(result)
+    doc["processes"] = processes
+    if histograms:
+        doc[HISTOGRAMS] = dump_histograms(result.stats)
     out.print(table(doc))
     failed = failures(conditions, doc)
     if conditions:

@@ -63,14 +63,24 @@ def is_loopback_v4(address: str) -> bool:
     return ip.version == 4 and ip.is_loopback
 
 
-def source_addresses(n: int, ports: int) -> tuple[str, ...]:
-    """Return enough loopback source addresses for ``n`` connections at ``ports`` each."""
+def source_addresses(n: int, ports: int, offset: int = 0) -> tuple[str, ...]:
+    """Return enough loopback source addresses for ``n`` connections at ``ports`` each.
+
+    ``offset`` skips that many addresses: the processes of one ``--processes`` run each take
+    their own addresses, as the local ports of one (source, destination) pair are shared.
+    """
     count = min(MAX_SOURCES, max(1, math.ceil(n / max(1, ports // 2))))
-    first = int(ipaddress.IPv4Address(SOURCE_NET))
+    first = int(ipaddress.IPv4Address(SOURCE_NET)) + offset
     return tuple(str(ipaddress.IPv4Address(first + 1 + i)) for i in range(count))
 
 
-def plan(n: int, target_ip: str, spread: bool | None = None, ports: int | None = None) -> Plan:
+def plan(
+    n: int,
+    target_ip: str,
+    spread: bool | None = None,
+    ports: int | None = None,
+    source_offset: int = 0,
+) -> Plan:
     """Check that ``n`` connections to ``target_ip`` can be opened, and prepare for them.
 
     Raises the descriptor soft limit as a side effect. ``spread=None`` spreads source addresses
@@ -96,7 +106,7 @@ def plan(n: int, target_ip: str, spread: bool | None = None, ports: int | None =
             f"--spread works only for an IPv4 loopback target, not {target_ip}: "
             f"every 127.0.0.0/8 address is local, other addresses are not"
         )
-    sources = source_addresses(n, ports) if spread else ()
+    sources = source_addresses(n, ports, source_offset) if spread else ()
     capacity = ports * (len(sources) or 1)
     if n > capacity:
         hint = (

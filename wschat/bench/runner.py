@@ -97,6 +97,7 @@ class BenchConfig:
     drain_timeout_s: float = 5.0
     concurrency: int = 200  # handshakes in flight at once
     spread: bool | None = None  # None: spread source addresses when the target is loopback
+    source_offset: int = 0  # --processes: this process's first source address (see limits)
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,7 +230,12 @@ class Runner:
         family, _, _, _, addr = infos[0]
         self._addr: tuple[Any, ...] = tuple(addr)
         self._family = socket.AddressFamily(family)
-        self.plan = plan(self.config.n, str(self._addr[0]), self.config.spread)
+        self.plan = plan(
+            self.config.n,
+            str(self._addr[0]),
+            self.config.spread,
+            source_offset=self.config.source_offset,
+        )
         result = BenchResult(
             self.config, self.run_id, self.room, self._dialect, self.plan, self.stats
         )
