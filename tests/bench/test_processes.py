@@ -41,7 +41,7 @@ def test_two_processes_add_up_exactly_against_a_real_server(server: Server, tmp_
             "--json",
             str(report),
             "--no-progress",
-        ],  # fmt: skip
+        ],
         capture_output=True,
         text=True,
         timeout=60,
@@ -77,7 +77,7 @@ def test_the_descriptor_limit_is_named_before_anything_opens() -> None:
             "10000000",
             "--scenario",
             "connect",
-        ],  # fmt: skip
+        ],
         capture_output=True,
         text=True,
         timeout=30,
