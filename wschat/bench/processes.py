@@ -42,6 +42,7 @@ from wschat.bench.payload import Dialect
 from wschat.bench.runner import CLOSE_TIMEOUT_S, SETTLE_MAX_S, BenchConfig, BenchResult, Scenario
 from wschat.bench.stats import HISTOGRAMS, BenchStats, Sample, merge_histograms
 from wschat.errors import BenchError
+from wschat.rlimit import available_memory
 
 # Memory one open bench connection costs the generator (socket buffers idle; measured about
 # 9 KB of RSS at 15,000 per process): with the server's on the same machine, checked up front.
@@ -117,7 +118,7 @@ def check(config: BenchConfig, processes: int, target_ip: str) -> None:
             f"need {config.n} local ports but net.ipv4.ip_local_port_range gives {ports}: "
             f"use a 127.0.0.1 target with --spread, widen the port range, or lower -n"
         )
-    available = _available_memory()
+    available = available_memory()
     wanted = config.n * CLIENT_BYTES_PER_CONNECTION
     if available is not None and wanted > available:
         raise BenchError(
@@ -125,16 +126,6 @@ def check(config: BenchConfig, processes: int, target_ip: str) -> None:
             f"load generator but {available / 2**20:.0f} MiB are available: lower -n or run "
             f"the generator on another machine"
         )
-
-
-def _available_memory(path: Path = Path("/proc/meminfo")) -> int | None:
-    try:
-        for line in path.read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        return None
-    return None
 
 
 def child_args(config: BenchConfig, json_path: Path) -> list[str]:

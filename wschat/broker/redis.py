@@ -36,6 +36,11 @@ KEY_PREFIX = "wschat:"
 EVENTS_CHANNEL = KEY_PREFIX + "events"
 CONNECT_TIMEOUT_S = 2.0  # a refused or unroutable Redis fails a command within this
 COMMAND_TIMEOUT_S = 3.0  # a hung Redis fails a command within this
+# Redis connections one client opens at most; further commands wait (up to COMMAND_TIMEOUT_S)
+# for one. redis-py's default pool fails the 101st concurrent command ("Too many connections"):
+# a burst of 200 handshakes per worker failed a third of them. 32 also bounds the descriptors
+# the broker takes from the connections (transport/accept.py's reserve).
+POOL_CONNECTIONS = 32
 BACKOFF_MIN_S = 0.05
 BACKOFF_MAX_S = 2.0
 # The errors that mean "Redis is not reachable right now", as opposed to a bug.
@@ -48,14 +53,17 @@ def connect(url: str, retries: int = 1) -> aioredis.Redis:
     One retry on a fresh connection covers a pooled socket that died with a Redis restart;
     beyond that the caller gets the error (see ``REDIS_DOWN``) and decides.
     """
-    client: aioredis.Redis = aioredis.Redis.from_url(
+    pool = aioredis.BlockingConnectionPool.from_url(
         url,
+        max_connections=POOL_CONNECTIONS,
+        timeout=COMMAND_TIMEOUT_S,
         decode_responses=True,
         socket_connect_timeout=CONNECT_TIMEOUT_S,
         socket_timeout=COMMAND_TIMEOUT_S,
         retry=Retry(NoBackoff(), retries),
         health_check_interval=0,
     )
+    client: aioredis.Redis = aioredis.Redis.from_pool(pool)
     return client
 
 
