@@ -41,7 +41,14 @@ def main() -> int:
         for _ in range(args.rounds):
             for name, tree in trees.items():
                 os.environ["PYTHONPATH"] = str(tree)
-                result = run.fanout(kind, Path(tmp), args.receivers, args.rate, 10.0, args.protocol)
+                result = run.fanout(
+                    kind,
+                    Path(tmp),
+                    args.receivers,
+                    ["--rate", str(args.rate)],
+                    10.0,
+                    args.protocol,
+                )
                 delivered = run._summary(result)["messages"]["delivered"]
                 cpu = result["server"]["load_cpu_s"]
                 if delivered and cpu is not None:

@@ -1,18 +1,21 @@
-"""Measure wschat against the article's pattern and a plain websockets server, in one run.
+"""Measure wschat against the article's pattern, plain websockets and Node's ``ws``, in one run.
 
 Starts each server in turn on a free 127.0.0.1 port — the article's ConnectionManager
 (``article_server.py``), a python-websockets server using ``broadcast()``
-(``websockets_server.py``) and ``wschat serve`` — drives each with the same ``wschat bench``
+(``websockets_server.py``), Node's ``ws`` (``node/server.js``; ``npm ci`` there first, into
+``benchmarks/node/node_modules``) and ``wschat serve`` — drives each with the same ``wschat bench``
 scenarios, samples the server's CPU time and RSS from outside with psutil, and writes a
 Markdown report (``docs/performance.md`` by default) with the table, the machine and the
 command.
 
-    python benchmarks/run.py                 # the full run (about 15 minutes; a quiet machine)
+    python benchmarks/run.py                 # the full run (about 20 minutes; a quiet machine)
     python benchmarks/run.py --smoke --out /tmp/perf.md   # seconds; what CI runs
 
 Server CPU per delivered message is the server's CPU time while messages flowed (from the
 bench's first send to its last delivery, sampled every 0.1 s) divided by the messages
-delivered; connection set-up is not counted. wschat runs with ``--presence-limit 0`` (no
+delivered; connection set-up is not counted. Server CPU per connect is its CPU from the bench's
+start to the end of its connect phase divided by the connections opened; per echo round trip,
+its CPU during the echo load divided by the round trips. wschat runs with ``--presence-limit 0`` (no
 joined/left: the baselines have no presence) and no rate limit or connection caps. Every run is bounded in
 count and time, and everything binds 127.0.0.1 only.
 """
@@ -47,11 +50,11 @@ ROOT = HERE.parent
 class Sizes:
     fanout_n: int = 1000
     fanout_rate: float = 20.0
-    fanout_high_rate: float = 100.0
+    flood_senders: int = 4  # "as fast as possible": closed-loop senders to fanout_n receivers
     latency_n: int = 500
     latency_rate: float = 200.0
-    latency_low_rate: float = 20.0
     idle_n: int = 5000
+    echo_n: int = 50
     many_n: int = 10_000
     duration: float = 10.0
     repeats: int = 3
@@ -60,15 +63,16 @@ class Sizes:
 SMOKE = Sizes(
     fanout_n=20,
     fanout_rate=20,
-    fanout_high_rate=40,
-    latency_n=10,
+    flood_senders=2,
+    latency_n=20,  # = the fan-out run's size and rate: its p99 stands for this one
     latency_rate=20,
-    latency_low_rate=5,
     idle_n=50,
-    many_n=60,
+    echo_n=4,
+    many_n=50,  # = idle_n: the idle run's figures stand for it (one server start fewer)
     duration=1.0,
     repeats=1,
 )
+NODE_DIR = HERE / "node"
 
 
 def free_port() -> int:
@@ -87,6 +91,8 @@ class ServerKind:
             return [sys.executable, str(HERE / "article_server.py"), str(port)]
         if self.name == "websockets":
             return [sys.executable, str(HERE / "websockets_server.py"), str(port)]
+        if self.name == "node":
+            return ["node", str(NODE_DIR / "server.js"), str(port)]
         db = workdir / f"history-{port}.sqlite3"
         return [
             sys.executable, "-m", "wschat", "serve", "--host", "127.0.0.1", "--port", str(port),
@@ -100,8 +106,32 @@ class ServerKind:
 SERVERS = [
     ServerKind("article", "article's ConnectionManager"),
     ServerKind("websockets", "websockets broadcast()"),
+    ServerKind("node", "Node ws"),
     ServerKind("wschat", "wschat serve"),
 ]
+
+
+def node_ready() -> str:
+    """Install Node's ``ws`` into ``benchmarks/node`` (``npm ci``, once); return its version.
+
+    Raises ``RuntimeError`` saying what to install when node or npm is missing.
+    """
+    package = NODE_DIR / "node_modules" / "ws" / "package.json"
+    if not package.exists():
+        try:
+            done = subprocess.run(
+                ["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"],
+                cwd=NODE_DIR, capture_output=True, text=True, timeout=300,
+            )  # fmt: skip
+        except FileNotFoundError:
+            raise RuntimeError(
+                "npm is not installed: install Node.js and npm (apt-get install nodejs npm), "
+                "or leave Node out with --only"
+            ) from None
+        if done.returncode != 0:
+            raise RuntimeError(f"npm ci in {NODE_DIR} failed: {done.stderr[-2000:]}")
+    node = subprocess.run(["node", "--version"], capture_output=True, text=True, timeout=30)
+    return f"ws {json.loads(package.read_text())['version']} on Node {node.stdout.strip()}"
 
 
 @dataclass
@@ -192,8 +222,11 @@ def bench(server: Running, *args: str, timeout: float = 300) -> dict[str, Any]:
     throughput = report["summary"]["throughput"]
     start = throughput.get("load_started_unix", 0.0)
     window = [c for t, c, _ in server.samples if start <= t <= start + throughput["load_s"]]
+    connecting = [c for t, c, _ in server.samples if t <= start]
     report["server"] = {
         "cpu_s": cpu1 - cpu0,
+        # CPU from the bench's start to the end of its connect phase (sampled every 0.1 s)
+        "connect_cpu_s": connecting[-1] - cpu0 if connecting and start else None,
         # CPU while messages flowed (first send to last delivery), sampled every 0.1 s
         "load_cpu_s": window[-1] - window[0] if len(window) > 1 else None,
         "rss_before": rss0,
@@ -207,69 +240,116 @@ def _summary(report: dict[str, Any]) -> dict[str, Any]:
 
 
 def fanout(
-    kind: ServerKind, workdir: Path, n: int, rate: float, duration: float, protocol: str
+    kind: ServerKind, workdir: Path, n: int, load: list[str], duration: float, protocol: str
 ) -> dict[str, Any]:
-    """Start a fresh ``kind`` server, run one fan-out scenario against it, stop it."""
+    """Start a fresh ``kind`` server, run one fan-out scenario against it, stop it.
+
+    ``load`` is the bench's load flags: ``["--rate", "20"]``, or ``["--rate", "0", "--senders",
+    "4"]`` for closed-loop senders, as fast as the server answers.
+    """
     server = start(kind, workdir)
     try:
         return bench(
-            server, "-n", str(n), "--scenario", "fanout", "--rate", str(rate),
+            server, "-n", str(n), "--scenario", "fanout", *load,
             "--duration", str(duration), "--protocol", protocol,
         )  # fmt: skip
     finally:
         stop(server)
 
 
+def _per(cpu: float | None, count: int, scale: float = 1e6) -> float | None:
+    return cpu / count * scale if cpu is not None and count else None
+
+
+def _median(values: list[float]) -> float | None:
+    return median(values) if values else None
+
+
 def measure(kind: ServerKind, sizes: Sizes, workdir: Path) -> dict[str, Any]:
     """Run every scenario against one server kind; return the figures for the table."""
-    figures: dict[str, Any] = {"limited": []}
-    runs = [("plain", sizes.fanout_rate, "plain")]
+    figures: dict[str, Any] = {"limited": [], "fanout_lost": 0}
+    n, duration = sizes.fanout_n, sizes.duration
+    runs = [("plain", ["--rate", str(sizes.fanout_rate)], "plain")]
     if kind.name == "wschat":
-        runs.append(("v1", sizes.fanout_rate, "v1"))
-    runs.append(("plain", sizes.fanout_high_rate, "plain_high"))
-    for protocol, rate, key in runs:
+        runs.append(("v1", ["--rate", str(sizes.fanout_rate)], "v1"))
+    runs.append(("plain", ["--rate", "0", "--senders", str(sizes.flood_senders)], "flood"))
+    same_latency = (sizes.latency_n, sizes.latency_rate) == (n, sizes.fanout_rate)
+    p99s: list[float] = []
+    for protocol, load, key in runs:
         per_delivery: list[float] = []
+        per_s: list[float] = []
         for _ in range(sizes.repeats):
-            run = fanout(kind, workdir, sizes.fanout_n, rate, sizes.duration, protocol)
-            delivered = _summary(run)["messages"]["delivered"]
-            load_cpu = run["server"]["load_cpu_s"]  # None: the load was too short to sample
-            if delivered and load_cpu is not None:
-                per_delivery.append(load_cpu / delivered * 1e6)
-            figures["fanout_lost"] = (
-                figures.get("fanout_lost", 0) + _summary(run)["messages"]["lost"]
-            )
+            run = fanout(kind, workdir, n, load, duration, protocol)
+            messages = _summary(run)["messages"]
+            if same_latency and key == "plain" and _summary(run)["latency_ms"]:
+                p99s.append(_summary(run)["latency_ms"]["p99_ms"])
+            cpu = _per(run["server"]["load_cpu_s"], messages["delivered"])
+            if cpu is not None:  # None: the load was too short to sample
+                per_delivery.append(cpu)
+            per_s.append(_summary(run)["throughput"]["delivered_per_s"])
+            figures["fanout_lost"] += messages["lost"]
             if _summary(run)["generator"]["limited"]:
-                figures["limited"].append(f"fanout/{protocol} at {rate:g}/s")
-        figures[f"cpu_us_per_delivery_{key}"] = median(per_delivery) if per_delivery else None
+                figures["limited"].append(f"fanout/{key}")
+        figures[f"cpu_us_per_delivery_{key}"] = _median(per_delivery)
+        figures[f"deliveries_per_s_{key}"] = _median(per_s)
 
-    server = start(kind, workdir)
-    try:
-        idle = bench(server, "-n", str(sizes.idle_n), "--scenario", "connect", "--duration", "3",
-                     "--protocol", "plain")  # fmt: skip
-        s = idle["server"]
-        opened = _summary(idle)["connections"]["opened"]
-        figures["rss_kb_per_conn"] = (s["rss_peak"] - s["rss_before"]) / max(1, opened) / 1024
-    finally:
-        stop(server)
+    per_connect: list[float] = []
+    connects: list[float] = []
+    rss: list[float] = []
+    for _ in range(sizes.repeats):
+        server = start(kind, workdir)
+        try:
+            idle = bench(server, "-n", str(sizes.idle_n), "--scenario", "connect", "--duration",
+                         f"{min(3.0, duration):g}", "--protocol", "plain",
+                         "--connect-timeout", "30")  # fmt: skip
+        finally:
+            stop(server)
+        s, conns = idle["server"], _summary(idle)["connections"]
+        opened = conns["opened"]
+        rss.append((s["rss_peak"] - s["rss_before"]) / max(1, opened) / 1024)
+        cpu = _per(s["connect_cpu_s"], opened, 1e3)
+        if cpu is not None:
+            per_connect.append(cpu)
+        connects.append(opened / max(1e-9, conns["connect_s"]))
+    figures["rss_kb_per_conn"] = _median(rss)
+    figures["cpu_ms_per_connect"] = _median(per_connect)
+    figures["connects_per_s"] = _median(connects)
 
-    for key, rate in (("", sizes.latency_rate), ("_low", sizes.latency_low_rate)):
-        p99s: list[float] = []
-        for _ in range(sizes.repeats):
-            lat = fanout(kind, workdir, sizes.latency_n, rate, sizes.duration, "plain")
-            latency = _summary(lat)["latency_ms"]
-            if latency:
-                p99s.append(latency["p99_ms"])
-            if _summary(lat)["generator"]["limited"]:
-                figures["limited"].append(f"latency at {rate:g}/s")
-        figures[f"p99_ms{key}"] = median(p99s) if p99s else None
-        figures[f"p99_all{key}"] = p99s
+    per_trip: list[float] = []
+    for _ in range(sizes.repeats):
+        server = start(kind, workdir)
+        try:
+            echo = bench(server, "-n", str(sizes.echo_n), "--scenario", "echo", "--rate", "0",
+                         "--duration", str(duration))  # fmt: skip
+        finally:
+            stop(server)
+        trip = _per(echo["server"]["load_cpu_s"], _summary(echo)["messages"]["delivered"])
+        if trip is not None:
+            per_trip.append(trip)
+        if _summary(echo)["generator"]["limited"]:
+            figures["limited"].append("echo")
+    figures["cpu_us_per_echo"] = _median(per_trip)
 
-    server = start(kind, workdir)
-    try:
-        many = bench(server, "-n", str(sizes.many_n), "--scenario", "connect", "--duration", "3",
-                     "--protocol", "plain", "--connect-timeout", "30")  # fmt: skip
-    finally:
-        stop(server)
+    rate = ["--rate", str(sizes.latency_rate)]
+    for _ in range(0 if same_latency else sizes.repeats):
+        lat = fanout(kind, workdir, sizes.latency_n, rate, duration, "plain")
+        latency = _summary(lat)["latency_ms"]
+        if latency:
+            p99s.append(latency["p99_ms"])
+        if _summary(lat)["generator"]["limited"]:
+            figures["limited"].append(f"latency at {sizes.latency_rate:g}/s")
+    figures["p99_ms"] = _median(p99s)
+    figures["p99_all"] = p99s
+
+    if sizes.many_n == sizes.idle_n:
+        many = idle
+    else:
+        server = start(kind, workdir)
+        try:
+            many = bench(server, "-n", str(sizes.many_n), "--scenario", "connect", "--duration", "3",
+                         "--protocol", "plain", "--connect-timeout", "30")  # fmt: skip
+        finally:
+            stop(server)
     conns = _summary(many)["connections"]
     figures["many_opened"] = conns["opened"]
     figures["many_failed"] = conns["attempted"] - conns["opened"]
@@ -301,6 +381,7 @@ def render(
     command: str,
     took: float,
     floors: list[dict[str, Any]] | None = None,
+    node: str = "not measured",
 ) -> str:
     cpu = platform.processor() or platform.machine()
     try:
@@ -324,6 +405,7 @@ def render(
         f"{psutil.virtual_memory().total / 2**30:.0f} GiB, Python {platform.python_version()}, "
         f"{platform.system()} {platform.release()}",
         f"- Commit: {_commit()}",
+        f"- Node reference: {node}",
         f"- Took {took / 60:.1f} min; repeats per figure: {sizes.repeats}",
         "",
         "| figure | target | " + " | ".join(k.label for k in SERVERS) + " |",
@@ -342,26 +424,24 @@ def render(
         ".2f",
     )
     row("same, wschat.v1 JSON path (µs)", "within 20 % of plain", "cpu_us_per_delivery_v1", ".2f")
-    row(
-        f"same, plain, at {sizes.fanout_high_rate:g} msg/s "
-        f"({sizes.fanout_n * sizes.fanout_high_rate:,.0f} deliveries/s) (µs)",
-        "≤ 4",
-        "cpu_us_per_delivery_plain_high",
-        ".2f",
-    )
-    row(f"RSS per idle connection at {sizes.idle_n} (KB)", "≤ 10", "rss_kb_per_conn")
+    flood = f"{sizes.fanout_n} receivers, {sizes.flood_senders} closed-loop senders"
+    row(f"deliveries/s, {flood} (as fast as possible)", "≥ 2 x Node's",
+        "deliveries_per_s_flood", ",.0f")  # fmt: skip
+    row("server CPU per delivery, same (µs)", "≤ 0.5 x Node's", "cpu_us_per_delivery_flood", ".2f")
+    row(f"server CPU per connect ({sizes.idle_n} connections) (ms)", "≤ Node's",
+        "cpu_ms_per_connect", ".3f")  # fmt: skip
+    row("connects/s, same", "—", "connects_per_s", ",.0f")
+    row(f"RSS per idle connection at {sizes.idle_n} (KB)", "≤ Node's", "rss_kb_per_conn")
+    row(f"server CPU per echo round trip ({sizes.echo_n} clients) (µs)", "≤ Node's",
+        "cpu_us_per_echo", ".1f")  # fmt: skip
     row(
         f"p99 fan-out latency, {sizes.latency_n} receivers x {sizes.latency_rate:g} msg/s (ms)",
         "≤ 5",
         "p99_ms",
     )
-    row(
-        f"p99 fan-out latency, {sizes.latency_n} receivers x {sizes.latency_low_rate:g} msg/s (ms)",
-        "—",
-        "p99_ms_low",
-    )
     row(f"connections held of {sizes.many_n}", f"{sizes.many_n}", "many_opened", "d")
     row("connections failed", "0", "many_failed", "d")
+    row("fan-out messages lost (all fan-out runs)", "0", "fanout_lost", "d")
     limited = {k.name: results[k.name]["limited"] for k in SERVERS}
     lines.append(
         "| load generator the bottleneck? | no | "
@@ -407,6 +487,7 @@ def main() -> int:
     command = "python benchmarks/run.py " + shlex.join(sys.argv[1:])
     started = time.monotonic()
     results: dict[str, dict[str, Any]] = {}
+    node = node_ready() if not args.only or "node" in args.only else "not measured"
     with tempfile.TemporaryDirectory() as tmp:
         for kind in SERVERS:
             if args.only and kind.name not in args.only:
@@ -418,12 +499,12 @@ def main() -> int:
     floors: list[dict[str, Any]] = []
     if not args.only:
         print("measuring the kernel's floor ...", file=sys.stderr, flush=True)
-        for rate in (sizes.fanout_rate, sizes.fanout_high_rate):
+        for rate in (sizes.fanout_rate,):
             runs = [
                 measure_floor(sizes.fanout_n, rate, sizes.duration) for _ in range(sizes.repeats)
             ]
             floors.append(sorted(runs, key=lambda f: float(f["us_per_send"]))[len(runs) // 2])
-    report = render(results, sizes, command.strip(), time.monotonic() - started, floors)
+    report = render(results, sizes, command.strip(), time.monotonic() - started, floors, node)
     args.out.write_text(report)
     print(report)
     return 0

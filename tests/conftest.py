@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -46,8 +47,13 @@ class Server:
             raise
 
 
-def start_server(tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> Server:
-    """Start ``wschat serve`` on a free 127.0.0.1 port and return once it accepts connections."""
+def start_server(
+    tmp_path: Path, *args: str, env: dict[str, str] | None = None, fd_limit: int | None = None
+) -> Server:
+    """Start ``wschat serve`` on a free 127.0.0.1 port and return once it accepts connections.
+
+    ``fd_limit`` lowers the server's descriptor limit (soft and hard, as ``ulimit -n``).
+    """
     stamp = time.monotonic_ns()
     log_path = tmp_path / f"server-{stamp}.log"
     if "--db" not in args:  # never the user's own history file
@@ -57,7 +63,14 @@ def start_server(tmp_path: Path, *args: str, env: dict[str, str] | None = None) 
     cmd = [sys.executable, "-m", "wschat", "serve", "--host", "127.0.0.1", *args]
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     with open(log_path, "w") as log:
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, text=True, env=full_env)
+        proc = subprocess.Popen(
+            cmd,
+            stdout=subprocess.PIPE,
+            stderr=log,
+            text=True,
+            env=full_env,
+            preexec_fn=None if fd_limit is None else lambda: _limit_fds(fd_limit),
+        )
     assert proc.stdout is not None
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
@@ -72,13 +85,19 @@ def start_server(tmp_path: Path, *args: str, env: dict[str, str] | None = None) 
     raise RuntimeError(f"server did not start: {log_path.read_text()}")
 
 
+def _limit_fds(limit: int) -> None:
+    resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))
+
+
 @pytest.fixture
 def server_factory(tmp_path: Path) -> Iterator[type[Server] | object]:
     """Start servers with extra flags; every one started is stopped after the test."""
     started: list[Server] = []
 
-    def factory(*args: str, env: dict[str, str] | None = None) -> Server:
-        server = start_server(tmp_path, *args, env=env)
+    def factory(
+        *args: str, env: dict[str, str] | None = None, fd_limit: int | None = None
+    ) -> Server:
+        server = start_server(tmp_path, *args, env=env, fd_limit=fd_limit)
         started.append(server)
         return server
 

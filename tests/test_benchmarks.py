@@ -22,9 +22,15 @@ def test_benchmark_smoke_run_writes_the_table(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr[-3000:]
     table = out.read_text()
-    for column in ("article's ConnectionManager", "websockets broadcast()", "wschat serve"):
+    for column in (
+        "article's ConnectionManager",
+        "websockets broadcast()",
+        "Node ws",
+        "wschat serve",
+    ):
         assert column in table
-    assert "connections failed | 0 | 0 | 0 | 0 |" in table
+    assert "connections failed | 0 | 0 | 0 | 0 | 0 |" in table
+    assert "- Node reference: ws 8." in table
     assert "Command: `python benchmarks/run.py --smoke" in table
     assert "The kernel's floor" in table and " µs per send" in table
     assert "- Commit: " in table

@@ -655,6 +655,17 @@ def bench(
             show_default=False,
         ),
     ] = None,
+    processes: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Spread the connections and senders over this many processes (more than one "
+            "process's descriptor limit, every core); the report merges their histograms and "
+            "counts exactly. fanout and chat run one room per process.",
+        ),
+    ] = 1,
+    source_offset: Annotated[int, typer.Option(min=0, hidden=True)] = 0,
+    histograms: Annotated[bool, typer.Option(hidden=True)] = False,
     json_path: Annotated[
         Path | None,
         typer.Option("--json", help="Write the wschat.bench/1 JSON report here ('-': stdout)."),
@@ -706,11 +717,12 @@ def bench(
             connect_timeout_s=connect_timeout,
             drain_timeout_s=drain_timeout,
             spread=spread,
+            source_offset=source_offset,
         )
         from wschat.bench.command import Outcome
         from wschat.bench.command import bench as run_bench
 
-        outcome = run_bench(config, json_path, fail_if, progress, html_path)
+        outcome = run_bench(config, json_path, fail_if, progress, html_path, histograms, processes)
     codes = {
         Outcome.OK: ExitCode.OK,
         Outcome.FAIL_IF: ExitCode.FAIL_IF,

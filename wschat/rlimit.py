@@ -1,4 +1,4 @@
-"""The process's file-descriptor limit, shared by the server and the load tester (stdlib only)."""
+"""The process's limits, shared by the server and the load tester: descriptors, memory (stdlib)."""
 
 from __future__ import annotations
 
@@ -17,3 +17,15 @@ def raise_fd_limit(needed: int) -> tuple[int, int]:
         resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
         soft = target
     return soft, hard
+
+
+def available_memory(meminfo: str = "/proc/meminfo") -> int | None:
+    """Return the memory the kernel says is available, in bytes, or None when unknown."""
+    try:
+        with open(meminfo) as lines:
+            for line in lines:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None

@@ -19,6 +19,7 @@ from wschat.bench.compare import render as render_compare
 from wschat.bench.compare import table as compare_table
 from wschat.bench.config import BenchConfig
 from wschat.bench.html import write_html
+from wschat.bench.processes import run_processes, target_address
 from wschat.bench.report import (
     document,
     failures,
@@ -28,6 +29,7 @@ from wschat.bench.report import (
     write_json,
 )
 from wschat.bench.runner import Runner
+from wschat.bench.stats import HISTOGRAMS, dump_histograms
 from wschat.errors import ConfigError
 
 
@@ -58,6 +60,8 @@ def bench(
     fail_if: str | None = None,
     progress: bool | None = None,
     html_path: Path | None = None,
+    histograms: bool = False,
+    processes: int = 1,
 ) -> Outcome:
     """Run one load test, print its table, write ``--json`` and ``--html``; return how it ended.
 
@@ -65,6 +69,9 @@ def bench(
     written, marked partial (``Outcome.INTERRUPTED``); a second Ctrl-C while closing raises
     ``KeyboardInterrupt``. Raises ``ConfigError`` for a bad ``--fail-if`` before anything
     runs, and ``BenchError`` when the test cannot run at all (no server, limits too low).
+    ``histograms`` adds the raw HDR histograms to the JSON (what ``--processes`` merges; see
+    ``processes``). ``processes`` > 1 spreads the run over that many child processes and
+    reports their merged result.
     """
     conditions = parse_fail_if(fail_if) if fail_if else []
     to_stdout = json_path is not None and str(json_path) == "-"
@@ -72,18 +79,25 @@ def bench(
     err = Console(stderr=True, force_terminal=progress or None)
     if progress is False:
         err = Console(stderr=True, force_terminal=False)
-    with live(err) as update:
-        runner = Runner(config, update)
-        try:
-            with asyncio.Runner(loop_factory=loop_factory()) as loop:
-                result = loop.run(runner.run())
-        except KeyboardInterrupt:
-            if runner.result is None:  # interrupted before the first connection
-                raise
-            result = runner.result
-            result.partial = True
-            runner.finish(result)
+    if processes > 1:
+        err.print(f"running {config.n} connections in {processes} processes ...")
+        result = run_processes(config, processes, target_address(config.url))
+    else:
+        with live(err) as update:
+            runner = Runner(config, update)
+            try:
+                with asyncio.Runner(loop_factory=loop_factory()) as loop:
+                    result = loop.run(runner.run())
+            except KeyboardInterrupt:
+                if runner.result is None:  # interrupted before the first connection
+                    raise
+                result = runner.result
+                result.partial = True
+                runner.finish(result)
     doc = document(result)
+    doc["processes"] = processes
+    if histograms:
+        doc[HISTOGRAMS] = dump_histograms(result.stats)
     out.print(table(doc))
     failed = failures(conditions, doc)
     if conditions:

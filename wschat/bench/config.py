@@ -69,6 +69,7 @@ class BenchConfig:
     drain_timeout_s: float = 5.0
     concurrency: int = 200  # handshakes in flight at once
     spread: bool | None = None  # None: spread source addresses when the target is loopback
+    source_offset: int = 0  # --processes: this process's first source address (see limits)
 
     def __post_init__(self) -> None:
         parts = urlsplit(self.url)

@@ -68,19 +68,27 @@ def is_loopback_v4(address: str) -> bool:
     return ip.version == 4 and ip.is_loopback
 
 
-def source_addresses(n: int, ports: int) -> tuple[str, ...]:
+def source_addresses(n: int, ports: int, offset: int = 0) -> tuple[str, ...]:
     """Return enough loopback source addresses for ``n`` connections at ``ports`` each.
 
     Each address carries at most ``PER_SOURCE`` connections (and half its ports), so a
     server's per-address cap at its default does not refuse a run from one machine.
+    ``offset`` skips that many addresses: the processes of one ``--processes`` run each take
+    their own addresses, as the local ports of one (source, destination) pair are shared.
     """
     per_source = max(1, min(PER_SOURCE, ports // 2))
     count = min(MAX_SOURCES, max(1, math.ceil(n / per_source)))
-    first = int(ipaddress.IPv4Address(SOURCE_NET))
+    first = int(ipaddress.IPv4Address(SOURCE_NET)) + offset
     return tuple(str(ipaddress.IPv4Address(first + 1 + i)) for i in range(count))
 
 
-def plan(n: int, target_ip: str, spread: bool | None = None, ports: int | None = None) -> Plan:
+def plan(
+    n: int,
+    target_ip: str,
+    spread: bool | None = None,
+    ports: int | None = None,
+    source_offset: int = 0,
+) -> Plan:
     """Check that ``n`` connections to ``target_ip`` can be opened, and prepare for them.
 
     Raises the descriptor soft limit as a side effect. ``spread=None`` spreads source addresses
@@ -106,7 +114,7 @@ def plan(n: int, target_ip: str, spread: bool | None = None, ports: int | None =
             f"--spread works only for an IPv4 loopback target, not {target_ip}: "
             f"every 127.0.0.0/8 address is local, other addresses are not"
         )
-    sources = source_addresses(n, ports) if spread else ()
+    sources = source_addresses(n, ports, source_offset) if spread else ()
     capacity = ports * (len(sources) or 1)
     if n > capacity:
         hint = (

@@ -202,7 +202,12 @@ class Runner:
         family, _, _, _, addr = infos[0]
         self._addr: tuple[Any, ...] = tuple(addr)
         self._family = socket.AddressFamily(family)
-        self.plan = plan(self.config.n, str(self._addr[0]), self.config.spread)
+        self.plan = plan(
+            self.config.n,
+            str(self._addr[0]),
+            self.config.spread,
+            source_offset=self.config.source_offset,
+        )
         self.result = result = BenchResult(
             self.config, self.run_id, self.room, self._dialect, self.plan, self.stats
         )

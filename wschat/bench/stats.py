@@ -87,6 +87,25 @@ class Latency:
         """Return a copy of the histogram's counts, indexed like ``hdrh``'s counts array."""
         return array("Q", bytes(self._counts))  # ctypes (64-bit words) → array at C speed
 
+    def dump(self) -> dict[str, Any]:
+        """Return the histogram as JSON-able data ``merge`` takes back exactly (sparse counts)."""
+        counts = self.counts()
+        return {
+            "counts": [[i, c] for i, c in enumerate(counts) if c],
+            "min_us": self._min,
+            "max_us": self._max,
+            "clamped": self.clamped,
+        }
+
+    def merge(self, dumped: Mapping[str, Any]) -> None:
+        """Add a histogram ``dump`` returned (of another process): as if recorded here."""
+        for index, count in dumped["counts"]:
+            self._counts[index] += count
+            self._count += count
+        self._min = min(self._min, dumped["min_us"])
+        self._max = max(self._max, dumped["max_us"])
+        self.clamped += dumped["clamped"]
+
     def summary(self, mean: bool = True) -> LatencySummary | None:
         """Return the percentiles, or ``None`` when nothing was recorded.
 
@@ -347,3 +366,18 @@ def generator_limited(cpu: float, lag: LatencySummary | None) -> str | None:
     if lag is not None and lag.p99_ms > LAG_LIMIT_MS:
         reasons.append(f"its event loop lagged {lag.p99_ms:.0f} ms (p99)")
     return " and ".join(reasons) or None
+
+
+HISTOGRAMS = "histograms"  # the JSON key of ``dump_histograms`` in a process's report
+_DUMPED = ("tcp_connect", "upgrade", "latency", "loop_lag")
+
+
+def dump_histograms(stats: BenchStats) -> dict[str, Any]:
+    """Return every histogram of ``stats`` as JSON-able data (``Latency.dump``), by name."""
+    return {name: getattr(stats, name).dump() for name in _DUMPED}
+
+
+def merge_histograms(stats: BenchStats, dumped: Mapping[str, Any]) -> None:
+    """Add histograms ``dump_histograms`` returned (another process's) into ``stats``."""
+    for name in _DUMPED:
+        getattr(stats, name).merge(dumped[name])

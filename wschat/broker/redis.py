@@ -38,6 +38,11 @@ KEY_PREFIX = "wschat:"
 EVENTS_CHANNEL = KEY_PREFIX + "events"
 CONNECT_TIMEOUT_S = 2.0  # a refused or unroutable Redis fails a command within this
 COMMAND_TIMEOUT_S = 3.0  # a hung Redis fails a command within this
+# Redis connections one client opens at most; further commands wait (up to COMMAND_TIMEOUT_S)
+# for one. redis-py's default pool fails the 101st concurrent command ("Too many connections"):
+# a burst of 200 handshakes per worker failed a third of them. 32 also bounds the descriptors
+# the broker takes from the connections (transport/accept.py's reserve).
+POOL_CONNECTIONS = 32
 BACKOFF_MIN_S = 0.05
 BACKOFF_MAX_S = 2.0
 SLOW_AFTER_S = 1.0  # a command in flight this long makes /healthz say "degraded"
@@ -121,7 +126,10 @@ def connect(url: str, retries: int = 1) -> aioredis.Redis:
         master: aioredis.Redis = sentinel.master_for(where.master, **options, **where.data_kwargs())
         _sentinels[id(master)] = sentinel.sentinels
         return master
-    client: aioredis.Redis = aioredis.Redis.from_url(url, **options)
+    pool = aioredis.BlockingConnectionPool.from_url(
+        url, max_connections=POOL_CONNECTIONS, timeout=COMMAND_TIMEOUT_S, **options
+    )
+    client: aioredis.Redis = aioredis.Redis.from_pool(pool)
     return client
 
 

@@ -9,6 +9,7 @@ SIGTERM or Ctrl-C always ends the process promptly.
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
 import os
@@ -21,17 +22,19 @@ import uvicorn
 
 from wschat.errors import ConfigError
 from wschat.protocol import CloseCode
-from wschat.rlimit import raise_fd_limit
+from wschat.rlimit import available_memory, raise_fd_limit
 from wschat.server.app import create_app
 from wschat.server.chat.engine import check_broker, is_redis
 from wschat.server.conn.hub import Hub
 from wschat.server.logs import log_config
 from wschat.server.settings import ServerSettings
-from wschat.server.transport.http import http_protocol
+from wschat.server.transport.accept import AcceptGate, capacity
+from wschat.server.transport.http import HttpFront, http_protocol
 from wschat.server.transport.limits import TransportLimits
 from wschat.server.transport.ws import websocket_protocol
 
 log = logging.getLogger("wschat.server")
+BYTES_PER_CONNECTION = 16 * 1024  # server RSS per idle connection, with margin (performance.md)
 SWITCH_INTERVAL_S = 0.001  # how long another thread may hold the GIL while the loop waits
 
 
@@ -42,14 +45,19 @@ class _Server(uvicorn.Server):
         hub: Hub,
         settings: ServerSettings,
         on_ready: Callable[[], None],
+        http: type[HttpFront],
     ) -> None:
         super().__init__(config)
         self._hub = hub
         self._settings = settings
         self._on_ready = on_ready
+        self._http = http
+        self._gate: AcceptGate | None = None
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets)
+        if self.started and sockets:
+            self._gate_accept(sockets[0])
         if self.started:
             # Everything loaded so far (frameworks, the app) lives as long as the process:
             # keep it out of the collector's scans. Without this a burst of allocations (a
@@ -63,7 +71,50 @@ class _Server(uvicorn.Server):
             sys.setswitchinterval(SWITCH_INTERVAL_S)
             self._on_ready()
 
+    def _gate_accept(self, sock: socket.socket) -> None:
+        """Stop accepting at this process's descriptor capacity (``transport/accept.py``)."""
+        cap = capacity()
+        log.info(cap.describe(), extra={"event": "capacity", "connections": cap.connections})
+        limit = self._settings.max_connections
+        if cap.connections and (limit == 0 or limit > cap.connections):
+            shown = "no limit" if limit == 0 else str(limit)
+            log.warning(
+                "descriptors stop this process at %d open connections, before "
+                "--max-connections (%s): raise 'ulimit -n' or run --workers",
+                cap.connections,
+                shown,
+                extra={"event": "capacity_below_max", "connections": cap.connections},
+            )
+        memory = available_memory()
+        wanted = (cap.connections or limit) * BYTES_PER_CONNECTION
+        if memory is not None and wanted > memory:
+            log.warning(
+                "memory: %d connections need about %d MiB, %d MiB are available",
+                cap.connections or limit,
+                wanted // 2**20,
+                memory // 2**20,
+                extra={"event": "capacity_memory"},
+            )
+        if not cap.connections:
+            return
+        config, loop = self.config, asyncio.get_running_loop()
+
+        def protocol() -> asyncio.Protocol:
+            return self._http(
+                config=config, server_state=self.server_state, app_state=self.lifespan.state
+            )
+
+        async def listen(listening: socket.socket) -> asyncio.Server:
+            return await loop.create_server(protocol, sock=listening, backlog=config.backlog)
+
+        self._gate = AcceptGate(
+            cap.connections, self.server_state.connections, self.servers, sock.dup(), listen
+        )
+        self._http.gate = self._gate
+
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        if self._gate is not None:
+            self._gate.close()
         for server in getattr(self, "servers", []):
             server.close()  # no new connections while the old ones drain
         settings = self._settings
@@ -114,8 +165,6 @@ def serve(settings: ServerSettings, announce: Callable[[str], None] | None = Non
     cannot be used (a Redis that does not answer is an error at start, not a wait).
     """
     preflight(settings)
-    # One descriptor per socket: room for every allowed connection plus the server's own.
-    raise_fd_limit((settings.max_connections or 65_536) + 1024)
     sock = bind(settings.host, settings.port)
     url = display_url(settings.host, sock.getsockname()[1])
 
@@ -139,11 +188,14 @@ def run(
     the handler it found, which here just returns, so ``wschat serve`` exits 0, not 143.
     """
     signal.signal(signal.SIGTERM, _stopped)
+    # One descriptor per socket: room for every allowed connection plus the server's own.
+    raise_fd_limit((settings.max_connections or 65_536) + 1024)
     app = create_app(settings, pool_dir)
     ws = websocket_protocol(transport_limits(settings))
+    http = http_protocol(ws.limits, ws)
     config = uvicorn.Config(
         app,
-        http=http_protocol(ws.limits, ws),
+        http=http,
         ws=ws,
         interface="asgi3",
         lifespan="on",
@@ -158,7 +210,7 @@ def run(
             describe_db(settings.db),
             extra={"event": "history", "db": db_location(settings.db)},
         )
-    _Server(config, app.state.hub, settings, on_ready).run(sockets=[sock])
+    _Server(config, app.state.hub, settings, on_ready, http).run(sockets=[sock])
 
 
 def db_location(db: str) -> str:

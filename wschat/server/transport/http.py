@@ -25,6 +25,7 @@ import asyncio
 import logging
 from typing import Any, ClassVar, cast
 
+from wschat.server.transport.accept import AcceptGate
 from wschat.server.transport.limits import TransportLimits
 from wschat.server.transport.ws import WebSocketProtocol
 
@@ -66,6 +67,7 @@ class HttpFront(asyncio.Protocol):
     limits: ClassVar[TransportLimits] = TransportLimits()
     ws_class: ClassVar[type[WebSocketProtocol]] = WebSocketProtocol
     count: ClassVar[_Count] = _Count()
+    gate: ClassVar[AcceptGate | None] = None  # set once serving: pauses accept at capacity
 
     __slots__ = (
         "_app_state",
@@ -111,6 +113,9 @@ class HttpFront(asyncio.Protocol):
         self.transport = cast(asyncio.Transport, transport)
         transport = self.transport
         self._server_state.connections.add(self)
+        gate = self.gate
+        if gate is not None:
+            gate.connection_made()
         timeout = self.limits.handshake_timeout_s
         if timeout > 0:
             self._head_timer = self._loop.call_later(timeout, self._head_late)

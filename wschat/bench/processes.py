@@ -1,0 +1,306 @@
+"""``wschat bench --processes N``: one run spread over N child processes, merged exactly.
+
+One process may hold only as many sockets as its descriptor limit, and its asyncio loop uses
+one core. With ``--processes N`` the parent checks the limits for the whole run, starts N
+``wschat bench`` children, each with its share of the connections and senders and its own
+127.0.0.0/8 source addresses (a source/destination pair's local ports are shared by every
+process), and reads each child's JSON report with its raw HDR histograms. It adds the counts
+and the histograms into one ``BenchResult``, so percentiles, losses and errors are exactly
+those of one process that had done all of it, and hands that to the usual report.
+
+Fan-out and chat run one room per process (each child's receivers hear that child's
+senders), so every delivery is still checked against what its sender sent. Stdlib and the
+bench's own modules only; the children are bounded by the same timeouts as a single run, and
+killed if they overrun them.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import resource
+import secrets
+import socket
+import subprocess
+import sys
+import tempfile
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from wschat.bench.config import BenchConfig, Scenario
+from wschat.bench.limits import (
+    FD_RESERVE,
+    Plan,
+    ephemeral_ports,
+    is_loopback_v4,
+    source_addresses,
+)
+from wschat.bench.payload import Dialect
+from wschat.bench.runner import CLOSE_TIMEOUT_S, SETTLE_MAX_S, BenchResult
+from wschat.bench.stats import HISTOGRAMS, BenchStats, Sample, merge_histograms
+from wschat.errors import BenchError
+from wschat.rlimit import available_memory
+
+# Memory one open bench connection costs the generator (socket buffers idle; measured about
+# 9 KB of RSS at 15,000 per process): with the server's on the same machine, checked up front.
+CLIENT_BYTES_PER_CONNECTION = 12 * 1024
+SPAWN_MARGIN_S = 60.0  # start-up, probe and report of a child, beyond its own phase bounds
+
+
+def shares(total: int, parts: int) -> list[int]:
+    """Split ``total`` into ``parts`` integers that differ by at most one and add up to it."""
+    base, extra = divmod(total, parts)
+    return [base + (1 if i < extra else 0) for i in range(parts)]
+
+
+def child_configs(config: BenchConfig, processes: int) -> list[BenchConfig]:
+    """Return each child's config: its share of ``n`` and senders, its own source addresses.
+
+    Raises ``BenchError`` when a child would get no connection, or (fan-out) no sender.
+    """
+    if processes > config.n:
+        raise BenchError(
+            f"--processes {processes} needs at least as many connections, not -n {config.n}"
+        )
+    ns = shares(config.n, processes)
+    senders = shares(config.senders, processes)
+    if config.scenario is Scenario.FANOUT and min(senders) < 1:
+        raise BenchError(
+            f"fanout with --processes {processes} runs one room per process, each needs a "
+            f"sender: use --senders {processes} or more"
+        )
+    if config.room is not None and config.scenario in (Scenario.FANOUT, Scenario.CHAT):
+        raise BenchError(
+            "--room cannot be combined with --processes for fanout or chat: each process "
+            "checks its own room's deliveries"
+        )
+    ports = ephemeral_ports()
+    offset = 0
+    configs = []
+    for n, s in zip(ns, senders, strict=True):
+        configs.append(
+            BenchConfig(
+                **{
+                    **{f: getattr(config, f) for f in config.__dataclass_fields__},
+                    "n": n,
+                    "senders": max(1, s),
+                    "source_offset": offset,
+                }
+            )
+        )
+        offset += len(source_addresses(n, ports))
+    return configs
+
+
+def check(config: BenchConfig, processes: int, target_ip: str) -> None:
+    """Say which limit stops this run (descriptors, local ports, memory) before opening anything.
+
+    Raises ``BenchError`` with what to change.
+    """
+    per_process = math.ceil(config.n / processes)
+    needed = per_process + FD_RESERVE
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    if hard != resource.RLIM_INFINITY and hard < needed:
+        least = math.ceil(config.n / max(1, hard - FD_RESERVE))
+        raise BenchError(
+            f"descriptors: {per_process} connections per process need {needed} file "
+            f"descriptors but a process may open only {hard} (hard limit): use "
+            f"--processes {least} or more, or raise the hard limit"
+        )
+    ports = ephemeral_ports()
+    spread = config.spread if config.spread is not None else is_loopback_v4(target_ip)
+    if not spread and config.n > ports:
+        raise BenchError(
+            f"local ports: {config.n} connections to one server from one source address "
+            f"need {config.n} local ports but net.ipv4.ip_local_port_range gives {ports}: "
+            f"use a 127.0.0.1 target with --spread, widen the port range, or lower -n"
+        )
+    available = available_memory()
+    wanted = config.n * CLIENT_BYTES_PER_CONNECTION
+    if available is not None and wanted > available:
+        raise BenchError(
+            f"memory: {config.n} connections need about {wanted / 2**20:.0f} MiB in the "
+            f"load generator but {available / 2**20:.0f} MiB are available: lower -n or run "
+            f"the generator on another machine"
+        )
+
+
+def child_args(config: BenchConfig, json_path: Path) -> list[str]:
+    """Return the ``wschat bench`` command line of one child."""
+    args = [
+        sys.executable, "-m", "wschat", "bench", "--url", config.url, "-n", str(config.n),
+        "--scenario", str(config.scenario), "--protocol", str(config.protocol),
+        "--size", str(config.size), "--duration", repr(config.duration_s),
+        "--messages", str(config.messages), "--rate", repr(config.rate),
+        "--senders", str(config.senders), "--ramp", repr(config.ramp_s),
+        "--connect-timeout", repr(config.connect_timeout_s),
+        "--drain-timeout", repr(config.drain_timeout_s),
+        "--source-offset", str(config.source_offset), "--json", str(json_path),
+        "--no-progress", "--histograms",
+    ]  # fmt: skip
+    if config.room is not None:
+        args += ["--room", config.room]
+    if config.spread is not None:
+        args.append("--spread" if config.spread else "--no-spread")
+    return args
+
+
+def time_bound(config: BenchConfig) -> float:
+    """Return the longest a child may take: its phases' own bounds plus a start-up margin."""
+    rounds = math.ceil(config.n / config.concurrency) + 1
+    return (
+        config.ramp_s
+        + config.connect_timeout_s * (rounds + 1)
+        + SETTLE_MAX_S
+        + config.duration_s
+        + config.reply_timeout_s
+        + config.connect_timeout_s
+        + config.drain_timeout_s
+        + CLOSE_TIMEOUT_S
+        + 3
+        + SPAWN_MARGIN_S
+    )
+
+
+def run_children(configs: Sequence[BenchConfig]) -> list[dict[str, Any]]:
+    """Run one ``wschat bench`` per config at once; return their reports, in order.
+
+    Raises ``BenchError`` with the child's own message when one cannot run, and kills the
+    children that overrun ``time_bound``.
+    """
+    with tempfile.TemporaryDirectory(prefix="wschat-bench-") as tmp:
+        paths = [Path(tmp) / f"process-{i}.json" for i in range(len(configs))]
+        procs = [
+            subprocess.Popen(
+                child_args(c, p),
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                env={**os.environ, "COLUMNS": "200"},
+            )
+            for c, p in zip(configs, paths, strict=True)
+        ]
+        errors: list[str] = []
+        try:
+            for i, (proc, c) in enumerate(zip(procs, configs, strict=True)):
+                try:
+                    _, err = proc.communicate(timeout=time_bound(c))
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    _, err = proc.communicate()
+                    errors.append(f"process {i + 1} overran {time_bound(c):.0f} s and was killed")
+                    continue
+                if proc.returncode != 0 or not paths[i].exists():
+                    text = err.decode(errors="replace").strip().splitlines()
+                    reason = text[-1] if text else f"exit code {proc.returncode}"
+                    errors.append(f"process {i + 1} of {len(configs)}: {reason}")
+        finally:
+            for proc in procs:
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
+        if errors:
+            raise BenchError("; ".join(errors))
+        return [json.loads(p.read_text("utf-8")) for p in paths]
+
+
+def merge(config: BenchConfig, docs: Sequence[dict[str, Any]]) -> BenchResult:
+    """Add the children's reports into one result, as if one process had done all of it."""
+    stats = BenchStats()
+    errors: Counter[str] = Counter()
+    for doc in docs:
+        summary = doc["summary"]
+        conns, messages = summary["connections"], summary["messages"]
+        stats.attempted += conns["attempted"]
+        stats.opened += conns["opened"]
+        stats.sent += messages["sent"]
+        stats.expected += messages["expected"]
+        stats.delivered += messages["delivered"]
+        stats.lost += messages["lost"]
+        stats.missed_while_closed += messages["missed_while_closed"]
+        stats.refused.update(summary["errors"]["refused_by_code"])
+        stats.duplicates += messages["duplicates"]
+        stats.reordered += messages["reordered"]
+        stats.foreign += messages["foreign"]
+        stats.sent_bytes += summary["throughput"]["sent_bytes"]
+        stats.received_bytes += summary["throughput"]["received_bytes"]
+        errors.update(summary["errors"]["by_kind"])
+        merge_histograms(stats, doc[HISTOGRAMS])
+    stats.errors = errors
+    stats.series = _merge_series([doc["series"] for doc in docs])
+    ports = ephemeral_ports()
+    sources: tuple[str, ...] = ()
+    for doc in docs:
+        if doc["summary"]["generator"]["source_addresses"]:
+            sources += source_addresses(doc["config"]["n"], ports, len(sources))
+    generator = [doc["summary"]["generator"] for doc in docs]
+    plan = Plan(config.n, min(g["fd_limit"] for g in generator), -1, sources, ports)
+    result = BenchResult(
+        config,
+        secrets.token_hex(3),
+        ", ".join(doc["config"]["room"] for doc in docs),
+        Dialect(docs[0]["config"]["dialect"]),
+        plan,
+        stats,
+        connect_s=max(doc["summary"]["connections"]["connect_s"] for doc in docs),
+        load_s=max(doc["summary"]["throughput"]["load_s"] for doc in docs),
+        load_started=min(doc["summary"]["throughput"]["load_started_unix"] for doc in docs),
+        cpu=sum(g["cpu"] for g in generator),  # cores: each process has its own
+        unsent=sum(doc["summary"]["messages"]["unsent"] for doc in docs),
+        cancelled=sum(doc["summary"]["messages"]["cancelled_by_close"] for doc in docs),
+    )
+    limited = [f"process {i + 1}: {g['reason']}" for i, g in enumerate(generator) if g["limited"]]
+    result.limited_by_generator = "; ".join(limited) or None
+    return result
+
+
+def _merge_series(series: Sequence[Sequence[dict[str, Any]]]) -> list[Sample]:
+    """Add the children's one-second series second by second (counters summed).
+
+    A second's percentiles cannot be merged from summaries: the merged second shows the worst
+    process's p50, p99 and max.
+    """
+    merged = []
+    for seconds in zip(*series, strict=False):
+
+        def worst(key: str, seconds: Sequence[dict[str, Any]] = seconds) -> float | None:
+            values = [s[key] for s in seconds if s[key] is not None]
+            return max(values) if values else None
+
+        merged.append(
+            Sample(
+                t_s=max(s["t_s"] for s in seconds),
+                open=sum(s["open"] for s in seconds),
+                sent=sum(s["sent"] for s in seconds),
+                delivered=sum(s["delivered"] for s in seconds),
+                errors=sum(s["errors"] for s in seconds),
+                p50_ms=worst("p50_ms"),
+                p99_ms=worst("p99_ms"),
+                max_ms=worst("max_ms"),
+                cpu=round(sum(s["cpu"] for s in seconds), 3),
+                lag_ms=max(s["lag_ms"] for s in seconds),
+            )
+        )
+    return merged
+
+
+def target_address(url: str) -> str:
+    """Return the IP address ``url``'s host resolves to; raise ``BenchError`` when it does not."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("ws", "wss") or not parts.hostname:
+        raise BenchError(f"--url must look like ws://HOST:PORT, not {url!r}")
+    try:
+        infos = socket.getaddrinfo(parts.hostname, parts.port or 80, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise BenchError(f"cannot resolve {parts.hostname!r}: {exc.strerror}") from None
+    return str(infos[0][4][0])
+
+
+def run_processes(config: BenchConfig, processes: int, target_ip: str) -> BenchResult:
+    """Check the limits, run ``processes`` children and return their merged result."""
+    check(config, processes, target_ip)
+    configs = child_configs(config, processes)
+    return merge(config, run_children(configs))
