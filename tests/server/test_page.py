@@ -23,7 +23,14 @@ from urllib.parse import quote
 import pytest
 
 pytest.importorskip("playwright")
-from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
+from playwright.sync_api import (
+    Browser,
+    BrowserContext,
+    Page,
+    WebSocketRoute,
+    expect,
+    sync_playwright,
+)
 from websockets.sync.client import ClientConnection
 from websockets.sync.client import connect as ws_connect
 
@@ -375,7 +382,8 @@ def test_a_reload_resumes_the_session_and_the_form_hides(
     shared: Server, context: BrowserContext
 ) -> None:
     """Reloading a bookmarked /?name=rita keeps the name: no "taken", nobody sees a leave/join;
-    the join form is gone while joined (it stayed visible and a second Join left a ghost)."""
+    the join form is gone while joined (it stayed visible and a second Join left a ghost).
+    Lines queued while the socket is down survive a reload and are sent once it is back."""
     with v1(shared, "ben", room="reload") as ben:
         page = context.new_page()
         page.goto(f"{shared.http}/?name=rita&room=reload")
@@ -390,6 +398,38 @@ def test_a_reload_resumes_the_session_and_the_form_hides(
         seen = events_until_message(ben)
         assert [(e["type"], e.get("text")) for e in seen] == [("message", "back after a reload")]
         expect(page.locator("#members li")).to_have_text(["ben", "rita"])
+
+        # Lines queued while the socket is down survive a reload too. The page's sockets go
+        # to a stand-in that never answers (Playwright's WebSocket route), then to the server.
+        stand_ins: list[WebSocketRoute] = []
+        online = False
+
+        def route(ws: WebSocketRoute) -> None:
+            if online:
+                ws.connect_to_server()
+            else:
+                stand_ins.append(ws)
+
+        def stand_in(n: int) -> WebSocketRoute:
+            """Wait for the page's n-th socket to reach the stand-in (handlers run in calls)."""
+            for _ in range(100):
+                if len(stand_ins) >= n:
+                    return stand_ins[n - 1]
+                page.wait_for_timeout(50)
+            raise AssertionError(f"the page opened {len(stand_ins)} sockets, not {n}")
+
+        page.route_web_socket(re.compile(r"/ws/rita"), route)
+        page.reload()
+        stand_in(1)
+        send(page, "typed while offline")
+        page.reload()
+        expect(page.locator("#messages li.pending .text")).to_have_text(["typed while offline"])
+        online = True
+        stand_in(2).close(code=1012)  # the page reconnects, to the real server this time
+        # Route handlers run while Playwright is waiting: wait on the page first.
+        expect(page.locator("#messages li.pending")).to_have_count(0)
+        assert next_of(ben, "message")["text"] == "typed while offline"
+        expect(page.locator("#messages li.message .text").last).to_have_text("typed while offline")
 
 
 def errors(page: Page) -> Any:

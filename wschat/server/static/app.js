@@ -103,9 +103,12 @@
 
   // --- this tab's session, kept across reloads ---------------------------------------------
 
+  // Queued lines are kept too: a reload while offline loses none of them.
   function saveSession() {
+    if (!session.wanted) return;
+    const queued = outbox.lines.map((entry) => entry.cmd);
     try {
-      sessionStorage.setItem(STORE_KEY, JSON.stringify({ name: session.name, room: session.room, token: session.token }));
+      sessionStorage.setItem(STORE_KEY, JSON.stringify({ name: session.name, room: session.room, token: session.token, queued }));
     } catch {
       // storage refused (private mode, quota): a reload starts a new session
     }
@@ -444,9 +447,20 @@
     if (cmd.type === "say") cmd.cid = cids();
     const entry = { cmd, li: null, sent: false };
     outbox.lines.push(entry);
+    saveSession();
     if (!connected()) showPending(entry);
     pump();
     return true;
+  }
+
+  // The lines a reloaded tab had queued: shown as queued again, sent after the welcome.
+  function restore(queued) {
+    for (const cmd of Array.isArray(queued) ? queued.slice(0, OUTBOX_LINES) : []) {
+      if (!cmd || !["say", "dm", "join", "who"].includes(cmd.type)) continue;
+      const entry = { cmd, li: null, sent: false };
+      outbox.lines.push(entry);
+      showPending(entry);
+    }
   }
 
   function showPending(entry) {
@@ -485,6 +499,7 @@
   function drop(entry) {
     outbox.lines.splice(outbox.lines.indexOf(entry), 1);
     if (entry.li) entry.li.remove();
+    saveSession();
   }
 
   // The echo of `cid` came back: that line is stored, and every line sent before it was
@@ -714,6 +729,7 @@
     ui.name.value = saved.name;
     ui.room.value = saved.room;
     start(saved.name, saved.room, saved.token);
+    restore(saved.queued);
   } else if (query.get("name")) {
     ui.name.value = query.get("name");
     tryStart(ui.name.value.trim(), ui.room.value.trim() || "lobby");
