@@ -1,4 +1,4 @@
-"""The one function ``wschat bench`` calls: check, run, show, write JSON, judge --fail-if.
+"""What ``wschat bench`` runs: check, run, show, write JSON and HTML, judge --fail-if; compare.
 
 Kept apart from ``cli.py`` so the CLI stays a thin parser and imports this stack only when
 the command runs.

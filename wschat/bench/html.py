@@ -6,6 +6,11 @@ browser, and stays small (about 12 KB). It shows latency over time (p50, p99 and
 second, log scale), the HDR percentile distribution (both axes log), open connections and
 delivered messages per second, errors by kind, the config, and the summary table itself
 (rendered by ``report.table`` through rich's HTML export). Pure: no I/O but ``write_html``.
+
+Why hand-drawn SVG: a plotting library that embeds its JavaScript (plotly, bokeh, vega)
+makes a file of 1 to 4 MB or loads the script from a CDN, and matplotlib would add a large
+dependency for five line charts; a few dozen lines of SVG give charts any browser draws,
+with no script to fail and nothing to download.
 """
 
 from __future__ import annotations
