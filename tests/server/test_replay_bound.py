@@ -99,7 +99,6 @@ async def test_unread_since_replays_are_closed_4001_and_cost_a_bounded_amount(
                     assert time.monotonic() < deadline, (closing, (peak - before) / MB)
                     peak = max(peak, rss.memory_info().rss)
                     await asyncio.sleep(0.2)
-                print("DEBUG closed after", time.monotonic() - deadline + 25, file=sys.stderr)
                 for _ in range(5):  # what the closed sockets left behind, if anything
                     peak = max(peak, rss.memory_info().rss)
                     await asyncio.sleep(0.2)
@@ -117,7 +116,6 @@ async def test_unread_since_replays_are_closed_4001_and_cost_a_bounded_amount(
     growth = peak - before
     bound = ATTACKERS * PER_CONNECTION_BYTES + SLACK_BYTES
     assert growth < bound, f"server RSS grew {growth / MB:.1f} MB (bound {bound / MB:.0f} MB)"
-    print("DEBUG", result, bystander.summary(), growth / MB, file=sys.stderr)
     bystander.check()
     assert "Traceback" not in server.log()
 
