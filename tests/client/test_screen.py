@@ -10,6 +10,7 @@ the restart test; each test has its own room.
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 import signal
 import socket
@@ -209,8 +210,14 @@ async def test_a_refused_reconnect_prints_the_unsent_line_and_exits_1(
         servers[0].stop()
         await pane.wait_for("reconnecting")
         await command(pane, "typed while offline", "will send after reconnecting")
-        servers.append(start_server(tmp_path, *args))
-        impostor, _ = await connect(servers[1], "alice")
+        # The client is stopped while the name is taken, so it cannot win the race.
+        client = pane.client_pid()
+        os.kill(client, signal.SIGSTOP)
+        try:
+            servers.append(start_server(tmp_path, *args))
+            impostor, _ = await connect(servers[1], "alice")
+        finally:
+            os.kill(client, signal.SIGCONT)
         assert await pane.exit_status(within=20) == 1
         text = await pane.wait_for("unsent: typed while offline")
         assert "the name 'alice' is taken" in text
