@@ -158,7 +158,7 @@ async def test_term_dumb_gets_plain_lines_and_no_escape_byte(
     await bud.close()
 
 
-async def test_huge_messages_are_folded_and_can_be_expanded(
+async def test_huge_messages_are_folded_expanded_and_scrolled_back(
     shared: Server, panes: Callable[..., Pane]
 ) -> None:
     bill, _ = await connect(shared, "bill", room="huge")
@@ -170,6 +170,12 @@ async def test_huge_messages_are_folded_and_can_be_expanded(
     assert len(lines_of(text)) < 40  # 750 lines were said
     assert "huge 2 line 007" in text and "huge 2 line 008" not in text
     await command(pane, "/expand", "huge 2 line 249")
+    # PageUp scrolls the client's own scrollback (it recalled input history before).
+    pane.keys("PageUp")
+    await pane.wait(lambda _: "huge 2 line 150" in pane.screen() and "(PageDown)" in pane.screen())
+    assert "huge 2 line 249" not in pane.screen() and pane.input_line() == "#huge>"
+    pane.keys("PageDown")
+    await pane.wait(lambda _: "huge 2 line 249" in pane.screen())
     await bill.close()
 
 
