@@ -9,6 +9,7 @@ import pytest
 from rich.console import Console
 from rich.text import Text
 
+from wschat.client.pane import Scrollback
 from wschat.client.render import (
     FOLD_SHOWN,
     OWN_NAME_STYLE,
@@ -124,6 +125,12 @@ def test_escape_injection_never_reaches_the_terminal() -> None:
         assert chunk.startswith("["), chunk
         assert chunk[1 : chunk.index("m")].replace(";", "").isdigit() or chunk.startswith("[m")
     assert "␛]0;pwned␇␛[2J<U+009B>1;1H<U+202E>evil" in ansi
+    # The screen's path: fragments for prompt_toolkit, whose text has no control character.
+    scrollback = Scrollback("me", NameColours())
+    scrollback.add(evil)
+    texts = "".join(text for row in scrollback.visible(80, 10) for _, text, *_ in row)
+    assert texts.isprintable() and "\u202e" not in texts
+    assert "␛]0;pwned␇␛[2J<U+009B>1;1H<U+202E>evil" in texts
 
 
 def test_a_newline_in_a_message_cannot_fake_a_line() -> None:

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
+import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from io import StringIO
@@ -137,14 +139,15 @@ def render_ansi(events: Sequence[dict[str, Any]], me: str, width: int) -> str:
 
 
 def print_unsent(session: ChatSession) -> int:
-    """Print an ``unsent:`` line for each line that never went out; return how many."""
+    """Print an ``unsent:`` line for each line that never went out; return how many.
+
+    Called once the screen is gone, so the lines stay in the terminal after the client.
+    """
     leftovers = session.unsent_notices()
     if leftovers:
-        console = Console(markup=False, emoji=False, highlight=False)
-        for event in leftovers:
-            text = render_event(event, session.name)
-            if text is not None:
-                console.print(text)
+        width = shutil.get_terminal_size().columns
+        sys.stdout.write(render_ansi(leftovers, session.name, width) + "\n")
+        sys.stdout.flush()
     return len(leftovers)
 
 
