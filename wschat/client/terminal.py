@@ -51,7 +51,7 @@ from rich.console import Console
 
 from wschat.client.commands import COMMANDS, HELP_TEXT, Action, UsageError, parse_line
 from wschat.client.pane import MessagePane, Scrollback
-from wschat.client.render import NameColours, render_event, wants_attention
+from wschat.client.render import NameColours, render_event, sanitize, wants_attention
 from wschat.client.session import ChatSession, State, describe, first_error, notice
 from wschat.errors import WschatError
 
@@ -115,6 +115,8 @@ class ChatCompleter(Completer):
         if before.startswith("/join "):
             return
         for name in sorted(self.names()):
+            if sanitize(name) != name:
+                continue  # not a valid name (a hostile server's): never shown, never offered
             if name.lower().startswith(word.lower()) and name != word:
                 yield Completion(name, -len(word))
 
@@ -239,12 +241,12 @@ class ChatScreen:
             await asyncio.sleep(FRAME_S)  # let a burst gather into the next batch
 
     def _prompt(self) -> StyleAndTextTuples:
-        return [("bold", f"#{self.session.status.room}> ")]
+        return [("bold", f"#{sanitize(self.session.status.room)}> ")]
 
     def _status(self) -> StyleAndTextTuples:
         status = self.session.status
         style = "bg:ansiyellow fg:ansiblack" if status.state is State.RECONNECTING else ""
-        text = f" {self.session.name} · {status.describe()} "
+        text = f" {self.session.name} · {sanitize(status.describe())} "  # room: the server's
         parts: StyleAndTextTuples = [(style, text)]
         if self.scrollback.offset:
             below = f"{self.scrollback.unseen} new" if self.scrollback.unseen else "scrolled"
