@@ -7,7 +7,9 @@ prompt_toolkit.
 
 Resuming: the session remembers the last message id it saw per room and the ``token`` of the
 last ``welcome``, and reconnects to ``?room=R&since=ID&resume=TOKEN``; a replayed message
-with an id it has already seen is dropped, so nothing is shown twice. Lines sent while
+with an id it has already seen is dropped, so nothing is shown twice. Going back to a room
+with ``/join`` asks the same way (``join`` with ``since``), and a first message whose id skips
+some says how many were missed. Lines sent while
 offline wait in a bounded queue and go out, in order, after the next ``welcome``; a line that
 does not fit, or is still queued when the session ends, comes back as an ``unsent`` notice.
 
