@@ -40,3 +40,13 @@ def test_strikes_leak_away_so_an_occasional_burst_is_only_refused() -> None:
 def test_rate_zero_turns_limiting_off(rate: float) -> None:
     limiter = RateLimiter(rate=rate, burst=1)
     assert all(limiter.check(0.0) is Verdict.ALLOW for _ in range(1000))
+
+
+def test_a_sender_paces_itself_after_a_burst() -> None:
+    """``wschat join`` sleeps ``wait_s()`` between lines past its burst (one bucket for all)."""
+    bucket = TokenBucket(rate=10.0, burst=3)
+    assert [bucket.wait_s(0.0) for _ in range(3)] == [0.0, 0.0, 0.0]
+    assert bucket.wait_s(0.0) == pytest.approx(0.1)
+    assert bucket.wait_s(0.1) == 0.0
+    assert [bucket.wait_s(10.0) for _ in range(3)] == [0.0, 0.0, 0.0]  # never past the burst
+    assert bucket.wait_s(10.0) > 0

@@ -45,6 +45,15 @@ class TokenBucket:
             return True
         return False
 
+    def wait_s(self, now: float) -> float:
+        """Take one token and return 0, or take none and return how long until one is there.
+
+        For a sender pacing itself (``wschat join``): sleep that long, then ask again.
+        """
+        if self.take(now):
+            return 0.0
+        return (1 - self.tokens) / self.rate
+
 
 @dataclass(slots=True)
 class RateLimiter:

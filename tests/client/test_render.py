@@ -3,10 +3,26 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
+from rich.console import Console
+from rich.text import Text
 
-from wschat.client.render import name_colour, render_event, render_json, render_plain, sanitize
+from wschat.client.pane import Scrollback
+from wschat.client.render import (
+    FOLD_SHOWN,
+    OWN_NAME_STYLE,
+    NameColours,
+    event_parts,
+    layout_rows,
+    name_colour,
+    render_event,
+    render_json,
+    render_plain,
+    sanitize,
+    wants_attention,
+)
 from wschat.client.terminal import render_ansi
 
 
@@ -95,7 +111,8 @@ def test_unknown_events_are_not_shown() -> None:
 
 def test_markup_in_a_message_stays_literal() -> None:
     ansi = render_ansi([msg("[bold red]boom[/] :smile: [link=http://x]y[/link]")], "me", 200)
-    assert "[bold red]boom[/] :smile: [link=http://x]y[/link]" in ansi
+    plain = re.sub(r"\x1b\[[0-9;]*m", "", ansi)  # our own styling (the URL is underlined)
+    assert "[bold red]boom[/] :smile: [link=http://x]y[/link]" in plain
 
 
 def test_escape_injection_never_reaches_the_terminal() -> None:
@@ -108,6 +125,12 @@ def test_escape_injection_never_reaches_the_terminal() -> None:
         assert chunk.startswith("["), chunk
         assert chunk[1 : chunk.index("m")].replace(";", "").isdigit() or chunk.startswith("[m")
     assert "␛]0;pwned␇␛[2J<U+009B>1;1H<U+202E>evil" in ansi
+    # The screen's path: fragments for prompt_toolkit, whose text has no control character.
+    scrollback = Scrollback("me", NameColours())
+    scrollback.add(evil)
+    texts = "".join(text for row in scrollback.visible(80, 10) for _, text, *_ in row)
+    assert texts.isprintable() and "\u202e" not in texts
+    assert "␛]0;pwned␇␛[2J<U+009B>1;1H<U+202E>evil" in texts
 
 
 def test_a_newline_in_a_message_cannot_fake_a_line() -> None:
@@ -136,3 +159,43 @@ def test_welcome_names_the_room_and_a_gap() -> None:
 def test_a_notice_style_is_one_of_ours() -> None:
     text = render_event({"type": "notice", "text": "x", "style": "[link=evil]"})
     assert text is not None and all(str(span.style) == "dim" for span in text.spans[1:])
+
+
+def test_names_seen_together_never_share_a_colour_and_your_own_stands_apart() -> None:
+    common = ["alice", "bob", "carol", "dave", "eve", "frank", "grace", "heidi", "ivan"]
+    colours = NameColours()
+    assert len({colours(name) for name in [*common, "judy", "mallory", "oscar"]}) == 12
+    assert colours("alice") == colours("alice") == name_colour("alice")  # the first keeps its own
+    line = render_event(msg("hi", **{"from": "alice"}), me="alice", colours=colours)
+    assert line is not None
+    assert any(str(span.style) == OWN_NAME_STYLE for span in line.spans)
+
+
+@pytest.mark.parametrize(
+    ("text", "named"),
+    [("hi alice", True), ("ALICE: look", True), ("alice's turn", True), ("malice", False)],
+)
+def test_a_mention_is_the_name_as_a_word(text: str, named: bool) -> None:
+    assert wants_attention(msg(text), "alice") is named
+    assert not wants_attention(msg(text, **{"from": "alice"}), "alice")  # not your own line
+
+
+def test_a_url_wider_than_the_text_column_gets_a_row_of_its_own_whole() -> None:
+    url = "https://example.com/" + "x" * 70
+    head, body = event_parts(msg(f"see {url} then"), "me") or (Text(), Text())
+    rows, folded = layout_rows(head, body, 100, Console(width=100))
+    shown = [row.plain.removeprefix(head.plain).strip() for row in rows]
+    assert shown == ["see", url, "then"]
+    assert rows[1].plain == url  # from the left edge, unsplit
+    assert folded == 0
+
+
+def test_a_huge_message_is_folded_with_bounded_work() -> None:
+    head, body = event_parts(msg("\n".join(f"line {i}" for i in range(10_000))), "me") or (
+        Text(),
+        Text(),
+    )
+    rows, folded = layout_rows(head, body, 80, Console(width=80))
+    assert len(rows) == FOLD_SHOWN and folded == 10_000 - FOLD_SHOWN
+    rows, folded = layout_rows(head, body, 80, Console(width=80), folded=False)
+    assert len(rows) == 10_000 and folded == 0

@@ -10,6 +10,7 @@ the restart test; each test has its own room.
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 import signal
 import socket
@@ -157,7 +158,7 @@ async def test_term_dumb_gets_plain_lines_and_no_escape_byte(
     await bud.close()
 
 
-async def test_huge_messages_are_folded_and_can_be_expanded(
+async def test_huge_messages_are_folded_expanded_and_scrolled_back(
     shared: Server, panes: Callable[..., Pane]
 ) -> None:
     bill, _ = await connect(shared, "bill", room="huge")
@@ -169,6 +170,12 @@ async def test_huge_messages_are_folded_and_can_be_expanded(
     assert len(lines_of(text)) < 40  # 750 lines were said
     assert "huge 2 line 007" in text and "huge 2 line 008" not in text
     await command(pane, "/expand", "huge 2 line 249")
+    # PageUp scrolls the client's own scrollback (it recalled input history before).
+    pane.keys("PageUp")
+    await pane.wait(lambda _: "huge 2 line 150" in pane.screen() and "(PageDown)" in pane.screen())
+    assert "huge 2 line 249" not in pane.screen() and pane.input_line() == "#huge>"
+    pane.keys("PageDown")
+    await pane.wait(lambda _: "huge 2 line 249" in pane.screen())
     await bill.close()
 
 
@@ -209,8 +216,14 @@ async def test_a_refused_reconnect_prints_the_unsent_line_and_exits_1(
         servers[0].stop()
         await pane.wait_for("reconnecting")
         await command(pane, "typed while offline", "will send after reconnecting")
-        servers.append(start_server(tmp_path, *args))
-        impostor, _ = await connect(servers[1], "alice")
+        # The client is stopped while the name is taken, so it cannot win the race.
+        client = pane.client_pid()
+        os.kill(client, signal.SIGSTOP)
+        try:
+            servers.append(start_server(tmp_path, *args))
+            impostor, _ = await connect(servers[1], "alice")
+        finally:
+            os.kill(client, signal.SIGCONT)
         assert await pane.exit_status(within=20) == 1
         text = await pane.wait_for("unsent: typed while offline")
         assert "the name 'alice' is taken" in text

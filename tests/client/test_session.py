@@ -27,7 +27,6 @@ from wschat.client.session import (
     SessionConfig,
     State,
     Status,
-    TokenBucket,
     backoff_delays,
     normalise_base_url,
 )
@@ -42,18 +41,6 @@ def test_backoff_is_capped_exponential_with_jitter() -> None:
     assert low == [0.25, 0.5, 1.0, 2.0, 4.0]
     jittered = list(itertools.islice(backoff_delays(), 50))
     assert len(set(jittered)) > 40 and max(jittered) <= 30.0
-
-
-def test_token_bucket_paces_after_a_burst() -> None:
-    now = [0.0]
-    bucket = TokenBucket(rate=10.0, burst=3, clock=lambda: now[0])
-    assert [bucket.wait_s() for _ in range(3)] == [0.0, 0.0, 0.0]
-    assert bucket.wait_s() == pytest.approx(0.1)
-    now[0] += 0.1
-    assert bucket.wait_s() == 0.0
-    now[0] += 10
-    assert [bucket.wait_s() for _ in range(3)] == [0.0, 0.0, 0.0]  # never more than the burst
-    assert bucket.wait_s() > 0
 
 
 def test_status_line() -> None:

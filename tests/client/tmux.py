@@ -97,6 +97,12 @@ class Pane:
         """Every byte written to the pane since the client started (and the Enter echoed)."""
         return self.raw_file.read_bytes() if self.raw_file.exists() else b""
 
+    def client_pid(self) -> int:
+        """The pid of the ``wschat join`` process (the child of the pane's shell)."""
+        shell = int(self.tmux("display-message", "-p", "-t", "w", "#{pane_pid}"))
+        children = Path(f"/proc/{shell}/task/{shell}/children").read_text().split()
+        return int(children[0])
+
     def resize(self, width: int, height: int) -> None:
         self.tmux("resize-window", "-t", "w", "-x", str(width), "-y", str(height))
 

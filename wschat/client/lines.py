@@ -17,7 +17,7 @@ import time
 
 from wschat.client.commands import HELP_TEXT, Action, UsageError, parse_line
 from wschat.client.pipe import print_unsent, stdin_lines
-from wschat.client.render import render_plain, wants_attention
+from wschat.client.render import render_plain, sanitize, wants_attention
 from wschat.client.session import ChatSession, describe, first_error
 
 QUIT_DRAIN_S = 2.0
@@ -35,7 +35,7 @@ class LinePrinter:
         self.prompt_shown = False
 
     def prompt(self) -> None:
-        sys.stdout.write(f"#{self.session.status.room}> ")
+        sys.stdout.write(f"#{sanitize(self.session.status.room)}> ")
         sys.stdout.flush()
         self.prompt_shown = True
 

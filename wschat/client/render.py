@@ -305,8 +305,8 @@ def layout_rows(
     """Lay one event out in rows of at most ``width`` cells; return them and the rows folded.
 
     Wrapped and continuation rows are indented under the body (weechat's layout); a word is
-    broken only when it is wider than the body's column, so a URL moves to a row of its own
-    rather than being split. With ``folded``, an event taller than ``FOLD_ROWS`` keeps its
+    broken only when it is wider than the body's column, and a URL wider than that starts
+    at the left edge of a row of its own, so it is split only if wider than the pane. With ``folded``, an event taller than ``FOLD_ROWS`` keeps its
     first ``FOLD_SHOWN`` rows, and the second value is about how many rows were left out; the
     work done is bounded by the rows shown, not by the size of the message.
     """
@@ -327,23 +327,45 @@ def layout_rows(
             source = body[: max(0, offset - 1)]
             hidden = total
     padded = Text(" " * pad) + source if pad else source
-    wrapped = padded.wrap(console, column, overflow="fold", no_wrap=False)
-    rows = list(wrapped)
+    # (indent, row): a URL wider than the body's column gets rows of its own from the left
+    # edge, so one that fits the pane's width is never split (issue 17: broken when copied).
+    rows: list[tuple[int, Text]] = []
+    start = 0
+    for match in _URL.finditer(padded.plain):
+        if len(match.group()) > column:
+            rows += _wrapped(padded[start : match.start()], column, hang, console, start > 0)
+            url = padded[match.start() : match.end()]
+            rows += [(0, url[i : i + width]) for i in range(0, len(url), width)]
+            start = match.end()
+    rows += _wrapped(padded[start:], column, hang, console, start > 0)
     if hidden:
         rows = rows[:FOLD_SHOWN]
         hidden = max(hidden - len(rows), 1)
     out: list[Text] = []
-    for i, row in enumerate(rows):
+    for i, (indent, row) in enumerate(rows):
         row.rstrip()
-        if i == 0:
+        if i == 0 and indent:
             first = head.copy()
             first.append_text(row[pad:] if pad else row)
             out.append(first)
-        else:
-            out.append(Text(" " * hang) + row)
+            continue
+        if i == 0:
+            out.append(head.copy())
+        out.append(Text(" " * indent) + row)
     if not out:
         out.append(head.copy())
     return out, hidden
+
+
+def _wrapped(
+    text: Text, column: int, hang: int, console: Console, after_url: bool
+) -> list[tuple[int, Text]]:
+    if after_url:
+        plain = text.plain
+        text = text[len(plain) - len(plain.lstrip(" ")) :]
+    if not text.plain.strip():
+        return []
+    return [(hang, row) for row in text.wrap(console, column, overflow="fold", no_wrap=False)]
 
 
 def render_plain(event: Mapping[str, Any], me: str = "") -> str | None:

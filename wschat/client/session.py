@@ -7,7 +7,9 @@ prompt_toolkit.
 
 Resuming: the session remembers the last message id it saw per room and the ``token`` of the
 last ``welcome``, and reconnects to ``?room=R&since=ID&resume=TOKEN``; a replayed message
-with an id it has already seen is dropped, so nothing is shown twice. Lines sent while
+with an id it has already seen is dropped, so nothing is shown twice. Going back to a room
+with ``/join`` asks the same way (``join`` with ``since``), and a first message whose id skips
+some says how many were missed. Lines sent while
 offline wait in a bounded queue and go out, in order, after the next ``welcome``; a line that
 does not fit, or is still queued when the session ends, comes back as an ``unsent`` notice.
 
@@ -63,6 +65,7 @@ from wschat.protocol import (
     decode_event,
     encode_command,
 )
+from wschat.ratelimit import TokenBucket
 from wschat.refusal import explain, one_line
 
 BACKOFF_INITIAL_S = 0.5
@@ -113,29 +116,6 @@ def backoff_delays(
     while True:
         yield nominal / 2 + rng() * nominal / 2
         nominal = min(nominal * factor, max_s)
-
-
-class TokenBucket:
-    """Pace sends: ``burst`` at once, then ``rate`` per second. ``clock`` is injectable."""
-
-    def __init__(
-        self, rate: float, burst: int, clock: Callable[[], float] = time.monotonic
-    ) -> None:
-        self.rate = rate
-        self.burst = float(burst)
-        self.tokens = float(burst)
-        self.clock = clock
-        self.stamp = clock()
-
-    def wait_s(self) -> float:
-        """Take one token if there is one and return 0, else return how long to wait."""
-        now = self.clock()
-        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
-        self.stamp = now
-        if self.tokens >= 1:
-            self.tokens -= 1
-            return 0.0
-        return (1 - self.tokens) / self.rate
 
 
 class State(StrEnum):
@@ -244,7 +224,7 @@ class ChatSession:
         self._cids = (f"{uuid.uuid4().hex[:12]}-{n}" for n in itertools.count(1))
         self._closing = False
         self._ws: ClientConnection | None = None
-        self._bucket = TokenBucket(config.send_rate_per_s, config.send_burst)
+        self._bucket = TokenBucket(config.send_rate_per_s, config.send_burst)  # one for all
 
     # --- what the UI calls -------------------------------------------------------------------
 
@@ -581,7 +561,7 @@ class ChatSession:
         await self._caught_up.wait()
         while True:
             while self._outbox:
-                delay = self._bucket.wait_s()
+                delay = self._bucket.wait_s(time.monotonic())
                 if delay > 0:
                     await asyncio.sleep(delay)
                     continue

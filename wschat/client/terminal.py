@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
+import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from io import StringIO
@@ -49,7 +51,7 @@ from rich.console import Console
 
 from wschat.client.commands import COMMANDS, HELP_TEXT, Action, UsageError, parse_line
 from wschat.client.pane import MessagePane, Scrollback
-from wschat.client.render import NameColours, render_event, wants_attention
+from wschat.client.render import NameColours, render_event, sanitize, wants_attention
 from wschat.client.session import ChatSession, State, describe, first_error, notice
 from wschat.errors import WschatError
 
@@ -113,6 +115,8 @@ class ChatCompleter(Completer):
         if before.startswith("/join "):
             return
         for name in sorted(self.names()):
+            if sanitize(name) != name:
+                continue  # not a valid name (a hostile server's): never shown, never offered
             if name.lower().startswith(word.lower()) and name != word:
                 yield Completion(name, -len(word))
 
@@ -137,14 +141,15 @@ def render_ansi(events: Sequence[dict[str, Any]], me: str, width: int) -> str:
 
 
 def print_unsent(session: ChatSession) -> int:
-    """Print an ``unsent:`` line for each line that never went out; return how many."""
+    """Print an ``unsent:`` line for each line that never went out; return how many.
+
+    Called once the screen is gone, so the lines stay in the terminal after the client.
+    """
     leftovers = session.unsent_notices()
     if leftovers:
-        console = Console(markup=False, emoji=False, highlight=False)
-        for event in leftovers:
-            text = render_event(event, session.name)
-            if text is not None:
-                console.print(text)
+        width = shutil.get_terminal_size().columns
+        sys.stdout.write(render_ansi(leftovers, session.name, width) + "\n")
+        sys.stdout.flush()
     return len(leftovers)
 
 
@@ -236,12 +241,12 @@ class ChatScreen:
             await asyncio.sleep(FRAME_S)  # let a burst gather into the next batch
 
     def _prompt(self) -> StyleAndTextTuples:
-        return [("bold", f"#{self.session.status.room}> ")]
+        return [("bold", f"#{sanitize(self.session.status.room)}> ")]
 
     def _status(self) -> StyleAndTextTuples:
         status = self.session.status
         style = "bg:ansiyellow fg:ansiblack" if status.state is State.RECONNECTING else ""
-        text = f" {self.session.name} · {status.describe()} "
+        text = f" {self.session.name} · {sanitize(status.describe())} "  # room: the server's
         parts: StyleAndTextTuples = [(style, text)]
         if self.scrollback.offset:
             below = f"{self.scrollback.unseen} new" if self.scrollback.unseen else "scrolled"
