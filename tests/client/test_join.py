@@ -396,7 +396,7 @@ def test_no_server_is_one_clear_line() -> None:
 )
 def test_bad_options_are_one_clear_line(args: list[str], message: str) -> None:
     out = run_join(*args)
-    assert out.returncode == 1
+    assert out.returncode == 2  # bad usage, as for every command
     assert out.stderr.startswith(message), out.stderr
     assert len(out.stderr.strip().splitlines()) == 1
 

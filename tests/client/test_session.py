@@ -72,7 +72,7 @@ def test_bad_url(url: str) -> None:
 
 @pytest.mark.parametrize("name", ["", "a b", "x" * 33, "evil\u202e"])
 def test_invalid_name_is_refused_before_connecting(name: str) -> None:
-    with pytest.raises(NameRejected):
+    with pytest.raises(ConfigError):  # bad usage (exit 2), not a server's refusal
         ChatSession(SessionConfig(url="ws://127.0.0.1:1", name=name))
 
 

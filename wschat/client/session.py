@@ -196,11 +196,11 @@ class ChatSession:
         try:
             self.name = check_name(config.name)
         except ProtocolError as exc:
-            raise NameRejected(f"invalid name {config.name!r}: {exc.detail}") from None
+            raise ConfigError(f"invalid name {config.name!r}: {exc.detail}") from None
         try:
             room = check_room(config.room.removeprefix("#"))
         except ProtocolError as exc:
-            raise NameRejected(f"invalid room {config.room!r}: {exc.detail}") from None
+            raise ConfigError(f"invalid room {config.room!r}: {exc.detail}") from None
         self.config = config
         self.base_url = normalise_base_url(config.url)
         self.events: asyncio.Queue[dict[str, Any]] = asyncio.Queue(EVENTS_QUEUED)
