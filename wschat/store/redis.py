@@ -61,6 +61,7 @@ from wschat.errors import Unavailable
 from wschat.store import Replay, StoredMessage
 
 OP_TTL_S = 600  # a repeat of a say (same sender and cid) within this returns the same id
+RANDOM_OP_TTL_S = 60  # a say without cid: its key only has to outlive its own settling
 APPEND_BUDGET_S = COMMAND_TIMEOUT_S  # an append that reaches Redis later than this is refused
 CLOCK_MARGIN_S = 1.0  # how far this node's estimate of Redis's clock may be off
 MAX_TRACKED_ROOMS = 10_000  # rooms whose last id this node remembers (oldest forgotten first)
@@ -175,10 +176,16 @@ class RedisStore:
     publishes = True  # append() also publishes the message to every node
 
     def __init__(
-        self, client: Client, cap: int, latency: Latency | None = None, wait: int = 0
+        self,
+        client: Client,
+        cap: int,
+        latency: Latency | None = None,
+        wait: int = 0,
+        cid_ttl_s: int = OP_TTL_S,
     ) -> None:
         self.client = client
         self.cap = cap
+        self.cid_ttl_s = cid_ttl_s  # --cid-ttl: how long a say's cid is remembered
         self.wait = wait  # replicas that must have a message before it is published
         self.under_replicated = 0  # messages published with fewer replicas than ``wait``
         # Delivers an envelope to this node's members only (``RedisBroker.deliver_here``).
@@ -209,7 +216,8 @@ class RedisStore:
             started = time.time()
             ops = _op_keys(room, sender, cid)
             args = [json.dumps(body), self.cap, "" if self.wait else EVENTS_CHANNEL]
-            args += [int(deadline), OP_TTL_S, *self._epoch_args(room)]
+            ttl = self.cid_ttl_s if cid is not None else RANDOM_OP_TTL_S
+            args += [int(deadline), ttl, *self._epoch_args(room)]
             try:
                 with self.latency.timing():
                     reply = await self._run_append([*_room_keys(room), *ops], args)
@@ -276,7 +284,7 @@ class RedisStore:
         while True:
             try:
                 with self.latency.timing():
-                    done, now = await self._check(keys=ops, args=[OP_TTL_S])
+                    done, now = await self._check(keys=ops, args=[RANDOM_OP_TTL_S])
             except REDIS_DOWN:
                 # Unreachable: once past the deadline by our clock (with a margin), nothing
                 # will store it any more, since the script checks it by Redis's clock.
