@@ -81,12 +81,13 @@ async def test_chat_across_two_nodes_on_a_redis_cluster(
     rooms = [f"room{i}" for i in range(4)]
     async with asyncio.timeout(40):
         pairs = []
-        epochs = []
+        epochs, tokens = [], []
         for room in rooms:
             al = Talker((await connect(a, f"al-{room}", room=room))[0], f"al-{room}")
             bo_ws, welcome = await connect(b, f"bo-{room}", room=room)
             assert welcome["members"] == [f"al-{room}", f"bo-{room}"]
             epochs.append(welcome["epoch"])
+            tokens.append(welcome["token"])
             pairs.append((al, Talker(bo_ws, f"bo-{room}")))
         for al, bo in pairs:
             await al.say_until_acked("one", "1")
@@ -102,7 +103,9 @@ async def test_chat_across_two_nodes_on_a_redis_cluster(
         # A resume on the other node replays exactly what followed, in the same epoch.
         al, bo = pairs[0]
         await bo.close()
-        ws, welcome = await connect(a, bo.name, room=rooms[0], since=1, epoch=epochs[0])
+        ws, welcome = await connect(
+            a, bo.name, room=rooms[0], since=1, epoch=epochs[0], resume=tokens[0]
+        )
         assert (welcome["gap"], welcome["replay"]) == (False, 1)
         assert (await next_of(ws, "message"))["text"] == "two"
         await ws.close()
