@@ -427,6 +427,16 @@ def serve(
             "(Redis WAIT, up to 1.5 s), so a failover keeps it. 0: do not wait.",
         ),
     ] = _SERVE.redis_wait,
+    cid_ttl: Annotated[
+        int,
+        typer.Option(
+            envvar="WSCHAT_CID_TTL",
+            min=60,
+            max=86_400,
+            help="With Redis: seconds a say's cid is remembered, so that the same say sent "
+            "again (a retry) is not stored twice. One small key per message in Redis.",
+        ),
+    ] = _SERVE.cid_ttl_s,
 ) -> None:
     """Run the chat server (echo at /ws, chat at /ws/{client_id}, a page at /)."""
     from wschat.server.chat.engine import is_redis
@@ -475,6 +485,7 @@ def serve(
         broker=broker,
         node_ttl_s=node_ttl,
         redis_wait=redis_wait,
+        cid_ttl_s=cid_ttl,
     )
     with _exit_codes():
         try:

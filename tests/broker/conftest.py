@@ -170,7 +170,7 @@ def volatile_redis(tmp_path: Path) -> Iterator[RedisServer]:
 
 class Sentinels:
     """A master, one replica and three sentinels watching them as ``mymaster``, all on free
-    ports, with short timeouts (a dead master is failed over within about a second)."""
+    ports, with short timeouts (a dead master is failed over within about two seconds)."""
 
     def __init__(self, directory: Path) -> None:
         self.master = RedisServer(directory / "master")
@@ -194,7 +194,7 @@ class Sentinels:
                 f"port {sentinel.port}\nbind 127.0.0.1\nprotected-mode no\n"
                 f"dir {sentinel.directory}\n"
                 f"sentinel monitor mymaster 127.0.0.1 {self.master.port} 2\n"
-                "sentinel down-after-milliseconds mymaster 400\n"
+                "sentinel down-after-milliseconds mymaster 1000\n"
                 "sentinel failover-timeout mymaster 2000\n"
             )
             sentinel.start_with([str(conf), "--sentinel", "--loglevel", "warning"])
@@ -203,6 +203,19 @@ class Sentinels:
         """Return the master's port as the first sentinel sees it now."""
         reply = self.sentinels[0].command(b"SENTINEL get-master-addr-by-name mymaster")
         return int(reply.split(b"\r\n")[4])  # *2, $9, 127.0.0.1, $5, PORT
+
+    def switches(self) -> int:
+        """Return how many failovers the first sentinel has made."""
+        log = (self.sentinels[0].directory / "redis.log").read_text(errors="replace")
+        return log.count("+switch-master")
+
+    def settled(self) -> bool:
+        """Return whether the master the sentinels name has the other server as replica."""
+        master = self.master_port()
+        other = self.replica if master == self.master.port else self.master
+        return "role:slave" in other.info("replication") and f"master_port:{master}" in (
+            other.info("replication")
+        )
 
     def stop(self) -> None:
         for server in (*self.sentinels, self.replica, self.master):
@@ -219,3 +232,55 @@ def sentinels(tmp_path: Path) -> Iterator[Sentinels]:
         yield setup
     finally:
         setup.stop()
+
+
+class RedisCluster:
+    """Three masters on free ports joined into one Redis Cluster (no replicas)."""
+
+    def __init__(self, directory: Path) -> None:
+        self.masters = [RedisServer(directory / f"node{i}") for i in range(3)]
+        for master in self.masters:
+            bus = str(free_port())  # not PORT + 10000, which may be past 65535 or taken
+            master.extra = ("--cluster-enabled", "yes", "--cluster-port", bus)
+            master.extra += ("--cluster-node-timeout", "2000")
+
+    def url(self, *which: int) -> str:
+        """Return a ``redis+cluster://`` URL naming the masters ``which`` (all by default)."""
+        chosen = [self.masters[i] for i in which] if which else self.masters
+        return "redis+cluster://" + ",".join(f"127.0.0.1:{m.port}" for m in chosen)
+
+    def start(self) -> None:
+        for master in self.masters:
+            master.directory.mkdir()
+            master.start()
+        assert REDIS_SERVER is not None
+        cli = str(Path(REDIS_SERVER).with_name("redis-cli"))
+        addresses = [f"127.0.0.1:{m.port}" for m in self.masters]
+        subprocess.run(
+            [cli, "--cluster", "create", *addresses, "--cluster-yes"],
+            check=True,
+            capture_output=True,
+            timeout=30,
+        )
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            if all(b"cluster_state:ok" in m.command(b"CLUSTER INFO") for m in self.masters):
+                return
+            time.sleep(0.1)
+        raise RuntimeError("the Redis Cluster did not come up")
+
+    def stop(self) -> None:
+        for master in self.masters:
+            master.kill()
+
+
+@pytest.fixture
+def redis_cluster(tmp_path: Path) -> Iterator[RedisCluster]:
+    """A 3-master Redis Cluster (see ``RedisCluster``), stopped after the test."""
+    need_redis()
+    cluster = RedisCluster(tmp_path)
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()

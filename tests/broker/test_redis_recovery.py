@@ -47,7 +47,7 @@ async def test_a_stalled_redis_neither_doubles_nor_refuses_what_it_stored(
             ends = time.monotonic() + stall_s
             try:
                 await wait_until(
-                    lambda: get_json(node.http + "/healthz")["status"] == "degraded", within=3
+                    lambda: get_json(node.http + "/healthz")["status"] == "degraded", within=4
                 )
                 degraded.append(get_json(node.http + "/healthz")["broker"]["state"])
                 await asyncio.sleep(ends - time.monotonic())

@@ -25,14 +25,23 @@ from typing import Any
 
 import redis.asyncio as aioredis
 import redis.exceptions
+from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from wschat.broker import Deliver, Envelope, redact
-from wschat.broker.sentinel import is_sentinel, parse_sentinel_url
+from wschat.broker.redisurl import (
+    is_cluster,
+    is_sentinel,
+    parse_cluster_url,
+    parse_sentinel_url,
+)
 from wschat.errors import Unavailable
 
 log = logging.getLogger("wschat.broker")
+
+# What ``connect`` returns: one Redis (perhaps found through Sentinel), or a Redis Cluster.
+Client = aioredis.Redis | RedisCluster
 
 KEY_PREFIX = "wschat:"
 EVENTS_CHANNEL = KEY_PREFIX + "events"
@@ -96,13 +105,14 @@ class Latency:
         return any(now - t > SLOW_AFTER_S for t in self._started.values())
 
 
-def connect(url: str, retries: int = 1) -> aioredis.Redis:
+def connect(url: str, retries: int = 1) -> Client:
     """Return an asyncio client for ``url`` whose commands fail fast while Redis is away.
 
     One retry on a fresh connection covers a pooled socket that died with a Redis restart;
     beyond that the caller gets the error (see ``REDIS_DOWN``) and decides. A
-    ``redis+sentinel://`` URL (``wschat.broker.sentinel``) gives a client of the current
-    master, which follows a failover; close it with ``close_client``.
+    ``redis+sentinel://`` URL (``wschat.broker.redisurl``) gives a client of the current
+    master, which follows a failover; a ``redis+cluster://`` one a Redis Cluster client.
+    Close it with ``close_client``.
     """
     options: dict[str, Any] = {
         "decode_responses": True,
@@ -126,6 +136,18 @@ def connect(url: str, retries: int = 1) -> aioredis.Redis:
         master: aioredis.Redis = sentinel.master_for(where.master, **options, **where.data_kwargs())
         _sentinels[id(master)] = sentinel.sentinels
         return master
+    if is_cluster(url):
+        nodes = parse_cluster_url(url)
+        return RedisCluster(
+            startup_nodes=[ClusterNode(host, port) for host, port in nodes.nodes],
+            username=nodes.username,
+            password=nodes.password,
+            decode_responses=True,
+            socket_connect_timeout=CONNECT_TIMEOUT_S,
+            socket_timeout=COMMAND_TIMEOUT_S,
+            retry=Retry(NoBackoff(), retries),
+            health_check_interval=0,
+        )
     pool = aioredis.BlockingConnectionPool.from_url(
         url, max_connections=POOL_CONNECTIONS, timeout=COMMAND_TIMEOUT_S, **options
     )
@@ -137,7 +159,7 @@ def connect(url: str, retries: int = 1) -> aioredis.Redis:
 _sentinels: dict[int, list[aioredis.Redis]] = {}
 
 
-async def close_client(client: aioredis.Redis) -> None:
+async def close_client(client: Client) -> None:
     """Close a client made by ``connect``, and its connections to the sentinels if any."""
     await client.aclose()
     for sentinel in _sentinels.pop(id(client), []):
@@ -152,14 +174,29 @@ def check_reachable(url: str, timeout_s: float = CONNECT_TIMEOUT_S) -> None:
     timeouts = {"socket_connect_timeout": timeout_s, "socket_timeout": timeout_s}
     sentinels: list[syncredis.Redis] = []
     try:
+        client: syncredis.Redis | syncredis.RedisCluster
         if is_sentinel(url):
             where = parse_sentinel_url(url)
             sentinel = Sentinel(  # type: ignore[no-untyped-call]
                 where.sentinels, sentinel_kwargs={**timeouts, **where.sentinel_kwargs()}
             )
             sentinels = sentinel.sentinels
-            client: syncredis.Redis = sentinel.master_for(  # type: ignore[no-untyped-call]
+            client = sentinel.master_for(  # type: ignore[no-untyped-call]
                 where.master, **timeouts, **where.data_kwargs()
+            )
+        elif is_cluster(url):
+            from redis.cluster import ClusterNode as SyncNode
+
+            nodes = parse_cluster_url(url)
+            client = syncredis.RedisCluster(
+                startup_nodes=[
+                    SyncNode(host, port)  # type: ignore[no-untyped-call]
+                    for host, port in nodes.nodes
+                ],
+                username=nodes.username,
+                password=nodes.password,
+                socket_connect_timeout=timeout_s,
+                socket_timeout=timeout_s,
             )
         else:
             client = syncredis.Redis.from_url(url, **timeouts)
@@ -183,7 +220,7 @@ class RedisBroker:
 
     name = "redis"
 
-    def __init__(self, client: aioredis.Redis, url: str) -> None:
+    def __init__(self, client: Client, url: str) -> None:
         self.client = client
         self.url = url
         self.on_resubscribed: Callable[[], None] | None = None
@@ -219,6 +256,12 @@ class RedisBroker:
         except REDIS_DOWN as exc:
             raise Unavailable(f"redis broker unavailable: {exc}") from None
 
+    def deliver_here(self, envelope: Envelope) -> None:
+        """Deliver ``envelope`` to this process only, as if it had come from Redis (for a
+        message stored but not published: see ``RedisStore``)."""
+        if self._deliver is not None:
+            self._deliver(envelope)
+
     def state(self) -> str:
         """``ok``, ``degraded`` (subscribed, but commands are slow or timing out),
         ``connecting`` or ``down``."""
@@ -239,8 +282,9 @@ class RedisBroker:
     async def _listen(self) -> None:
         delay = BACKOFF_MIN_S
         while True:
-            pubsub = self._subscriber.pubsub()
+            pubsub: Any = None
             try:
+                pubsub = await self._pubsub()
                 await pubsub.subscribe(EVENTS_CHANNEL)
                 await self._confirmed(pubsub)
                 self._state = "ok"
@@ -255,15 +299,23 @@ class RedisBroker:
                     message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
                     if message is not None and message.get("type") == "message":
                         self._dispatch(message["data"])
-            except (*REDIS_DOWN, TimeoutError) as exc:
+            except (*REDIS_DOWN, TimeoutError, redis.exceptions.RedisClusterException) as exc:
                 if self._state == "ok":
                     log.warning("lost the Redis subscription (%s); reconnecting", exc)
                 self._state = "down"
             finally:
-                with contextlib.suppress(*REDIS_DOWN, redis.exceptions.RedisError):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+                if pubsub is not None:
+                    with contextlib.suppress(*REDIS_DOWN, redis.exceptions.RedisError):
+                        await pubsub.aclose()
             await asyncio.sleep(delay)
             delay = min(BACKOFF_MAX_S, delay * 2)
+
+    async def _pubsub(self) -> Any:
+        """Return a new pub/sub of the subscriber client. On a Redis Cluster, (re)learn the
+        cluster's nodes first: classic pub/sub reaches every node, whichever one we ask."""
+        if isinstance(self._subscriber, RedisCluster):
+            await self._subscriber.initialize()
+        return self._subscriber.pubsub()
 
     @staticmethod
     async def _confirmed(pubsub: Any) -> None:

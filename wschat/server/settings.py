@@ -55,3 +55,4 @@ class ServerSettings:
     broker: str = "memory"  # or redis://HOST:PORT/DB: many processes act as one server
     node_ttl_s: float = 10.0  # Redis: a dead node's users leave everyone's presence this soon
     redis_wait: int = 0  # Redis: replicas that must have a message before it is acknowledged
+    cid_ttl_s: int = 600  # Redis: a say's cid is remembered this long (a repeat is not stored)

@@ -44,16 +44,24 @@ import json
 import logging
 import secrets
 import time
+from collections.abc import Callable
 from typing import Any
 
-import redis.asyncio as aioredis
 import redis.exceptions
 
-from wschat.broker.redis import COMMAND_TIMEOUT_S, EVENTS_CHANNEL, REDIS_DOWN, Latency, room_key
+from wschat.broker.redis import (
+    COMMAND_TIMEOUT_S,
+    EVENTS_CHANNEL,
+    REDIS_DOWN,
+    Client,
+    Latency,
+    room_key,
+)
 from wschat.errors import Unavailable
 from wschat.store import Replay, StoredMessage
 
 OP_TTL_S = 600  # a repeat of a say (same sender and cid) within this returns the same id
+RANDOM_OP_TTL_S = 60  # a say without cid: its key only has to outlive its own settling
 APPEND_BUDGET_S = COMMAND_TIMEOUT_S  # an append that reaches Redis later than this is refused
 CLOCK_MARGIN_S = 1.0  # how far this node's estimate of Redis's clock may be off
 MAX_TRACKED_ROOMS = 10_000  # rooms whose last id this node remembers (oldest forgotten first)
@@ -168,12 +176,20 @@ class RedisStore:
     publishes = True  # append() also publishes the message to every node
 
     def __init__(
-        self, client: aioredis.Redis, cap: int, latency: Latency | None = None, wait: int = 0
+        self,
+        client: Client,
+        cap: int,
+        latency: Latency | None = None,
+        wait: int = 0,
+        cid_ttl_s: int = OP_TTL_S,
     ) -> None:
         self.client = client
         self.cap = cap
+        self.cid_ttl_s = cid_ttl_s  # --cid-ttl: how long a say's cid is remembered
         self.wait = wait  # replicas that must have a message before it is published
         self.under_replicated = 0  # messages published with fewer replicas than ``wait``
+        # Delivers an envelope to this node's members only (``RedisBroker.deliver_here``).
+        self.deliver_here: Callable[[dict[str, Any]], None] | None = None
         self.latency = latency or Latency()
         self._append = client.register_script(_APPEND)
         self._check = client.register_script(_CHECK)
@@ -200,7 +216,8 @@ class RedisStore:
             started = time.time()
             ops = _op_keys(room, sender, cid)
             args = [json.dumps(body), self.cap, "" if self.wait else EVENTS_CHANNEL]
-            args += [int(deadline), OP_TTL_S, *self._epoch_args(room)]
+            ttl = self.cid_ttl_s if cid is not None else RANDOM_OP_TTL_S
+            args += [int(deadline), ttl, *self._epoch_args(room)]
             try:
                 with self.latency.timing():
                     reply = await self._run_append([*_room_keys(room), *ops], args)
@@ -232,9 +249,14 @@ class RedisStore:
             reply: list[Any] = await self._append(keys=keys, args=args)
             return reply
         pipe = self.client.pipeline(transaction=False)
-        await self._append(keys=keys, args=args, client=pipe)
+        await self._append(keys=keys, args=args, client=pipe)  # type: ignore[arg-type]
         pipe.execute_command("WAIT", self.wait, WAIT_MS)
-        reply, replicas = await pipe.execute()
+        reply, replicas = await pipe.execute(raise_on_error=False)
+        for result in (reply, replicas):
+            if isinstance(result, redis.exceptions.ResponseError):
+                # The master was demoted under us (READONLY, or WAIT on a replica): what the
+                # script wrote there may be wiped. The caller settles it on the new master.
+                raise redis.exceptions.ConnectionError(f"master lost mid-append: {result}")
         if reply[0] == "new" and int(replicas) < self.wait:
             self.under_replicated += 1
             log.warning(
@@ -244,12 +266,16 @@ class RedisStore:
 
     async def _publish(self, stored: StoredMessage, body: dict[str, Any]) -> None:
         """With ``wait``: publish what the script stored (it did not), once replicated. If
-        Redis is lost now, the nodes' resubscription repair delivers it from the stream."""
-        head = {"id": stored.id, "epoch": stored.epoch, "base": stored.base}
+        Redis is lost just now, deliver it on this node (``deliver_here``: the sender is
+        acknowledged); the other nodes read it from the stream at their next gap or
+        resubscription."""
+        envelope = {"id": stored.id, "epoch": stored.epoch, "base": stored.base, **body}
         try:
-            await self.client.publish(EVENTS_CHANNEL, json.dumps({**head, **body}))
+            await self.client.publish(EVENTS_CHANNEL, json.dumps(envelope))
         except REDIS_DOWN as exc:
             log.warning("message %s/%d stored but not published: %s", stored.room, stored.id, exc)
+            if self.deliver_here is not None:
+                self.deliver_here(envelope)
 
     async def _settle(self, ops: list[str], deadline: float, exc: BaseException) -> list[Any]:
         """After an append failed in flight, find out whether it was stored and make sure it
@@ -258,7 +284,7 @@ class RedisStore:
         while True:
             try:
                 with self.latency.timing():
-                    done, now = await self._check(keys=ops, args=[OP_TTL_S])
+                    done, now = await self._check(keys=ops, args=[RANDOM_OP_TTL_S])
             except REDIS_DOWN:
                 # Unreachable: once past the deadline by our clock (with a margin), nothing
                 # will store it any more, since the script checks it by Redis's clock.

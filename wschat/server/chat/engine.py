@@ -3,7 +3,8 @@
 ``--broker memory`` (the default) keeps everything in this process, with history in SQLite.
 ``--broker redis://HOST:PORT/DB`` puts history, names, members and fan-out in Redis, so any
 number of processes behind a load balancer act as one server (issue 6);
-``redis+sentinel://...`` follows a Sentinel-managed master (``wschat.broker.sentinel``).
+``redis+sentinel://...`` follows a Sentinel-managed master and ``redis+cluster://...`` uses
+a Redis Cluster (``wschat.broker.redisurl``).
 
 Part of the chat layer: imports the service, the cluster, the brokers and the stores (the
 Redis ones only when asked); no socket type.
@@ -17,7 +18,7 @@ from wschat.server.chat.service import ChatService
 from wschat.server.conn.hub import Hub
 from wschat.server.settings import ServerSettings
 
-REDIS_SCHEMES = ("redis://", "rediss://", "unix://", "redis+sentinel://")
+REDIS_SCHEMES = ("redis://", "rediss://", "unix://", "redis+sentinel://", "redis+cluster://")
 
 
 def is_redis(broker: str) -> bool:
@@ -47,10 +48,17 @@ def build_chat(hub: Hub, settings: ServerSettings) -> ChatService:
     from wschat.server.chat.registry import RedisRegistry
     from wschat.store.redis import RedisStore
 
+    if settings.redis_wait and settings.broker.startswith("redis+cluster://"):
+        raise ConfigError(
+            "--redis-wait is not available with redis+cluster:// (see docs/scaling.md)"
+        )
     client = connect(settings.broker)
     broker = RedisBroker(client, settings.broker)
-    store = RedisStore(client, settings.history_size, broker.latency, settings.redis_wait)
+    store = RedisStore(
+        client, settings.history_size, broker.latency, settings.redis_wait, settings.cid_ttl_s
+    )
     broker.on_envelope = store.seen
+    store.deliver_here = broker.deliver_here
     registry = RedisRegistry(client, node_id(), settings.node_ttl_s)
     cluster = Cluster(registry, broker, store, settings.node_ttl_s)
     return ChatService(hub, store, broker, settings, cluster)

@@ -109,8 +109,11 @@ class Fanout:
         """Note that ``room``'s sequence is of ``epoch``; return False if that epoch was
         already replaced by a newer one here (only the newest one is live)."""
         if not epoch:
-            return True  # the store has no epochs (SQLite: ids never restart)
-        seen = self._epochs.pop(room, None)  # re-inserted last: oldest-used first
+            return True  # the store has no epochs
+        seen = self._epochs.get(room)
+        if seen is not None and seen[-1] == epoch:
+            return True  # the hot path: the room's current epoch
+        seen = self._epochs.pop(room, None)  # re-inserted last: oldest changed first
         if seen is None:
             seen = [epoch]
         elif seen[-1] != epoch:

@@ -1,21 +1,21 @@
 """The shared name and presence registry in Redis: who holds which name, in which room.
 
-Each held name is a hash ``wschat:name:NAME`` (owning node, resume token, room, whether it
+Each held name is a hash ``wschat:{registry}:name:NAME`` (owning node, resume token, room, whether it
 may be reclaimed) that expires ``ttl`` after its node's last heartbeat; each room is a
-sorted set ``wschat:room:ROOM`` of names scored by the same expiry (milliseconds, Redis's
+sorted set ``wschat:{registry}:room:ROOM`` of names scored by the same expiry (milliseconds, Redis's
 own clock via TIME, so node clocks do not matter). Each of a held name's look-alike keys
 (``names.confusable_keys``, the very keys a single process indexes by) is a string
-``wschat:look:KEY`` naming its holder, with the same expiry: a name whose key is held by
+``wschat:{registry}:look:KEY`` naming its holder, with the same expiry: a name whose key is held by
 another live name is refused as its look-alike (issue 15), whichever node holds it. A node that dies stops refreshing: its
 names become free and drop out of every member list within ``ttl``. Every change is one Lua
-script, so a name is never held by two nodes. One Redis only: the scripts build key names,
-which Redis Cluster would not allow.
+script, so a name is never held by two nodes. The scripts build key names, so every key
+shares the hash tag ``{registry}``: on a Redis Cluster they all live on one slot.
 
 It is the ``Cluster``'s (``chat.cluster``) and lives beside it: it is not a broker. Imports
 redis-py, ``wschat.broker.redis`` (the key prefix) and the core; commands that cannot reach
 Redis raise ``Unavailable``.
 
-DMs for a name in its presence grace wait in a list ``wschat:dms:NAME`` until the name is
+DMs for a name in its presence grace wait in a list ``wschat:{registry}:dms:NAME`` until the name is
 resumed on any node (``keep_dm``/``take_dms``), expiring with the grace.
 """
 
@@ -24,12 +24,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import redis.asyncio as aioredis
-
-from wschat.broker.redis import KEY_PREFIX, REDIS_DOWN
+from wschat.broker.redis import KEY_PREFIX, REDIS_DOWN, Client
 from wschat.errors import Unavailable
 from wschat.names import confusable_keys
 from wschat.rooms import Holder
+
+# Every registry key shares one Redis Cluster hash tag: the scripts build key names (a name's
+# look-alike keys, a room's set), so all of them must live on one slot (issue 14).
+REGISTRY = KEY_PREFIX + "{registry}:"
+ROUTE = REGISTRY + "route"  # never written: where a script without keys is sent
 
 _NOW = """
 local t = redis.call('TIME')
@@ -180,7 +183,7 @@ class ClaimOutcome:
 class RedisRegistry:
     """Names and room membership shared by every node of one Redis."""
 
-    def __init__(self, client: aioredis.Redis, node: str, ttl_s: float) -> None:
+    def __init__(self, client: Client, node: str, ttl_s: float) -> None:
         self.client = client
         self.node = node
         self.ttl_ms = max(1, round(ttl_s * 1000))
@@ -203,7 +206,7 @@ class RedisRegistry:
             self._claim,
             [],
             [
-                KEY_PREFIX,
+                REGISTRY,
                 self.node,
                 self.ttl_ms,
                 holder.name,
@@ -224,7 +227,7 @@ class RedisRegistry:
         """Extend this node's names by ``ttl`` (and record their rooms); return lost names."""
         lost: list[str] = []
         for start in range(0, len(holders), REFRESH_BATCH):
-            args: list[Any] = [KEY_PREFIX, self.node, self.ttl_ms]
+            args: list[Any] = [REGISTRY, self.node, self.ttl_ms]
             for h in holders[start : start + REFRESH_BATCH]:
                 args += [h.name, h.token, h.room, "1" if h.reclaimable else "0", _looks(h.name)]
             lost += await self._run(self._refresh, [], args)
@@ -232,37 +235,38 @@ class RedisRegistry:
 
     async def release(self, name: str) -> None:
         """Free ``name`` if this node holds it."""
-        await self._run(self._release, [], [KEY_PREFIX, self.node, name, _looks(name)])
+        await self._run(self._release, [], [REGISTRY, self.node, name, _looks(name)])
 
     async def members(self, rooms: list[str]) -> dict[str, set[str]]:
         """Return the live names of each room in ``rooms``."""
         if not rooms:
             return {}
-        reply = await self._run(self._members, [f"{KEY_PREFIX}room:{r}" for r in rooms], [])
+        reply = await self._run(self._members, [f"{REGISTRY}room:{r}" for r in rooms], [])
         return {room: set(names) for room, names in zip(rooms, reply, strict=True)}
 
     async def holds(self, name: str) -> bool:
         """Return whether any node holds ``name``."""
         try:
-            return bool(await self.client.exists(f"{KEY_PREFIX}name:{name}"))
+            return bool(await self.client.exists(f"{REGISTRY}name:{name}"))
         except REDIS_DOWN as exc:
             raise Unavailable(f"redis registry unavailable: {exc}") from None
 
     async def keep_dm(self, name: str, dm: str, most: int, ttl_s: float) -> int:
         """Keep ``dm`` (JSON) for ``name``'s resume if this node holds it and fewer than ``most``
         are kept; return 1 kept, 0 not held here, -1 full. The list expires after ``ttl_s``."""
-        keys = [f"{KEY_PREFIX}name:{name}", f"{KEY_PREFIX}dms:{name}"]
+        keys = [f"{REGISTRY}name:{name}", f"{REGISTRY}dms:{name}"]
         ttl_ms = max(1, round(ttl_s * 1000))
         return int(await self._run(self._keep_dm, keys, [self.node, dm, most, ttl_ms]))
 
     async def take_dms(self, name: str) -> list[str]:
         """Return the DMs kept for ``name`` (JSON, oldest first) and forget them."""
-        reply = await self._run(self._take_dms, [f"{KEY_PREFIX}dms:{name}"], [])
+        reply = await self._run(self._take_dms, [f"{REGISTRY}dms:{name}"], [])
         return [str(item) for item in reply]
 
     async def _run(self, script: Any, keys: list[str], args: list[Any]) -> Any:
         try:
-            return await script(keys=keys, args=args)
+            # A script that names no key still names one, for Redis Cluster to route it.
+            return await script(keys=keys or [ROUTE], args=args)
         except REDIS_DOWN as exc:
             raise Unavailable(f"redis registry unavailable: {exc}") from None
 
