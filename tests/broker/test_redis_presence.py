@@ -67,6 +67,7 @@ async def test_presence_events_follow_who_across_arrivals_and_a_drain(
     server_factory, redis_server: RedisServer
 ) -> None:  # type: ignore[no-untyped-def]
     args = ("--broker", redis_server.url, "--node-ttl", "1.5", "--presence-grace", "3")
+    args += ("--drain-seconds", "0.2")
     nodes: list[Server] = [server_factory(*args) for _ in range(3)]
     async with asyncio.timeout(40):
         # 7 arrivals per node, all at once: the registry is read while others are arriving.

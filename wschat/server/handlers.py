@@ -243,7 +243,8 @@ class ChatEndpoint:
         """Claim ``conn``'s name; None (the socket closed 1013) if it cannot be confirmed now."""
         try:
             return await self.chat.claim(conn, token, shared=_signed_in(websocket, conn.name))
-        except Unavailable:
+        except Unavailable as exc:
+            log.warning("name %r not confirmed: %s", conn.name, exc)
             await _refuse(websocket, CloseCode.TRY_AGAIN_LATER, UNCONFIRMED_NAME)
             return None
 

@@ -47,6 +47,9 @@ log = logging.getLogger("wschat.cluster")
 REPAIR_DELAY_S = 0.2  # a missing id usually arrives within this; then no store read is needed
 REPAIR_ROUNDS = 5  # bounded: more gaps after this many reads wait for the next trigger
 MAX_BACKGROUND_TASKS = 10_000  # fire-and-forget registry writes in flight before we drop some
+# Background registry writes running at once: a mass disconnect queues its releases instead of
+# taking every pooled Redis connection (redis-py's pool holds 100) from claims and replays.
+BACKGROUND_WRITERS = 16
 DM_ANSWER_S = 2.0  # a DM to a name held on another node waits this long for that node's answer
 
 
@@ -112,6 +115,7 @@ class Cluster:
         self._wake = asyncio.Event()
         self._answers: dict[str, asyncio.Future[str]] = {}  # DM request id -> its answer
         self._keeping: dict[str, set[asyncio.Task[int]]] = {}  # name -> DM writes in flight
+        self._writers = asyncio.Semaphore(BACKGROUND_WRITERS)
 
     @property
     def host(self) -> ClusterHost:
@@ -408,16 +412,23 @@ class Cluster:
                 log.debug("presence not published: %s", exc)  # heartbeats reconcile it
 
     def _spawn(self, coro: Coroutine[Any, Any, Any], *, limit: bool = True) -> None:
+        """Run ``coro`` in the background; ``limit``: a registry write, bounded in number
+        (``MAX_BACKGROUND_TASKS``) and in concurrency (``BACKGROUND_WRITERS``)."""
         if limit and len(self._tasks) >= MAX_BACKGROUND_TASKS:
             coro.close()  # Redis is far behind: the next heartbeat re-syncs the registry
             return
-        task = asyncio.get_running_loop().create_task(self._quietly(coro))
+        slots = self._writers if limit else None
+        task = asyncio.get_running_loop().create_task(self._quietly(coro, slots))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
     @staticmethod
-    async def _quietly(coro: Coroutine[Any, Any, Any]) -> None:
+    async def _quietly(coro: Coroutine[Any, Any, Any], slots: asyncio.Semaphore | None) -> None:
         try:
-            await coro
+            if slots is None:
+                await coro
+            else:
+                async with slots:
+                    await coro
         except Unavailable as exc:
             log.debug("background write skipped: %s", exc)
