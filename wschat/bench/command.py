@@ -12,7 +12,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from wschat.bench.processes import run_processes, target_address
+from wschat.bench.processes import check_memory, run_processes, target_address
 from wschat.bench.report import (
     FAIL_IF_EXIT,
     document,
@@ -65,6 +65,7 @@ def bench(
         err.print(f"running {config.n} connections in {processes} processes ...")
         result = run_processes(config, processes, target_address(config.url))
     else:
+        check_memory(config.n)
         with live(err) as update:
             with asyncio.Runner(loop_factory=loop_factory()) as runner:
                 result = runner.run(run_bench(config, update))
