@@ -88,6 +88,8 @@ def child_configs(config: BenchConfig, processes: int) -> list[BenchConfig]:
                     "n": n,
                     "senders": max(1, s),
                     "source_offset": offset,
+                    # handshakes in flight: the whole run's, shared, as in one process
+                    "concurrency": max(1, config.concurrency // processes),
                 }
             )
         )
@@ -143,7 +145,8 @@ def child_args(config: BenchConfig, json_path: Path) -> list[str]:
         "--senders", str(config.senders), "--ramp", repr(config.ramp_s),
         "--connect-timeout", repr(config.connect_timeout_s),
         "--drain-timeout", repr(config.drain_timeout_s),
-        "--source-offset", str(config.source_offset), "--json", str(json_path),
+        "--source-offset", str(config.source_offset),
+        "--concurrency", str(config.concurrency), "--json", str(json_path),
         "--no-progress", "--histograms",
     ]  # fmt: skip
     if config.room is not None:
