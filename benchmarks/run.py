@@ -23,6 +23,7 @@ count and time, and everything binds 127.0.0.1 only.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
@@ -40,6 +41,7 @@ from statistics import median
 from typing import Any
 
 import psutil
+import scale
 from floor import measure_floor
 
 HERE = Path(__file__).resolve().parent
@@ -73,6 +75,85 @@ SMOKE = Sizes(
     repeats=1,
 )
 NODE_DIR = HERE / "node"
+SCALE_MARK = "<!-- scale rows -->"
+
+
+@dataclass
+class ScaleSizes:
+    fd_limit: int | None = None  # one process: None = the limit it inherits (ulimit -Hn)
+    one_messages: int = 100
+    one_rate: float = 1.0
+    machine_n: int = 60_000
+    workers: int = 4
+    processes: int = 4
+    machine_messages: int = 20
+    machine_rate: float = 0.5
+
+
+SCALE_SMOKE = ScaleSizes(
+    fd_limit=160,
+    one_messages=3,
+    one_rate=5,
+    machine_n=60,
+    workers=2,
+    processes=2,
+    machine_messages=3,
+    machine_rate=5,
+)
+
+
+def measure_scale(sizes: Sizes) -> dict[str, Any]:
+    """Run ``scale.py``'s two measurements (tiny ones with ``--smoke``)."""
+    s = SCALE_SMOKE if sizes.idle_n == SMOKE.idle_n else ScaleSizes()
+    with tempfile.TemporaryDirectory() as tmp:
+        print("measuring one process at its descriptor limit ...", file=sys.stderr, flush=True)
+        one = scale.one_process(Path(tmp), s.fd_limit, s.one_messages, s.one_rate)
+        print(json.dumps(one), file=sys.stderr, flush=True)
+        print(f"measuring {s.machine_n:,} connections on one machine ...", file=sys.stderr)
+        machine = scale.machine(
+            Path(tmp), s.machine_n, s.workers, s.processes, s.machine_messages, s.machine_rate
+        )
+        print(json.dumps(machine), file=sys.stderr, flush=True)
+    return {"one": one, "machine": machine, "sizes": s}
+
+
+def render_scale(rows: dict[str, Any], sizes: Sizes) -> str:
+    """Return the scale table: one process at its descriptor limit; N workers on one machine."""
+    if not rows:
+        return "Scale rows: not measured in this run (--no-scale)."
+    one, machine, s = rows["one"], rows["machine"], rows["sizes"]
+    head = (
+        "| scale | connections held (of attempted) | failed | fan-out lost (of expected) | "
+        "RSS | RSS per connection | time to connect all | connects/s | server CPU per connect |"
+    )
+    lines = [
+        "**Scale** (`benchmarks/scale.py`, run by `run.py`; server CPU and RSS summed over the "
+        "server's processes, sampled from outside):",
+        "",
+        head,
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for title, row in (
+        (
+            f"one `wschat serve` process at its descriptor limit ({one['fd_limit']:,}: it "
+            f"said it accepts {one['capacity']:,}), one bench process, "
+            f"{s.one_messages} messages to all in one room",
+            one,
+        ),
+        (
+            f"`wschat serve --workers {s.workers} --broker redis://…`, `wschat bench "
+            f"--processes {s.processes} --scenario fanout -n {s.machine_n}` ({s.processes} "
+            f"rooms, each spread over all workers), {s.machine_messages} messages per room",
+            machine,
+        ),
+    ):
+        lines.append(
+            f"| {title} | {row['opened']:,} of {row['attempted']:,} | {row['failed']} | "
+            f"{row['lost']:,} of {row['expected']:,} | {row['rss_mib']:,} MiB | "
+            f"{row['rss_kb_per_conn']:.1f} KB | {row['connect_s']:.1f} s | "
+            f"{row['connects_per_s']:,} | {row['cpu_ms_per_connect']:.3f} ms |"
+        )
+    return "\n".join(lines)
 
 
 def free_port() -> int:
@@ -174,7 +255,7 @@ def start(kind: ServerKind, workdir: Path) -> Running:
     proc = subprocess.Popen(
         kind.command(port, workdir), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + 60  # a loaded machine: 20 s was once not enough
     while time.monotonic() < deadline:
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=1):
@@ -464,6 +545,8 @@ def render(
         ]
     lines += [
         "",
+        SCALE_MARK,
+        "",
         "All p99 samples (ms): "
         + "; ".join(
             f"{k.label}: " + ", ".join(f"{x:.1f}" for x in results[k.name].get("p99_all", []))
@@ -482,29 +565,49 @@ def main() -> int:
     parser.add_argument("--smoke", action="store_true", help="tiny sizes: seconds, for CI")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "performance.md")
     parser.add_argument("--only", choices=[k.name for k in SERVERS], action="append")
+    parser.add_argument("--no-scale", action="store_true", help="leave out the scale rows")
+    parser.add_argument("--repeats", type=int, help="runs per figure (default 3; 1 with --smoke)")
+    parser.add_argument("--save", type=Path, help="write the four servers' figures (JSON) here")
+    parser.add_argument(
+        "--load", type=Path, help="take the four servers' figures from a --save file"
+    )
     args = parser.parse_args()
+    saved: dict[str, Any] = json.loads(args.load.read_text()) if args.load else {}
     sizes = SMOKE if args.smoke else Sizes()
+    if args.repeats:
+        sizes = dataclasses.replace(sizes, repeats=args.repeats)
     command = "python benchmarks/run.py " + shlex.join(sys.argv[1:])
     started = time.monotonic()
     results: dict[str, dict[str, Any]] = {}
     node = node_ready() if not args.only or "node" in args.only else "not measured"
     with tempfile.TemporaryDirectory() as tmp:
         for kind in SERVERS:
+            if args.load:
+                results[kind.name] = saved["servers"][kind.name]
+                continue
             if args.only and kind.name not in args.only:
                 results[kind.name] = {"limited": []}
                 continue
             print(f"measuring {kind.label} ...", file=sys.stderr, flush=True)
             results[kind.name] = measure(kind, sizes, Path(tmp))
             print(json.dumps(results[kind.name]), file=sys.stderr, flush=True)
-    floors: list[dict[str, Any]] = []
-    if not args.only:
+    floors: list[dict[str, Any]] = saved.get("floors", [])
+    if not args.only and not args.load:
         print("measuring the kernel's floor ...", file=sys.stderr, flush=True)
         for rate in (sizes.fanout_rate,):
             runs = [
                 measure_floor(sizes.fanout_n, rate, sizes.duration) for _ in range(sizes.repeats)
             ]
             floors.append(sorted(runs, key=lambda f: float(f["us_per_send"]))[len(runs) // 2])
+    if args.load:
+        node = saved.get("node", node)
+    scale_rows: dict[str, Any] = {}
+    if not args.no_scale:
+        scale_rows = measure_scale(sizes)
+    if args.save:
+        args.save.write_text(json.dumps({"servers": results, "node": node, "floors": floors}))
     report = render(results, sizes, command.strip(), time.monotonic() - started, floors, node)
+    report = report.replace(SCALE_MARK, render_scale(scale_rows, sizes))
     args.out.write_text(report)
     print(report)
     return 0

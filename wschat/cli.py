@@ -676,6 +676,7 @@ def bench(
         ),
     ] = 1,
     source_offset: Annotated[int, typer.Option(min=0, hidden=True)] = 0,
+    concurrency: Annotated[int, typer.Option(min=1, hidden=True)] = 200,
     histograms: Annotated[bool, typer.Option(hidden=True)] = False,
     json_path: Annotated[
         Path | None,
@@ -729,6 +730,7 @@ def bench(
             drain_timeout_s=drain_timeout,
             spread=spread,
             source_offset=source_offset,
+            concurrency=concurrency,
         )
         from wschat.bench.command import Outcome
         from wschat.bench.command import bench as run_bench

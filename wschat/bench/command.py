@@ -19,7 +19,7 @@ from wschat.bench.compare import render as render_compare
 from wschat.bench.compare import table as compare_table
 from wschat.bench.config import BenchConfig
 from wschat.bench.html import write_html
-from wschat.bench.processes import run_processes, target_address
+from wschat.bench.processes import check_memory, run_processes, target_address
 from wschat.bench.report import (
     document,
     failures,
@@ -83,6 +83,7 @@ def bench(
         err.print(f"running {config.n} connections in {processes} processes ...")
         result = run_processes(config, processes, target_address(config.url))
     else:
+        check_memory(config.n)
         with live(err) as update:
             runner = Runner(config, update)
             try:

@@ -89,6 +89,8 @@ def child_configs(config: BenchConfig, processes: int) -> list[BenchConfig]:
                     "n": n,
                     "senders": max(1, s),
                     "source_offset": offset,
+                    # handshakes in flight: the whole run's, shared, as in one process
+                    "concurrency": max(1, config.concurrency // processes),
                 }
             )
         )
@@ -119,11 +121,16 @@ def check(config: BenchConfig, processes: int, target_ip: str) -> None:
             f"need {config.n} local ports but net.ipv4.ip_local_port_range gives {ports}: "
             f"use a 127.0.0.1 target with --spread, widen the port range, or lower -n"
         )
+    check_memory(config.n)
+
+
+def check_memory(n: int) -> None:
+    """Raise ``BenchError`` when ``n`` connections would not fit in the available memory."""
     available = available_memory()
-    wanted = config.n * CLIENT_BYTES_PER_CONNECTION
+    wanted = n * CLIENT_BYTES_PER_CONNECTION
     if available is not None and wanted > available:
         raise BenchError(
-            f"memory: {config.n} connections need about {wanted / 2**20:.0f} MiB in the "
+            f"memory: {n} connections need about {wanted / 2**20:.0f} MiB in the "
             f"load generator but {available / 2**20:.0f} MiB are available: lower -n or run "
             f"the generator on another machine"
         )
@@ -139,7 +146,8 @@ def child_args(config: BenchConfig, json_path: Path) -> list[str]:
         "--senders", str(config.senders), "--ramp", repr(config.ramp_s),
         "--connect-timeout", repr(config.connect_timeout_s),
         "--drain-timeout", repr(config.drain_timeout_s),
-        "--source-offset", str(config.source_offset), "--json", str(json_path),
+        "--source-offset", str(config.source_offset),
+        "--concurrency", str(config.concurrency), "--json", str(json_path),
         "--no-progress", "--histograms",
     ]  # fmt: skip
     if config.room is not None:

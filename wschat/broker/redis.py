@@ -47,11 +47,14 @@ KEY_PREFIX = "wschat:"
 EVENTS_CHANNEL = KEY_PREFIX + "events"
 CONNECT_TIMEOUT_S = 2.0  # a refused or unroutable Redis fails a command within this
 COMMAND_TIMEOUT_S = 3.0  # a hung Redis fails a command within this
-# Redis connections one client opens at most; further commands wait (up to COMMAND_TIMEOUT_S)
-# for one. redis-py's default pool fails the 101st concurrent command ("Too many connections"):
-# a burst of 200 handshakes per worker failed a third of them. 32 also bounds the descriptors
-# the broker takes from the connections (transport/accept.py's reserve).
+# Redis connections one client opens at most; further commands wait up to POOL_WAIT_S for one.
+# redis-py's default pool fails the 101st concurrent command ("Too many connections"): a burst
+# of 200 handshakes per worker failed a third of them. 32 also bounds the descriptors the
+# broker takes from the connections (transport/accept.py's reserve). The wait is as long as a
+# handshake may take (--handshake-timeout's default): 60,000 connections opened 800 at a time
+# over 4 workers on 2 cores waited more than 3 s for a connection (33,000 closed 1013).
 POOL_CONNECTIONS = 32
+POOL_WAIT_S = 10.0
 BACKOFF_MIN_S = 0.05
 BACKOFF_MAX_S = 2.0
 SLOW_AFTER_S = 1.0  # a command in flight this long makes /healthz say "degraded"
@@ -149,7 +152,7 @@ def connect(url: str, retries: int = 1) -> Client:
             health_check_interval=0,
         )
     pool = aioredis.BlockingConnectionPool.from_url(
-        url, max_connections=POOL_CONNECTIONS, timeout=COMMAND_TIMEOUT_S, **options
+        url, max_connections=POOL_CONNECTIONS, timeout=POOL_WAIT_S, **options
     )
     client: aioredis.Redis = aioredis.Redis.from_pool(pool)
     return client
