@@ -116,21 +116,26 @@ def server(server_factory: object) -> Server:
     return server_factory()  # type: ignore[operator, no-any-return]
 
 
-@pytest.fixture(scope="module")
-def shared_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """One default ``wschat serve`` for every test of a module that asks for it.
+def serve_while(tmp_path_factory: pytest.TempPathFactory, *args: str) -> Iterator[Server]:
+    """Start ``wschat serve *args``, yield it, kill it: the body of a module-scoped fixture.
 
-    A server start costs a second or two; a module of small tests shares this one instead.
-    Tests on it must not depend on each other: each uses its own names and rooms (``tag``),
-    closes what it opens, and never stops the server or counts all of its connections (such
-    tests keep ``server``, a fresh one each).
+    A server start costs a second or two; a module of small tests shares one instead. Tests
+    on a shared server must not depend on each other: each uses its own names and rooms
+    (``tag``), closes what it opens, and never stops the server or counts all of its
+    connections (such tests keep ``server`` or ``server_factory``, a fresh server each).
     """
-    server = start_server(tmp_path_factory.mktemp("shared-server"))
+    server = start_server(tmp_path_factory.mktemp("shared-server"), *args)
     yield server
     if server.proc.poll() is None:
         server.stop(signal.SIGKILL)
     if server.proc.stdout is not None:
         server.proc.stdout.close()
+
+
+@pytest.fixture(scope="module")
+def shared_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """One default ``wschat serve`` for every test of a module that asks for it (``serve_while``)."""
+    yield from serve_while(tmp_path_factory)
 
 
 _TAGS = itertools.count(1)
