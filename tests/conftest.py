@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import resource
 import signal
@@ -113,3 +114,34 @@ def server_factory(tmp_path: Path) -> Iterator[type[Server] | object]:
 def server(server_factory: object) -> Server:
     """A default ``wschat serve`` on a free port."""
     return server_factory()  # type: ignore[operator, no-any-return]
+
+
+def serve_while(tmp_path_factory: pytest.TempPathFactory, *args: str) -> Iterator[Server]:
+    """Start ``wschat serve *args``, yield it, kill it: the body of a module-scoped fixture.
+
+    A server start costs a second or two; a module of small tests shares one instead. Tests
+    on a shared server must not depend on each other: each uses its own names and rooms
+    (``tag``), closes what it opens, and never stops the server or counts all of its
+    connections (such tests keep ``server`` or ``server_factory``, a fresh server each).
+    """
+    server = start_server(tmp_path_factory.mktemp("shared-server"), *args)
+    yield server
+    if server.proc.poll() is None:
+        server.stop(signal.SIGKILL)
+    if server.proc.stdout is not None:
+        server.proc.stdout.close()
+
+
+@pytest.fixture(scope="module")
+def shared_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """One default ``wschat serve`` for every test of a module that asks for it (``serve_while``)."""
+    yield from serve_while(tmp_path_factory)
+
+
+_TAGS = itertools.count(1)
+
+
+@pytest.fixture
+def tag() -> str:
+    """A short string no other test of the session gets: suffix names and rooms with it."""
+    return f"t{next(_TAGS)}"

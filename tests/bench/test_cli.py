@@ -75,14 +75,18 @@ def test_bad_usage_exits_2_with_one_line(args: list[str], message: str) -> None:
     assert message in " ".join(out.stderr.split())  # rich wraps Click's usage errors
 
 
-def test_json_report_and_fail_if(server: Server, tmp_path: Path) -> None:
+# The two runs against a default wschat serve share one (``shared_server``): each bench run
+# has a room and connection names of its own.
+
+
+def test_json_report_and_fail_if(shared_server: Server, tmp_path: Path) -> None:
     report = tmp_path / "bench.json"
     common = [
         "bench",
         "-n",
         "20",
         "--url",
-        server.ws,
+        shared_server.ws,
         "--duration",
         "1",
         "--messages",
@@ -104,8 +108,8 @@ def test_json_report_and_fail_if(server: Server, tmp_path: Path) -> None:
     assert "--fail-if failed: p99<1us" in strict.stdout
 
 
-def test_default_fanout_stays_under_the_servers_default_rate_limit(server: Server) -> None:
-    out = wschat("bench", "-n", "20", "--url", server.ws, "--duration", "2", "--json", "-")
+def test_default_fanout_stays_under_the_servers_default_rate_limit(shared_server: Server) -> None:
+    out = wschat("bench", "-n", "20", "--url", shared_server.ws, "--duration", "2", "--json", "-")
     assert out.returncode == 0, out.stderr
     doc = json.loads(out.stdout[out.stdout.index("{") :])
     assert doc["config"]["rate"] == 10 and doc["config"]["open_loop"] is True

@@ -17,6 +17,9 @@ from wschat.bench.payload import Dialect
 from wschat.bench.runner import BenchResult, run_bench
 from wschat.errors import BenchError
 
+# The tests against wschat serve share one (``shared_server``): every run has a room and
+# connection names of its own (its run id), so no run sees another's traffic.
+
 
 def assert_exact(result: BenchResult, expected: int) -> None:
     s = result.stats
@@ -40,10 +43,15 @@ def assert_exact(result: BenchResult, expected: int) -> None:
     ],
 )
 async def test_counts_are_exact_against_wschat_serve(
-    server: Server, scenario: Scenario, n: int, senders: int, messages: int, expected: int
+    shared_server: Server, scenario: Scenario, n: int, senders: int, messages: int, expected: int
 ) -> None:
     config = BenchConfig(
-        url=server.ws, n=n, scenario=scenario, senders=senders, messages=messages, duration_s=20
+        url=shared_server.ws,
+        n=n,
+        scenario=scenario,
+        senders=senders,
+        messages=messages,
+        duration_s=20,
     )
     result = await run_bench(config)
     assert result.stats.opened == n
@@ -59,23 +67,23 @@ async def test_counts_are_exact_against_wschat_serve(
     [(Protocol.AUTO, Dialect.V1), (Protocol.V1, Dialect.V1), (Protocol.PLAIN, Dialect.PLAIN)],
 )
 async def test_both_dialects_of_wschat_serve(
-    server: Server, protocol: Protocol, dialect: Dialect
+    shared_server: Server, protocol: Protocol, dialect: Dialect
 ) -> None:
-    config = BenchConfig(url=server.ws, n=30, protocol=protocol, messages=10, senders=2)
+    config = BenchConfig(url=shared_server.ws, n=30, protocol=protocol, messages=10, senders=2)
     result = await run_bench(config)
     assert result.dialect is dialect
     assert_exact(result, 30 * 2 * 10)
 
 
-async def test_open_loop_counts_are_exact(server: Server) -> None:
-    config = BenchConfig(url=server.ws, n=40, rate=20, messages=10, duration_s=5, senders=2)
+async def test_open_loop_counts_are_exact(shared_server: Server) -> None:
+    config = BenchConfig(url=shared_server.ws, n=40, rate=20, messages=10, duration_s=5, senders=2)
     result = await run_bench(config)
     assert result.unsent == 0
     assert_exact(result, 40 * 2 * 10)
 
 
-async def test_a_few_hundred_connections_held(server: Server) -> None:
-    config = BenchConfig(url=server.ws, n=300, scenario=Scenario.CONNECT, duration_s=1)
+async def test_a_few_hundred_connections_held(shared_server: Server) -> None:
+    config = BenchConfig(url=shared_server.ws, n=300, scenario=Scenario.CONNECT, duration_s=1)
     result = await run_bench(config)
     s = result.stats
     assert (s.attempted, s.opened, s.error_count) == (300, 300, 0)
@@ -141,9 +149,9 @@ async def test_forcing_v1_on_a_plain_server_fails_clearly() -> None:
             await run_bench(BenchConfig(url=srv.url, n=2, protocol=Protocol.V1, duration_s=1))
 
 
-async def test_a_server_that_refuses_the_upgrade(server: Server) -> None:
+async def test_a_server_that_refuses_the_upgrade(shared_server: Server) -> None:
     with pytest.raises(BenchError, match=r"refused the WebSocket upgrade: HTTP 404 Not Found"):
-        await run_bench(BenchConfig(url=server.ws + "/nothing", n=2, duration_s=1))
+        await run_bench(BenchConfig(url=shared_server.ws + "/nothing", n=2, duration_s=1))
 
 
 async def test_connections_the_server_closes_are_counted_by_close_code() -> None:

@@ -11,12 +11,13 @@ import asyncio
 import json
 import socket
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import psutil
 import pytest
 
-from tests.conftest import Server
+from tests.conftest import Server, serve_while
 from tests.helpers import get_json, masked_frame, read_upgrade, wait_until
 from tests.server.attacker import Frames, close_code, connect, upgrade_head
 from tests.server.v1client import connect as v1_connect
@@ -173,28 +174,34 @@ async def test_a_join_flood_into_a_room_with_history_costs_no_memory(server: Ser
     assert "Traceback" not in server.log()
 
 
+@pytest.fixture(scope="module")
+def limited_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """``--rate-limit 1 --rate-burst 5``, shared by the per-command cases (own names and rooms)."""
+    yield from serve_while(tmp_path_factory, "--rate-limit", "1", "--rate-burst", "5")
+
+
 @pytest.mark.parametrize(
     "command",
     [
         {"type": "say", "text": "hi"},
-        {"type": "join", "room": "elsewhere"},
-        {"type": "dm", "to": "mallory", "text": "note to self"},
+        {"type": "join", "room": "elsewhere-{tag}"},
+        {"type": "dm", "to": "{name}", "text": "note to self"},
         {"type": "who"},
         {"type": "nonsense"},
     ],
     ids=lambda c: str(c["type"]),
 )
 async def test_every_v1_command_counts_against_the_rate_limit(
-    server_factory,  # type: ignore[no-untyped-def]
-    command: dict[str, str],
+    limited_server: Server, tag: str, command: dict[str, str]
 ) -> None:
     # --rate-limit 1 --rate-burst 5: of 13 commands sent at once, 8 are refused (short of
     # the 11 strikes that close the connection).
-    server: Server = server_factory("--rate-limit", "1", "--rate-burst", "5")
+    server, name = limited_server, f"mallory-{tag}"
+    frame = json.dumps({k: v.format(name=name, tag=tag) for k, v in command.items()})
     async with asyncio.timeout(20):
-        ws, _ = await v1_connect(server, "mallory")
+        ws, _ = await v1_connect(server, name, room=f"cmd-{tag}")
         for _ in range(13):
-            await ws.send(json.dumps(command))
+            await ws.send(frame)
         refused = 0
         while refused < 8:
             event = await next_of(ws, "error")

@@ -6,9 +6,12 @@ import asyncio
 import json
 import signal
 import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
 
-from tests.conftest import Server
+import pytest
+
+from tests.conftest import Server, serve_while
 from tests.server.v1client import connect, next_of, recv, say
 
 
@@ -20,11 +23,12 @@ async def _say_and_wait(ws, texts: list[str]) -> list[int]:  # type: ignore[no-u
     return ids
 
 
-async def test_since_replays_exactly_what_was_missed(server: Server) -> None:
+async def test_since_replays_exactly_what_was_missed(shared_server: Server, tag: str) -> None:
+    server, room = shared_server, f"since-{tag}"
     async with asyncio.timeout(10):
-        alice, _ = await connect(server, "alice")
+        alice, _ = await connect(server, f"alice-{tag}", room=room)
         await _say_and_wait(alice, [f"m{i}" for i in range(1, 8)])
-        bob, welcome = await connect(server, "bob", since=3)
+        bob, welcome = await connect(server, f"bob-{tag}", room=room, since=3)
         assert welcome["latest"] == 7
         assert welcome["replay"] == 4
         assert welcome["gap"] is False
@@ -36,12 +40,18 @@ async def test_since_replays_exactly_what_was_missed(server: Server) -> None:
         await bob.close()
 
 
-async def test_without_since_the_last_n_are_replayed(server_factory) -> None:  # type: ignore[no-untyped-def]
-    server: Server = server_factory("--replay-count", "3")
+@pytest.fixture(scope="module")
+def replay_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """``--replay-count 3 --replay-max 5``, shared by the two tests of those limits."""
+    yield from serve_while(tmp_path_factory, "--replay-count", "3", "--replay-max", "5")
+
+
+async def test_without_since_the_last_n_are_replayed(replay_server: Server, tag: str) -> None:
+    server, room = replay_server, f"last-n-{tag}"
     async with asyncio.timeout(10):
-        alice, _ = await connect(server, "alice")
+        alice, _ = await connect(server, f"alice-{tag}", room=room)
         await _say_and_wait(alice, [f"m{i}" for i in range(1, 6)])
-        bob, welcome = await connect(server, "bob")
+        bob, welcome = await connect(server, f"bob-{tag}", room=room)
         assert (welcome["replay"], welcome["latest"]) == (3, 5)
         assert [(await recv(bob))["id"] for _ in range(3)] == [3, 4, 5]
         await alice.close()
@@ -129,59 +139,65 @@ async def test_restart_keeps_history_and_ids_continue(server_factory, tmp_path: 
         await bob.close()
 
 
-async def test_rooms_have_their_own_ids(server: Server) -> None:
+async def test_rooms_have_their_own_ids(shared_server: Server, tag: str) -> None:
+    server, red, blue = shared_server, f"red-{tag}", f"blue-{tag}"
     async with asyncio.timeout(10):
-        a, _ = await connect(server, "alice", room="red")
-        b, _ = await connect(server, "bob", room="blue")
+        a, _ = await connect(server, f"alice-{tag}", room=red)
+        b, _ = await connect(server, f"bob-{tag}", room=blue)
         assert await _say_and_wait(a, ["x", "y"]) == [1, 2]
         assert await _say_and_wait(b, ["z"]) == [1]
-        await a.send(json.dumps({"type": "join", "room": "blue"}))
+        await a.send(json.dumps({"type": "join", "room": blue}))
         welcome = await next_of(a, "welcome")
-        assert (welcome["room"], welcome["latest"], welcome["replay"]) == ("blue", 1, 1)
+        assert (welcome["room"], welcome["latest"], welcome["replay"]) == (blue, 1, 1)
         await a.close()
         await b.close()
 
 
-async def test_join_with_since_replays_what_came_after_it_capped(server_factory) -> None:  # type: ignore[no-untyped-def]
+async def test_join_with_since_replays_what_came_after_it_capped(
+    replay_server: Server, tag: str
+) -> None:
     """Issue 17: ``join`` takes ``since`` like ``?since=``, within ``--replay-max``."""
-    server: Server = server_factory("--replay-count", "3", "--replay-max", "5")
+    server, red = replay_server, f"red-{tag}"
     async with asyncio.timeout(10):
-        a, _ = await connect(server, "alice", room="red")
-        b, _ = await connect(server, "bob", room="blue")
+        a, _ = await connect(server, f"alice-{tag}", room=red)
+        b, _ = await connect(server, f"bob-{tag}", room=f"blue-{tag}")
         await _say_and_wait(a, [f"m{i}" for i in range(1, 9)])
-        await b.send(json.dumps({"type": "join", "room": "red", "since": 4}))
+        await b.send(json.dumps({"type": "join", "room": red, "since": 4}))
         welcome = await next_of(b, "welcome")
         assert (welcome["replay"], welcome["gap"], welcome["latest"]) == (4, False, 8)
         assert [(await recv(b))["id"] for _ in range(4)] == [5, 6, 7, 8]
-        await b.send(json.dumps({"type": "join", "room": "red", "since": 1}))
+        await b.send(json.dumps({"type": "join", "room": red, "since": 1}))
         welcome = await next_of(b, "welcome")
         assert (welcome["replay"], welcome["gap"]) == (5, True)  # the newest --replay-max
         assert [(await recv(b))["id"] for _ in range(5)] == [4, 5, 6, 7, 8]
-        await b.send(json.dumps({"type": "join", "room": "red", "since": -1}))
+        await b.send(json.dumps({"type": "join", "room": red, "since": -1}))
         assert (await next_of(b, "error"))["code"] == "bad_field"
         # A ``since`` of another epoch (a history that was reset, issue 14) means nothing
         # here: the room's own epoch's messages, with ``gap``, never "nothing missed".
         epoch = welcome["epoch"]
-        await b.send(json.dumps({"type": "join", "room": "red", "since": 6, "epoch": "gone"}))
+        await b.send(json.dumps({"type": "join", "room": red, "since": 6, "epoch": "gone"}))
         welcome = await next_of(b, "welcome")
         assert (welcome["gap"], welcome["epoch"]) == (True, epoch)
-        await b.send(json.dumps({"type": "join", "room": "red", "since": 6, "epoch": epoch}))
+        await b.send(json.dumps({"type": "join", "room": red, "since": 6, "epoch": epoch}))
         welcome = await next_of(b, "welcome")
         assert (welcome["replay"], welcome["gap"]) == (2, False)
         await a.close()
         await b.close()
 
 
-async def test_a_say_with_cid_comes_back_with_it_live_and_replayed(server: Server) -> None:
+async def test_a_say_with_cid_comes_back_with_it_live_and_replayed(
+    shared_server: Server, tag: str
+) -> None:
+    server, room = shared_server, f"cids-{tag}"
     async with asyncio.timeout(20):
-        alice, _ = await connect(server, "alice", room="cids")
-        bob, _ = await connect(server, "bob", room="cids")
+        alice, _ = await connect(server, f"alice-{tag}", room=room)
+        bob, _ = await connect(server, f"bob-{tag}", room=room)
         await say(alice, "tagged", cid="a-1")
         await say(alice, "plain")
         mine = [await next_of(alice, "message") for _ in range(2)]
         assert [(e["text"], e.get("cid")) for e in mine] == [("tagged", "a-1"), ("plain", None)]
         assert (await next_of(bob, "message"))["cid"] == "a-1"
-        carol, welcome = await connect(server, "carol", room="cids", since=0)
+        carol, welcome = await connect(server, f"carol-{tag}", room=room, since=0)
         assert welcome["replay"] == 2
         replayed = [await next_of(carol, "message") for _ in range(2)]
         assert [e.get("cid") for e in replayed] == ["a-1", None]

@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import socket
 import time
+from collections.abc import Iterator
 
+import pytest
 import websockets
 
-from tests.conftest import Server
+from tests.conftest import Server, serve_while
 from tests.helpers import get_json, raw_handshake, wait_until
 
 
@@ -33,8 +35,18 @@ def _read_frames_until_eof(sock: socket.socket, within: float) -> list[tuple[int
     raise AssertionError(f"the server did not close the silent peer; frames: {frames}")
 
 
-async def test_a_peer_that_never_answers_pings_is_closed(server_factory) -> None:  # type: ignore[no-untyped-def]
-    server: Server = server_factory("--ping-interval", "0.4", "--ping-timeout", "0.4")
+@pytest.fixture(scope="module")
+def pinging_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """Pings every 0.3 s, answers due within 0.3 s: shared by both tests.
+
+    Each leaves no connection open behind it (the first waits for none to be left), so the
+    other's count of the server's connections is its own.
+    """
+    yield from serve_while(tmp_path_factory, "--ping-interval", "0.3", "--ping-timeout", "0.3")
+
+
+async def test_a_peer_that_never_answers_pings_is_closed(pinging_server: Server) -> None:
+    server = pinging_server
     silent = raw_handshake(server.port, "/ws/silent")  # reads, but never answers a ping
     try:
         frames = await asyncio.to_thread(_read_frames_until_eof, silent, 10.0)
@@ -47,8 +59,8 @@ async def test_a_peer_that_never_answers_pings_is_closed(server_factory) -> None
     await wait_until(lambda: get_json(f"{server.http}/healthz")["connections"] == 0)
 
 
-async def test_peers_that_answer_pings_stay_connected(server_factory) -> None:  # type: ignore[no-untyped-def]
-    server: Server = server_factory("--ping-interval", "0.3", "--ping-timeout", "0.3")
+async def test_peers_that_answer_pings_stay_connected(pinging_server: Server) -> None:
+    server = pinging_server
     async with (
         websockets.connect(f"{server.ws}/ws/ann") as ann,
         websockets.connect(f"{server.ws}/ws/bob") as bob,

@@ -34,7 +34,7 @@ from playwright.sync_api import (
 from websockets.sync.client import ClientConnection
 from websockets.sync.client import connect as ws_connect
 
-from tests.conftest import Server
+from tests.conftest import Server, serve_while
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 WAIT_MS = 10_000
@@ -122,13 +122,22 @@ def say(ws: ClientConnection, text: str) -> None:
     ws.send(json.dumps({"type": "say", "text": text}))
 
 
-def test_two_pages_and_a_v1_client_chat(server: Server, context: BrowserContext) -> None:
-    alice = open_chat(context, server, "alice", "r")
-    bob = open_chat(context, server, "bob", "r")
-    expect(alice.locator("#members li")).to_have_text(["alice", "bob"])
-    with v1(server, "carol", room="r") as carol:
-        expect(alice.locator("#members li")).to_have_text(["alice", "bob", "carol"])
-        expect(bob.locator("#members li")).to_have_text(["alice", "bob", "carol"])
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """One ``wschat serve`` for the tests that need no flags (each uses its own names and
+    rooms: ``tag``); those that stop a server or need flags start their own."""
+    yield from serve_while(tmp_path_factory)
+
+
+def test_two_pages_and_a_v1_client_chat(shared: Server, tag: str, context: BrowserContext) -> None:
+    server, room = shared, f"r-{tag}"
+    a, b, c = f"alice-{tag}", f"bob-{tag}", f"carol-{tag}"
+    alice = open_chat(context, server, a, room)
+    bob = open_chat(context, server, b, room)
+    expect(alice.locator("#members li")).to_have_text([a, b])
+    with v1(server, c, room=room) as carol:
+        expect(alice.locator("#members li")).to_have_text([a, b, c])
+        expect(bob.locator("#members li")).to_have_text([a, b, c])
 
         send(alice, "hello from alice")
         expect(bob.locator("#messages li.message .text")).to_have_text(["hello from alice"])
@@ -139,55 +148,58 @@ def test_two_pages_and_a_v1_client_chat(server: Server, context: BrowserContext)
         say(carol, "hi from the terminal")
         assert next_of(carol, "message")["text"] == "hi from the terminal"  # carol's own echo
         for page in (alice, bob):
-            expect(page.locator("#messages li.message .from")).to_have_text(["alice", "carol"])
+            expect(page.locator("#messages li.message .from")).to_have_text([a, c])
             expect(page.locator("#messages li.message .text").last).to_have_text(
                 "hi from the terminal"
             )
 
         send(bob, "/me waves")
-        expect(alice.locator("#messages li.action .text")).to_have_text(["* bob waves"])
+        expect(alice.locator("#messages li.action .text")).to_have_text([f"* {b} waves"])
         event = next_of(carol, "message")
         assert (event["text"], event.get("action")) == ("waves", True)
 
         # Clicking a member prefills a DM; the DM reaches its target and its sender only.
-        alice.get_by_role("button", name="bob", exact=True).click()
-        expect(alice.locator("#input")).to_have_value("/msg bob ")
+        alice.get_by_role("button", name=b, exact=True).click()
+        expect(alice.locator("#input")).to_have_value(f"/msg {b} ")
         alice.press("#input", "End")
         alice.type("#input", "just for you")
         alice.press("#input", "Enter")
         expect(bob.locator("#messages li.dm .text")).to_have_text(["just for you"])
-        expect(bob.locator("#messages li.dm .from")).to_have_text(["alice → bob"])
+        expect(bob.locator("#messages li.dm .from")).to_have_text([f"{a} → {b}"])
         expect(alice.locator("#messages li.dm .text")).to_have_text(["just for you"])
 
-        send(alice, "/msg carol psst")
+        send(alice, f"/msg {c} psst")
         dm = next_of(carol, "dm")
-        assert (dm["from"], dm["text"]) == ("alice", "psst")
-    expect(alice.locator("#members li")).to_have_text(["alice", "bob"])
-    expect(alice.locator("#messages li.system .text").last).to_have_text("carol left")
+        assert (dm["from"], dm["text"]) == (a, "psst")
+    expect(alice.locator("#members li")).to_have_text([a, b])
+    expect(alice.locator("#messages li.system .text").last).to_have_text(f"{c} left")
     assert texts(bob).count("hello from alice") == 1
 
 
-def test_join_another_room_and_leave(server: Server, context: BrowserContext) -> None:
-    alice = open_chat(context, server, "alice", "one")
-    with v1(server, "dave", room="two") as dave:
-        say(dave, "earlier in two")
+def test_join_another_room_and_leave(shared: Server, tag: str, context: BrowserContext) -> None:
+    server, one, two = shared, f"one-{tag}", f"two-{tag}"
+    a, d = f"alice-{tag}", f"dave-{tag}"
+    alice = open_chat(context, server, a, one)
+    with v1(server, d, room=two) as dave:
+        say(dave, f"earlier in {two}")
         next_of(dave, "message")
-        send(alice, "/join two")
-        expect(alice.locator("#room-title")).to_have_text("#two")
-        expect(alice.locator("#messages li.message .text")).to_have_text(["earlier in two"])
-        expect(alice.locator("#members li")).to_have_text(["alice", "dave"])
-        assert next_of(dave, "joined")["name"] == "alice"
+        send(alice, f"/join {two}")
+        expect(alice.locator("#room-title")).to_have_text(f"#{two}")
+        expect(alice.locator("#messages li.message .text")).to_have_text([f"earlier in {two}"])
+        expect(alice.locator("#members li")).to_have_text([a, d])
+        assert next_of(dave, "joined")["name"] == a
         alice.click("#leave")
         expect(alice.locator("#state")).to_have_attribute("data-state", "offline")
-        assert next_of(dave, "left")["name"] == "alice"
+        assert next_of(dave, "left")["name"] == a
 
 
-def test_xss_payloads_are_shown_as_text(server: Server, context: BrowserContext) -> None:
-    page = open_chat(context, server, "alice", "lobby")
+def test_xss_payloads_are_shown_as_text(shared: Server, tag: str, context: BrowserContext) -> None:
+    server, room, a = shared, f"xss-{tag}", f"alice-{tag}"
+    page = open_chat(context, server, a, room)
     payload = '<img src=x onerror="window.pwned=1"><script>window.pwned=2</script>'
-    name = "<u>mallory"  # a valid name (no space, no slash) that is also an HTML tag
-    with v1(server, name, room="lobby") as mallory:
-        expect(page.locator("#members li")).to_have_text([name, "alice"])
+    name = f"<u>mallory-{tag}"  # a valid name (no space, no slash) that is also an HTML tag
+    with v1(server, name, room=room) as mallory:
+        expect(page.locator("#members li")).to_have_text([name, a])
         say(mallory, payload)
         expect(page.locator("#messages li.message .text")).to_have_text([payload])
         expect(page.locator("#messages li.message .from")).to_have_text([name])
@@ -263,13 +275,14 @@ def test_page_shows_a_capped_replay_as_missed_messages(
 
 
 def test_query_joins_at_once_and_a_taken_name_is_explained(
-    server: Server, context: BrowserContext
+    shared: Server, tag: str, context: BrowserContext
 ) -> None:
+    server, name, room = shared, f"alice-{tag}", f"r-{tag}"
     first = context.new_page()
-    first.goto(f"{server.http}/?name=alice&room=r")
-    expect(first.locator("#state")).to_have_text("connected as alice in #r")
+    first.goto(f"{server.http}/?name={name}&room={room}")
+    expect(first.locator("#state")).to_have_text(f"connected as {name} in #{room}")
     second = context.new_page()
-    second.goto(f"{server.http}/?name=alice&room=r")
+    second.goto(f"{server.http}/?name={name}&room={room}")
     expect(second.locator("#state")).to_have_attribute("data-state", "offline")
     expect(second.locator("#login-error")).to_contain_text("taken")
     expect(second.locator("#login")).to_be_visible()
@@ -291,45 +304,52 @@ def open_signed(
     return page
 
 
+@pytest.fixture(scope="module")
+def signed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """A ``--secret page-secret`` server for the two token tests (own names via tag)."""
+    yield from serve_while(tmp_path_factory, "--secret", "page-secret")
+
+
 def test_a_signed_token_in_the_fragment_lets_the_page_in(
-    context: BrowserContext,
-    server_factory,  # type: ignore[no-untyped-def]
+    context: BrowserContext, signed: Server, tag: str
 ) -> None:
-    server: Server = server_factory("--secret", "page-secret")
-    page = open_signed(context, server, "alice", "page-secret")
+    server = signed
+    page = open_signed(context, server, f"alice-{tag}", "page-secret")
     send(page, "signed in")
     expect(page.locator("#messages")).to_contain_text("signed in")
     # Without the token the server refuses the handshake: the page never connects.
     other = context.new_page()
-    other.goto(f"{server.http}/?name=bob")
+    other.goto(f"{server.http}/?name=bob-{tag}")
     time.sleep(1.0)
     expect(other.locator("#state")).not_to_have_attribute("data-state", "connected")
     assert "page-secret" not in server.log()
 
 
 def test_an_expired_token_takes_the_page_offline_for_good(
-    context: BrowserContext,
-    server_factory,  # type: ignore[no-untyped-def]
+    context: BrowserContext, signed: Server, tag: str
 ) -> None:
     """Closed 4011 at the token's exp, the page says why and does not reconnect (issue 15)."""
-    server: Server = server_factory("--secret", "page-secret")
-    state = open_signed(context, server, "alice", "page-secret", ttl_s=3).locator("#state")
+    server, name = signed, f"alice-{tag}"
+    state = open_signed(context, server, name, "page-secret", ttl_s=3).locator("#state")
     expect(state).to_have_attribute("data-state", "offline")
     expect(state).to_contain_text("your token expired")
     time.sleep(1.5)  # the backoff's first retry would come within a second
     expect(state).to_have_attribute("data-state", "offline")
-    assert server.log().count("open alice ") == 1
+    assert server.log().count(f"open {name} ") == 1
 
 
-def test_a_page_and_the_terminal_client_chat(server: Server, context: BrowserContext) -> None:
+def test_a_page_and_the_terminal_client_chat(
+    shared: Server, tag: str, context: BrowserContext
+) -> None:
     import queue
     import subprocess
     import sys
     import threading
 
-    page = open_chat(context, server, "alice", "t")
+    server, room, a, t = shared, f"t-{tag}", f"alice-{tag}", f"term-{tag}"
+    page = open_chat(context, server, a, room)
     term = subprocess.Popen(
-        [sys.executable, "-m", "wschat", "join", "term", "--url", server.ws, "--room", "t"],
+        [sys.executable, "-m", "wschat", "join", t, "--url", server.ws, "--room", room],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
@@ -339,35 +359,23 @@ def test_a_page_and_the_terminal_client_chat(server: Server, context: BrowserCon
     lines: queue.Queue[str] = queue.Queue()
     threading.Thread(target=lambda: [lines.put(x) for x in term.stdout], daemon=True).start()  # type: ignore[union-attr]
     try:
-        expect(page.locator("#members li")).to_have_text(["alice", "term"])
+        expect(page.locator("#members li")).to_have_text([a, t])
         term.stdin.write("hello from the terminal\n")
         term.stdin.flush()
         expect(page.locator("#messages li.message .text")).to_have_text(["hello from the terminal"])
         send(page, "hello from the page")
         deadline = time.monotonic() + 10
         seen: list[str] = []
-        while not any("alice: hello from the page" in x for x in seen):
+        while not any(f"{a}: hello from the page" in x for x in seen):
             seen.append(lines.get(timeout=max(0.01, deadline - time.monotonic())))
     finally:
         term.stdin.close()
         term.wait(15)
         term.stdout.close()
-    expect(page.locator("#members li")).to_have_text(["alice"])
+    expect(page.locator("#members li")).to_have_text([a])
 
 
 # --- issue 16: the page as a chat app --------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """One ``wschat serve`` for the issue-16 tests below (each uses its own room)."""
-    from tests.conftest import start_server
-
-    server = start_server(tmp_path_factory.mktemp("page"))
-    yield server
-    server.stop(signal.SIGKILL)
-    if server.proc.stdout is not None:
-        server.proc.stdout.close()
 
 
 def events_until_message(ws: ClientConnection) -> list[dict[str, Any]]:

@@ -14,6 +14,9 @@ from tests.conftest import Server
 from tests.helpers import get_json, masked_frame, raw_handshake, reset, wait_until
 from wschat.protocol import SUBPROTOCOL
 
+# Tests that count the server's connections, tasks or rooms, or stop it, each start their
+# own; the others share one (``shared_server``) with names and rooms of their own.
+
 
 def _established(server: Server) -> int:
     """Count the server process's established TCP connections on its port."""
@@ -102,17 +105,20 @@ async def test_resets_and_closes_leak_nothing(server: Server) -> None:
         assert health["rooms"] == 0
 
 
-async def test_oversized_message_closes_1009_and_others_carry_on(server: Server) -> None:
+async def test_oversized_message_closes_1009_and_others_carry_on(
+    shared_server: Server, tag: str
+) -> None:
+    url = f"{shared_server.ws}/ws/{{}}-{tag}?room=size-{tag}"
     async with asyncio.timeout(15):
         async with (
-            websockets.connect(f"{server.ws}/ws/big", max_size=None) as big,
-            websockets.connect(f"{server.ws}/ws/ok") as ok,
+            websockets.connect(url.format("big"), max_size=None) as big,
+            websockets.connect(url.format("ok")) as ok,
         ):
             await big.send("z" * (64 * 1024 + 1))
             await big.wait_closed()
             assert big.close_code == 1009
             await ok.send("still here")
-            assert await ok.recv() == "Client ok: still here"
+            assert await ok.recv() == f"Client ok-{tag}: still here"
 
 
 async def test_max_message_size_flag(server_factory) -> None:  # type: ignore[no-untyped-def]
@@ -149,10 +155,10 @@ async def test_ctrl_c_exits_promptly(server: Server) -> None:
         await asyncio.to_thread(server.proc.wait, 15)
 
 
-def test_port_zero_prints_the_real_port(server: Server) -> None:
-    with socket.create_connection(("127.0.0.1", server.port), timeout=5):
+def test_port_zero_prints_the_real_port(shared_server: Server) -> None:
+    with socket.create_connection(("127.0.0.1", shared_server.port), timeout=5):
         pass
-    assert server.port != 0
+    assert shared_server.port != 0
 
 
 def test_env_var_sets_option(server_factory) -> None:  # type: ignore[no-untyped-def]

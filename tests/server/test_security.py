@@ -7,13 +7,14 @@ import json
 import socket
 import time
 import urllib.request
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import websockets
 from websockets.asyncio.client import ClientConnection
 
-from tests.conftest import Server
+from tests.conftest import Server, serve_while
 from tests.helpers import masked_frame, raw_handshake, wait_until
 from tests.server.v1client import next_of, nothing_within, recv, say
 from wschat.auth import issue_token
@@ -32,9 +33,12 @@ async def _status(url: str, **kwargs: Any) -> int:
     raise AssertionError(f"{url} was accepted")
 
 
-async def _v1(server: Server, name: str, token: str, **kwargs: Any) -> ClientConnection:
+async def _v1(
+    server: Server, name: str, token: str, room: str | None = None, **kwargs: Any
+) -> ClientConnection:
+    query = "" if room is None else f"?room={room}"
     ws = await websockets.connect(
-        f"{server.ws}/ws/{name}",
+        f"{server.ws}/ws/{name}{query}",
         subprotocols=["wschat.v1", f"wschat.token.{token}"],  # type: ignore[list-item]
         **kwargs,
     )
@@ -46,18 +50,26 @@ async def _v1(server: Server, name: str, token: str, **kwargs: Any) -> ClientCon
 # --- signed tokens ------------------------------------------------------------------------------
 
 
-async def test_without_a_valid_token_chat_is_refused_before_accept(server_factory) -> None:  # type: ignore[no-untyped-def]
-    server: Server = server_factory("--secret", SECRET)
-    url = f"{server.ws}/ws/alice"
-    expired = issue_token("alice", SECRET, ttl_s=60, now=time.time() - 3600)
+@pytest.fixture(scope="module")
+def secret_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """A server with ``--secret``, shared by the token tests (own names and rooms via tag)."""
+    yield from serve_while(tmp_path_factory, "--secret", SECRET)
+
+
+async def test_without_a_valid_token_chat_is_refused_before_accept(
+    secret_server: Server, tag: str
+) -> None:
+    server, alice = secret_server, f"alice-{tag}"
+    url = f"{server.ws}/ws/{alice}"
+    expired = issue_token(alice, SECRET, ttl_s=60, now=time.time() - 3600)
     async with asyncio.timeout(30):
         assert await _status(url) == 401  # missing
         assert await _status(url, subprotocols=["wschat.v1"]) == 401
         assert await _status(url, additional_headers={"Authorization": "Bearer x.y.z"}) == 401
-        forged = issue_token("alice", "another secret")
+        forged = issue_token(alice, "another secret")
         assert await _status(url, additional_headers={"Authorization": f"Bearer {forged}"}) == 401
         assert await _status(url, additional_headers={"Authorization": f"Bearer {expired}"}) == 401
-        bobs = issue_token("bob", SECRET)
+        bobs = issue_token(f"bob-{tag}", SECRET)
         assert await _status(url, additional_headers={"Authorization": f"Bearer {bobs}"}) == 403
         assert await _status(f"{url}?token={bobs}") == 403
         # The echo endpoints are not chat: no token needed.
@@ -96,59 +108,68 @@ def _get(url: str) -> None:
         assert resp.status == 200
 
 
-async def test_a_signed_in_name_is_theirs_alone_but_on_several_devices(server_factory) -> None:  # type: ignore[no-untyped-def]
-    server: Server = server_factory("--secret", SECRET)
-    alice_token = issue_token("alice", SECRET)
+async def test_a_signed_in_name_is_theirs_alone_but_on_several_devices(
+    secret_server: Server, tag: str
+) -> None:
+    server, room, alice, bob_name = secret_server, f"devices-{tag}", f"alice-{tag}", f"bob-{tag}"
+    alice_token = issue_token(alice, SECRET)
     async with asyncio.timeout(20):
-        phone = await _v1(server, "alice", alice_token)
-        laptop = await _v1(server, "alice", alice_token)
-        bob = await _v1(server, "bob", issue_token("bob", SECRET))
+        phone = await _v1(server, alice, alice_token, room=room)
+        laptop = await _v1(server, alice, alice_token, room=room)
+        bob = await _v1(server, bob_name, issue_token(bob_name, SECRET), room=room)
         # Nobody else can take the name: no token, or somebody else's token.
-        assert await _status(f"{server.ws}/ws/alice") == 401
-        mallory = issue_token("mallory", SECRET)
-        assert await _status(f"{server.ws}/ws/alice?token={mallory}") == 403
+        assert await _status(f"{server.ws}/ws/{alice}?room={room}") == 401
+        mallory = issue_token(f"mallory-{tag}", SECRET)
+        assert await _status(f"{server.ws}/ws/{alice}?room={room}&token={mallory}") == 403
         # ...nor a look-alike of it.
         # (Latin small capital A: a Cyrillic a beside Latin letters is refused as mixed scripts.)
-        lookalike = issue_token("\u1d00lice", SECRET)
-        ws = await websockets.connect(f"{server.ws}/ws/%E1%B4%80lice?token={lookalike}")
+        lookalike = issue_token(f"\u1d00lice-{tag}", SECRET)
+        ws = await websockets.connect(
+            f"{server.ws}/ws/%E1%B4%80lice-{tag}?room={room}&token={lookalike}"
+        )
         await ws.wait_closed()
         assert ws.close_code == 4009
         # Both devices get the room's messages and the DMs; bob sees one alice.
         await say(bob, "hi alice")
         for device in (phone, laptop):
             assert (await next_of(device, "message"))["text"] == "hi alice"
-        await bob.send(json.dumps({"type": "dm", "to": "alice", "text": "psst"}))
+        await bob.send(json.dumps({"type": "dm", "to": alice, "text": "psst"}))
         for device in (phone, laptop):
             assert (await next_of(device, "dm"))["text"] == "psst"
         await bob.send(json.dumps({"type": "who"}))
-        assert (await next_of(bob, "members"))["names"] == ["alice", "bob"]
+        assert (await next_of(bob, "members"))["names"] == [alice, bob_name]
         # One device leaving is not alice leaving.
         await phone.close()
         await say(laptop, "still here")
         got = await next_of(bob, "message", "left")
         assert got["type"] == "message" and got["text"] == "still here"
         await laptop.close()
-        assert (await next_of(bob, "left"))["name"] == "alice"
+        assert (await next_of(bob, "left"))["name"] == alice
         await bob.close()
 
 
-async def test_a_connection_is_closed_4011_when_its_token_expires(server_factory) -> None:  # type: ignore[no-untyped-def]
+async def test_a_connection_is_closed_4011_when_its_token_expires(
+    secret_server: Server, tag: str
+) -> None:
     """v1 and plain connections close at their token's exp; a long token chats on (issue 15)."""
-    server: Server = server_factory("--secret", SECRET)
-    bob = await _v1(server, "bob", issue_token("bob", SECRET))  # an hour: stays open
+    server, room = secret_server, f"expiry-{tag}"
+    alice_name, bob_name, carol_name = f"alice-{tag}", f"bob-{tag}", f"carol-{tag}"
+    bob = await _v1(server, bob_name, issue_token(bob_name, SECRET), room=room)  # an hour
     issued = time.time()
-    short = issue_token("alice", SECRET, ttl_s=2)  # exp is a whole second: 1-2 s from now
-    plain_token = issue_token("carol", SECRET, ttl_s=2)
+    short = issue_token(alice_name, SECRET, ttl_s=2)  # exp is a whole second: 1-2 s from now
+    plain_token = issue_token(carol_name, SECRET, ttl_s=2)
     async with asyncio.timeout(15):
-        alice = await _v1(server, "alice", short)
-        carol = await websockets.connect(f"{server.ws}/ws/carol?token={plain_token}")
+        alice = await _v1(server, alice_name, short, room=room)
+        carol = await websockets.connect(
+            f"{server.ws}/ws/{carol_name}?room={room}&token={plain_token}"
+        )
         await say(alice, "before expiry", cid="a-1")
         acked = await next_of(alice, "message")
         assert acked["cid"] == "a-1" and acked["id"] > 0  # stored, acknowledged
         assert (await next_of(bob, "message"))["text"] == "before expiry"
-        assert await carol.recv() == "Client alice: before expiry"
+        assert await carol.recv() == f"Client {alice_name}: before expiry"
         await carol.send("plain before expiry")
-        assert await carol.recv() == "Client carol: plain before expiry"
+        assert await carol.recv() == f"Client {carol_name}: plain before expiry"
         for ws in (alice, carol):
             with pytest.raises(websockets.ConnectionClosed):
                 async with asyncio.timeout(4):
@@ -158,12 +179,12 @@ async def test_a_connection_is_closed_4011_when_its_token_expires(server_factory
         assert time.time() - issued < 3.5
         # No presence grace (5 s) for an expired token: both leave at once.
         left = {(await next_of(bob, "left", within=2))["name"] for _ in range(2)}
-        assert left == {"alice", "carol"}
+        assert left == {alice_name, carol_name}
         await say(bob, "still here", cid="b-1")
         assert (await next_of(bob, "message"))["cid"] == "b-1"
         assert bob.close_code is None
         await bob.close()
-    await wait_until(lambda: "close alice room=lobby" in server.log())
+    await wait_until(lambda: f"close {alice_name} room={room}" in server.log())
     assert "code=4011" in server.log() and "Traceback" not in server.log()
 
 
@@ -326,15 +347,18 @@ def _close_code(sock: socket.socket) -> int:
     ],
 )
 async def test_bad_frames_close_with_the_right_code(
-    server: Server, frames: list[bytes], code: int
+    shared_server: Server, tag: str, frames: list[bytes], code: int
 ) -> None:
-    async with asyncio.timeout(20), websockets.connect(f"{server.ws}/ws/bystander") as bystander:
-        sock = raw_handshake(server.port, "/ws/culprit")
+    server = shared_server  # one for the six cases: each counts its own line in the log
+    closed_before = server.log().count(f"WebSocket closed {code}")
+    bystander_url = f"{server.ws}/ws/bystander-{tag}?room=frames-{tag}"
+    async with asyncio.timeout(20), websockets.connect(bystander_url) as bystander:
+        sock = raw_handshake(server.port, f"/ws/culprit-{tag}?room=frames-{tag}")
         await asyncio.to_thread(sock.sendall, b"".join(frames))
         assert await asyncio.to_thread(_close_code, sock) == code
         sock.close()
         await bystander.send("unaffected")
-        assert await bystander.recv() == "Client bystander: unaffected"
+        assert await bystander.recv() == f"Client bystander-{tag}: unaffected"
     log = server.log()
     assert "Traceback" not in log
-    assert log.count(f"WebSocket closed {code}") == 1
+    assert log.count(f"WebSocket closed {code}") == closed_before + 1

@@ -11,37 +11,48 @@ import websockets
 from tests.conftest import Server
 from tests.server.v1client import connect, next_of, nothing_within, say
 
+# One server for the module: every test uses its own names (suffixed with ``tag``) and,
+# but for the one test of the default room, its own room.
 
-async def test_welcome_names_the_protocol_and_members(server: Server) -> None:
+
+async def test_welcome_names_the_protocol_and_members(shared_server: Server, tag: str) -> None:
+    server = shared_server  # the only test of the module in the default room
+    alice_name, bob_name = f"alice-{tag}", f"bob-{tag}"
     async with asyncio.timeout(10):
-        bob, _ = await connect(server, "bob")
-        alice, welcome = await connect(server, "alice")
+        bob, _ = await connect(server, bob_name)
+        alice, welcome = await connect(server, alice_name)
         assert alice.subprotocol == "wschat.v1"
-        assert welcome["name"] == "alice"
+        assert welcome["name"] == alice_name
         assert welcome["room"] == "lobby"
-        assert welcome["members"] == ["alice", "bob"]
+        assert welcome["members"] == [alice_name, bob_name]
         assert welcome["latest"] == 0
         assert welcome["replay"] == 0
         assert welcome["gap"] is False
         assert isinstance(welcome["token"], str) and len(welcome["token"]) >= 16
-        assert await next_of(bob, "joined") == {"type": "joined", "room": "lobby", "name": "alice"}
+        assert await next_of(bob, "joined") == {
+            "type": "joined",
+            "room": "lobby",
+            "name": alice_name,
+        }
         await alice.close()
         await bob.close()
 
 
-async def test_say_reaches_every_member_with_growing_ids(server: Server) -> None:
+async def test_say_reaches_every_member_with_growing_ids(shared_server: Server, tag: str) -> None:
+    server, room = shared_server, f"say-{tag}"
+    alice_name, bob_name = f"alice-{tag}", f"bob-{tag}"
     async with asyncio.timeout(10):
-        alice, _ = await connect(server, "alice")
-        bob, _ = await connect(server, "bob")
+        alice, _ = await connect(server, alice_name, room=room)
+        bob, _ = await connect(server, bob_name, room=room)
         await say(alice, "one", **{"from": "mallory"})  # "from" is never taken from the client
         first_for_bob = await next_of(bob, "message")
         await say(bob, "two")
         for ws in (alice, bob):
             first = first_for_bob if ws is bob else await next_of(ws, "message")
             second = await next_of(ws, "message")
-            assert (first["id"], first["from"], first["text"]) == (1, "alice", "one")
-            assert (second["id"], second["from"], second["text"]) == (2, "bob", "two")
-            assert first["room"] == "lobby"
+            assert (first["id"], first["from"], first["text"]) == (1, alice_name, "one")
+            assert (second["id"], second["from"], second["text"]) == (2, bob_name, "two")
+            assert first["room"] == room
             assert isinstance(first["ts"], float)
         await say(alice, "waves", action=True)
         assert (await next_of(bob, "message"))["action"] is True
@@ -49,67 +60,77 @@ async def test_say_reaches_every_member_with_growing_ids(server: Server) -> None
         await bob.close()
 
 
-async def test_direct_messages_reach_both_ends_only(server: Server) -> None:
+async def test_direct_messages_reach_both_ends_only(shared_server: Server, tag: str) -> None:
+    server, room = shared_server, f"dm-{tag}"
+    alice_name, bob_name = f"alice-{tag}", f"bob-{tag}"
     async with asyncio.timeout(10):
-        alice, _ = await connect(server, "alice")
-        bob, _ = await connect(server, "bob", room="elsewhere")
-        carol, _ = await connect(server, "carol")
-        await alice.send(json.dumps({"type": "dm", "to": "bob", "text": "psst"}))
+        alice, _ = await connect(server, alice_name, room=room)
+        bob, _ = await connect(server, bob_name, room=f"elsewhere-{tag}")
+        carol, _ = await connect(server, f"carol-{tag}", room=room)
+        await alice.send(json.dumps({"type": "dm", "to": bob_name, "text": "psst"}))
         for ws in (alice, bob):
             event = await next_of(ws, "dm")
-            assert (event["from"], event["to"], event["text"]) == ("alice", "bob", "psst")
+            assert (event["from"], event["to"], event["text"]) == (alice_name, bob_name, "psst")
         assert [e for e in await nothing_within(carol, 0.3) if e["type"] == "dm"] == []
-        await alice.send(json.dumps({"type": "dm", "to": "nobody", "text": "hello?"}))
+        await alice.send(json.dumps({"type": "dm", "to": f"nobody-{tag}", "text": "hello?"}))
         error = await next_of(alice, "error")
         assert error["code"] == "no_such_user"
         for ws in (alice, bob, carol):
             await ws.close()
 
 
-async def test_join_moves_rooms_with_presence(server: Server) -> None:
+async def test_join_moves_rooms_with_presence(shared_server: Server, tag: str) -> None:
+    server, room, ops_room = shared_server, f"join-{tag}", f"ops-{tag}"
+    bob_name, olga_name = f"bob-{tag}", f"olga-{tag}"
     async with asyncio.timeout(10):
-        alice, _ = await connect(server, "alice")
-        bob, _ = await connect(server, "bob")
-        ops, _ = await connect(server, "olga", room="ops")
-        await bob.send(json.dumps({"type": "join", "room": "ops"}))
+        alice, _ = await connect(server, f"alice-{tag}", room=room)
+        bob, _ = await connect(server, bob_name, room=room)
+        ops, _ = await connect(server, olga_name, room=ops_room)
+        await bob.send(json.dumps({"type": "join", "room": ops_room}))
         welcome = await next_of(bob, "welcome")
-        assert welcome["room"] == "ops"
-        assert welcome["members"] == ["bob", "olga"]
-        assert await next_of(alice, "left") == {"type": "left", "room": "lobby", "name": "bob"}
-        assert await next_of(ops, "joined") == {"type": "joined", "room": "ops", "name": "bob"}
+        assert welcome["room"] == ops_room
+        assert welcome["members"] == [bob_name, olga_name]
+        assert await next_of(alice, "left") == {"type": "left", "room": room, "name": bob_name}
+        assert await next_of(ops, "joined") == {
+            "type": "joined",
+            "room": ops_room,
+            "name": bob_name,
+        }
         await say(bob, "hi ops")
         assert (await next_of(ops, "message"))["text"] == "hi ops"
         assert [e for e in await nothing_within(alice, 0.3) if e["type"] == "message"] == []
         await bob.send(json.dumps({"type": "who"}))
         assert await next_of(bob, "members") == {
             "type": "members",
-            "room": "ops",
-            "names": ["bob", "olga"],
+            "room": ops_room,
+            "names": [bob_name, olga_name],
         }
         for ws in (alice, bob, ops):
             await ws.close()
 
 
-async def test_plain_and_v1_clients_share_a_room(server: Server) -> None:
+async def test_plain_and_v1_clients_share_a_room(shared_server: Server, tag: str) -> None:
+    server, room = shared_server, f"mixed-{tag}"
+    alice_name, pete_name = f"alice-{tag}", f"plainpete-{tag}"
     async with asyncio.timeout(10):
-        v1, _ = await connect(server, "alice")
-        async with websockets.connect(f"{server.ws}/ws/plainpete") as plain:
-            assert (await next_of(v1, "joined"))["name"] == "plainpete"
+        v1, _ = await connect(server, alice_name, room=room)
+        async with websockets.connect(f"{server.ws}/ws/{pete_name}?room={room}") as plain:
+            assert (await next_of(v1, "joined"))["name"] == pete_name
             await plain.send("hello from plain")
             event = await next_of(v1, "message")
-            assert (event["from"], event["text"]) == ("plainpete", "hello from plain")
-            assert await plain.recv() == "Client plainpete: hello from plain"
+            assert (event["from"], event["text"]) == (pete_name, "hello from plain")
+            assert await plain.recv() == f"Client {pete_name}: hello from plain"
             await say(v1, "hello from v1")
-            assert await plain.recv() == "Client alice: hello from v1"
+            assert await plain.recv() == f"Client {alice_name}: hello from v1"
             # Presence changes and DMs never reach a plain client as JSON.
-            other, _ = await connect(server, "carol")
+            other, _ = await connect(server, f"carol-{tag}", room=room)
             await other.close()
-            await v1.send(json.dumps({"type": "dm", "to": "plainpete", "text": "psst"}))
-            assert await plain.recv() == "DM from alice: psst"
+            await v1.send(json.dumps({"type": "dm", "to": pete_name, "text": "psst"}))
+            assert await plain.recv() == f"DM from {alice_name}: psst"
             await say(v1, "last")
-            assert await plain.recv() == "Client alice: last"
-        assert (await next_of(v1, "left"))["name"] == "carol"
-        assert (await next_of(v1, "left"))["name"] == "plainpete"
+            assert await plain.recv() == f"Client {alice_name}: last"
+        assert (await next_of(v1, "left"))["name"] == f"carol-{tag}"
+        assert (await next_of(v1, "left"))["name"] == pete_name
         await v1.close()
 
 
@@ -128,11 +149,12 @@ BAD_FRAMES = [
 
 @pytest.mark.parametrize(("frame", "code"), BAD_FRAMES)
 async def test_bad_input_gets_an_error_and_the_connection_stays(
-    server: Server, frame: str, code: str
+    shared_server: Server, tag: str, frame: str, code: str
 ) -> None:
+    server, room = shared_server, f"bad-{tag}"
     async with asyncio.timeout(10):
-        alice, _ = await connect(server, "alice")
-        bob, _ = await connect(server, "bob")
+        alice, _ = await connect(server, f"alice-{tag}", room=room)
+        bob, _ = await connect(server, f"bob-{tag}", room=room)
         await alice.send(frame)
         error = await next_of(alice, "error")
         assert error["code"] == code
@@ -146,9 +168,9 @@ async def test_bad_input_gets_an_error_and_the_connection_stays(
         await bob.close()
 
 
-async def test_binary_frame_is_an_error_not_a_close(server: Server) -> None:
+async def test_binary_frame_is_an_error_not_a_close(shared_server: Server, tag: str) -> None:
     async with asyncio.timeout(10):
-        alice, _ = await connect(server, "alice")
+        alice, _ = await connect(shared_server, f"alice-{tag}", room=f"binary-{tag}")
         await alice.send(b"\x00\x01")
         assert (await next_of(alice, "error"))["code"] == "binary_unsupported"
         await say(alice, "ok")
