@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import default_signals
+
 
 @dataclass
 class Server:
@@ -70,7 +72,7 @@ def start_server(
             stderr=log,
             text=True,
             env=full_env,
-            preexec_fn=None if fd_limit is None else lambda: _limit_fds(fd_limit),
+            preexec_fn=lambda: _child_setup(fd_limit),
         )
     assert proc.stdout is not None
     deadline = time.monotonic() + 20
@@ -84,6 +86,12 @@ def start_server(
     proc.wait(5)
     proc.stdout.close()
     raise RuntimeError(f"server did not start: {log_path.read_text()}")
+
+
+def _child_setup(fd_limit: int | None) -> None:
+    default_signals()  # stop() signals it: SIGINT must work also under `pytest &`
+    if fd_limit is not None:
+        _limit_fds(fd_limit)
 
 
 def _limit_fds(limit: int) -> None:

@@ -6,6 +6,7 @@ import asyncio
 import base64
 import json
 import os
+import signal
 import socket
 import sqlite3
 import struct
@@ -13,6 +14,20 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+
+def default_signals() -> None:
+    """``preexec_fn`` for every child a test signals: default SIGINT, SIGTERM and SIGQUIT.
+
+    A shell without job control starts ``pytest &`` (and so ``nohup pytest &`` in a script or
+    CI step) with SIGINT and SIGQUIT ignored, and children inherit ignored signals and the
+    blocked mask. A Python child would then never raise KeyboardInterrupt on ``SIGINT``, and a
+    test that signals it would hang or fail only when launched that way.
+    """
+    stop = (signal.SIGINT, signal.SIGTERM, signal.SIGQUIT)
+    for sig in stop:
+        signal.signal(sig, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, stop)
 
 
 def get_json(url: str) -> Any:

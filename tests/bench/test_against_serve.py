@@ -22,7 +22,7 @@ import pytest
 from typer.testing import CliRunner
 
 from tests.conftest import Server, start_server
-from tests.helpers import get_json
+from tests.helpers import default_signals, get_json
 from wschat.bench.config import BenchConfig, Scenario
 from wschat.bench.runner import run_bench
 from wschat.cli import app
@@ -115,8 +115,7 @@ def test_ctrl_c_prints_and_writes_the_partial_report_and_exits_130(
         stderr=subprocess.PIPE,
         text=True,
         env={**os.environ, **WIDE},
-        # a test launched with & or nohup inherits SIGINT ignored: give the child the default
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        preexec_fn=default_signals,  # SIGINT works also when pytest runs with & or nohup
     )
     try:
         deadline = time.monotonic() + 20

@@ -26,6 +26,7 @@ from websockets.asyncio.client import ClientConnection
 
 from tests.client.tmux import Pane
 from tests.conftest import Server, start_server
+from tests.helpers import default_signals
 from tests.server.v1client import connect, next_of, say
 from wschat.auth import issue_token
 
@@ -448,6 +449,7 @@ def test_pipe_mode_reconnects_and_ctrl_c_exits_130(server: Server) -> None:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=default_signals,  # SIGINT works also when pytest runs with & or nohup
     )
     try:
         assert proc.stderr is not None

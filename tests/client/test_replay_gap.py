@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from tests.conftest import start_server
-from tests.helpers import fill, wait_until
+from tests.helpers import default_signals, fill, wait_until
 
 
 async def test_the_terminal_client_shows_a_capped_replay_as_missed_messages(
@@ -36,6 +36,7 @@ async def test_the_terminal_client_shows_a_capped_replay_as_missed_messages(
         stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
+        preexec_fn=default_signals,  # terminate() signals it
     )
     assert proc.stdout is not None and proc.stderr is not None
     err: list[str] = []

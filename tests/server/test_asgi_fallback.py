@@ -19,7 +19,7 @@ import pytest
 import websockets
 
 from tests.conftest import Server
-from tests.helpers import get_json, masked_frame, raw_handshake, wait_until
+from tests.helpers import default_signals, get_json, masked_frame, raw_handshake, wait_until
 from tests.server.v1client import connect, next_of, say
 
 RUN_STOCK = """
@@ -49,6 +49,7 @@ def stock(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Server]:
             stdout=subprocess.PIPE,
             stderr=log,
             text=True,
+            preexec_fn=default_signals,  # server.stop() signals it
         )
     assert proc.stdout is not None
     line = proc.stdout.readline()
