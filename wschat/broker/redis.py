@@ -56,6 +56,7 @@ COMMAND_TIMEOUT_S = 3.0  # a hung Redis fails a command within this
 POOL_CONNECTIONS = 32
 POOL_WAIT_S = 10.0
 BACKOFF_MIN_S = 0.05
+MASTER_CHECK_S = 1.0  # Sentinel: how often the subscriber checks it is on the current master
 BACKOFF_MAX_S = 2.0
 SLOW_AFTER_S = 1.0  # a command in flight this long makes /healthz say "degraded"
 SLOW_HOLD_S = 2.0  # and so does a command that timed out within this
@@ -137,7 +138,7 @@ def connect(url: str, retries: int = 1) -> Client:
             },
         )
         master: aioredis.Redis = sentinel.master_for(where.master, **options, **where.data_kwargs())
-        _sentinels[id(master)] = sentinel.sentinels
+        _sentinels[id(master)] = (sentinel, where.master)
         return master
     if is_cluster(url):
         nodes = parse_cluster_url(url)
@@ -158,15 +159,31 @@ def connect(url: str, retries: int = 1) -> Client:
     return client
 
 
-# Clients made by ``connect`` for a Sentinel URL -> their connections to the sentinels.
-_sentinels: dict[int, list[aioredis.Redis]] = {}
+# Clients made by ``connect`` for a Sentinel URL -> their ``Sentinel`` and master's name.
+_sentinels: dict[int, tuple[Any, str]] = {}
 
 
 async def close_client(client: Client) -> None:
     """Close a client made by ``connect``, and its connections to the sentinels if any."""
     await client.aclose()
-    for sentinel in _sentinels.pop(id(client), []):
-        await sentinel.aclose()
+    sentinel, _ = _sentinels.pop(id(client), (None, ""))
+    for one in sentinel.sentinels if sentinel is not None else []:
+        await one.aclose()
+
+
+async def master_moved(client: Client, pubsub: Any) -> bool:
+    """Return whether ``pubsub`` (of ``client``, made by ``connect`` for a Sentinel URL) is
+    connected to another server than the master the sentinels name now.
+
+    A subscription is no write: on a master that was demoted, or on an old master that came
+    back before the sentinels made it a replica, it gets no error, just no messages.
+    """
+    sentinel, name = _sentinels.get(id(client), (None, ""))
+    conn = pubsub.connection
+    if sentinel is None or conn is None:
+        return False
+    host, port = await sentinel.discover_master(name)
+    return (str(conn.host), int(conn.port)) != (str(host), int(port))
 
 
 def check_reachable(url: str, timeout_s: float = CONNECT_TIMEOUT_S) -> None:
@@ -298,10 +315,16 @@ class RedisBroker:
                         self.on_resubscribed()
                 self._subscribed.set()
                 delay = BACKOFF_MIN_S
+                loop = asyncio.get_running_loop()
+                check_at = loop.time() + MASTER_CHECK_S
                 while True:
                     message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
                     if message is not None and message.get("type") == "message":
                         self._dispatch(message["data"])
+                    if loop.time() >= check_at:
+                        check_at = loop.time() + MASTER_CHECK_S
+                        if await master_moved(self._subscriber, pubsub):
+                            raise redis.exceptions.ConnectionError("the master moved (Sentinel)")
             except (*REDIS_DOWN, TimeoutError, redis.exceptions.RedisClusterException) as exc:
                 if self._state == "ok":
                     log.warning("lost the Redis subscription (%s); reconnecting", exc)
