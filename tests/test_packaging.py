@@ -39,7 +39,7 @@ def test_the_sdist_carries_licence_docs_and_tests_that_run(tmp_path: Path) -> No
         "tests/bench/plain_server.py",
         "tests/broker/conftest.py",
         "benchmarks/run.py",
-        "tools/redis_throughput.py",
+        "benchmarks/redis_capacity.py",
         "wschat/bench/schema.json",
     ):
         assert name in names, f"{name} is not in the sdist"

@@ -407,7 +407,8 @@ def serve(
         typer.Option(
             envvar="WSCHAT_WORKERS",
             min=1,
-            help="Worker processes sharing the port; more than 1 needs --broker redis://...",
+            help="Worker processes sharing the port (/metrics and /healthz total them; they"
+            " exit if this process dies); more than 1 needs --broker redis://...",
         ),
     ] = 1,
     node_ttl: Annotated[

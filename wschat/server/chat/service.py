@@ -205,7 +205,6 @@ class ChatService:
         room = conn.room
         conn.pending = []
         self.hub.join(conn, room)
-        kept = await self._take_kept(conn.name) if conn.name in self._resumed else []
         if self.cluster is not None:
             await self.cluster.refresh_room(room)
         try:
@@ -225,6 +224,8 @@ class ChatService:
         except Exception:
             conn.pending = None
             raise
+        # Taken once the welcome can go: DMs kept while it was away follow the replay.
+        kept = await self._take_kept(conn.name) if conn.name in self._resumed else []
         if replay.messages:
             conn.last_id = replay.messages[-1].id
         elif since is not None and since <= replay.latest:
