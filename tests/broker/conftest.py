@@ -16,6 +16,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -235,14 +236,21 @@ def sentinels(tmp_path: Path) -> Iterator[Sentinels]:
 
 
 class RedisCluster:
-    """Three masters on free ports joined into one Redis Cluster (no replicas)."""
+    """Three masters on free ports joined into one Redis Cluster; with ``replicas``, each
+    master also gets one replica and the node timeout is 1 s (a dead master's replica is
+    promoted within a few seconds)."""
 
-    def __init__(self, directory: Path) -> None:
-        self.masters = [RedisServer(directory / f"node{i}") for i in range(3)]
-        for master in self.masters:
+    def __init__(self, directory: Path, *, replicas: bool = False) -> None:
+        count = 6 if replicas else 3
+        self.servers = [RedisServer(directory / f"node{i}") for i in range(count)]
+        self.masters = self.servers[:3]  # as created; ``master_of`` says who serves a key now
+        self.replicas = replicas
+        timeout = "1000" if replicas else "2000"
+        for server in self.servers:
             bus = str(free_port())  # not PORT + 10000, which may be past 65535 or taken
-            master.extra = ("--cluster-enabled", "yes", "--cluster-port", bus)
-            master.extra += ("--cluster-node-timeout", "2000")
+            server.extra = ("--cluster-enabled", "yes", "--cluster-port", bus)
+            server.extra += ("--cluster-node-timeout", timeout)
+            server.extra += ("--repl-diskless-sync-delay", "0")  # replicas sync at once
 
     def url(self, *which: int) -> str:
         """Return a ``redis+cluster://`` URL naming the masters ``which`` (all by default)."""
@@ -250,35 +258,81 @@ class RedisCluster:
         return "redis+cluster://" + ",".join(f"127.0.0.1:{m.port}" for m in chosen)
 
     def start(self) -> None:
-        for master in self.masters:
-            master.directory.mkdir()
-            master.start()
+        for server in self.servers:
+            server.directory.mkdir()
+            server.start()
         assert REDIS_SERVER is not None
         cli = str(Path(REDIS_SERVER).with_name("redis-cli"))
-        addresses = [f"127.0.0.1:{m.port}" for m in self.masters]
+        addresses = [f"127.0.0.1:{s.port}" for s in self.servers]
+        more = ["--cluster-replicas", "1"] if self.replicas else []
         subprocess.run(
-            [cli, "--cluster", "create", *addresses, "--cluster-yes"],
+            [cli, "--cluster", "create", *addresses, *more, "--cluster-yes"],
             check=True,
             capture_output=True,
             timeout=30,
         )
+        self.wait_ok(self.servers, within=15)
         deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
-            if all(b"cluster_state:ok" in m.command(b"CLUSTER INFO") for m in self.masters):
+        while self.replicas and time.monotonic() < deadline:  # until every replica has synced
+            roles = [s.info("replication") for s in self.servers]
+            if sum("master_link_status:up" in role for role in roles) == 3:
                 return
             time.sleep(0.1)
-        raise RuntimeError("the Redis Cluster did not come up")
+        if self.replicas:
+            raise RuntimeError("the replicas did not sync")
+
+    def wait_ok(self, servers: list[RedisServer], within: float) -> None:
+        """Wait until every one of ``servers`` says ``cluster_state:ok``."""
+        deadline = time.monotonic() + within
+        while time.monotonic() < deadline:
+            if all(b"cluster_state:ok" in s.command(b"CLUSTER INFO") for s in servers):
+                return
+            time.sleep(0.1)
+        raise RuntimeError("the Redis Cluster is not ok")
+
+    def shards(self, ask: RedisServer) -> list[dict[str, Any]]:
+        """Return ``CLUSTER SHARDS`` as ``ask`` sees it now."""
+        import redis
+
+        with redis.Redis(port=ask.port, decode_responses=True) as client:
+            shards: list[dict[str, Any]] = client.execute_command("CLUSTER SHARDS")
+            return shards
+
+    def master_of(self, key: str, ask: RedisServer | None = None) -> RedisServer:
+        """Return the server that is the master of ``key``'s slot, as ``ask`` sees it now."""
+        ask = ask or self.masters[0]
+        slot = int(ask.command(f"CLUSTER KEYSLOT {key}".encode())[1:].split(b"\r")[0])
+        for shard in self.shards(ask):
+            ranges = shard["slots"]
+            if any(a <= slot <= b for a, b in zip(ranges[::2], ranges[1::2], strict=True)):
+                for node in shard["nodes"]:
+                    if node["role"] == "master" and node["health"] == "online":
+                        return next(s for s in self.servers if s.port == node["port"])
+        raise LookupError(f"no master serves {key}")
 
     def stop(self) -> None:
-        for master in self.masters:
-            master.kill()
+        for server in self.servers:
+            server.kill()
 
 
 @pytest.fixture
 def redis_cluster(tmp_path: Path) -> Iterator[RedisCluster]:
-    """A 3-master Redis Cluster (see ``RedisCluster``), stopped after the test."""
+    """A 3-master Redis Cluster without replicas (see ``RedisCluster``), stopped after."""
     need_redis()
     cluster = RedisCluster(tmp_path)
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+def replicated_cluster(tmp_path: Path) -> Iterator[RedisCluster]:
+    """A Redis Cluster of 3 masters with one replica each (see ``RedisCluster``), stopped
+    after the test."""
+    need_redis()
+    cluster = RedisCluster(tmp_path, replicas=True)
     try:
         cluster.start()
         yield cluster

@@ -60,8 +60,18 @@ MASTER_CHECK_S = 1.0  # Sentinel: how often the subscriber checks it is on the c
 BACKOFF_MAX_S = 2.0
 SLOW_AFTER_S = 1.0  # a command in flight this long makes /healthz say "degraded"
 SLOW_HOLD_S = 2.0  # and so does a command that timed out within this
-# The errors that mean "Redis is not reachable right now", as opposed to a bug.
-REDIS_DOWN = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
+# The errors that mean "Redis is not reachable right now", as opposed to a bug. On a Redis
+# Cluster that includes CLUSTERDOWN (every shard refuses commands while a dead master's
+# replica is not promoted yet: without it here, a say then failed with a traceback and got
+# no answer) and redis-py's "gave up following redirections" and "no node for the slot".
+REDIS_DOWN = (
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+    OSError,
+    redis.exceptions.ClusterError,  # includes ClusterDownError (CLUSTERDOWN, MASTERDOWN)
+    redis.exceptions.TryAgainError,
+    redis.exceptions.SlotNotCoveredError,
+)
 
 
 def room_key(room: str, what: str) -> str:
@@ -340,6 +350,12 @@ class RedisBroker:
         """Return a new pub/sub of the subscriber client. On a Redis Cluster, (re)learn the
         cluster's nodes first: classic pub/sub reaches every node, whichever one we ask."""
         if isinstance(self._subscriber, RedisCluster):
+            # A fresh client each time: RedisCluster.initialize() learns the slots only once,
+            # so after a failover the old client kept dialling the dead master of the
+            # channel's slot and this node never heard another message (issue 14).
+            old, self._subscriber = self._subscriber, connect(self.url, retries=0)
+            with contextlib.suppress(*REDIS_DOWN, redis.exceptions.RedisError):
+                await close_client(old)
             await self._subscriber.initialize()
         return self._subscriber.pubsub()
 
