@@ -165,10 +165,20 @@ async def test_two_cluster_masters_killed_lose_and_double_nothing_untold(
             await wait_until(replaced, within=20)
             await asyncio.to_thread(cluster.wait_ok, alive, 20)
 
+        async def talked(more: int) -> None:
+            """Wait until every talker has been shown ``more`` more messages of its room."""
+            start = [len(t.of("message")) for t in everyone]
+            await wait_until(
+                lambda: all(
+                    len(t.of("message")) >= n + more for t, n in zip(everyone, start, strict=True)
+                ),
+                within=20,
+            )
+
         async def kill_both() -> None:
-            await asyncio.sleep(0.5)
+            await talked(3)
             await kill(victims[0], rooms[2])
-            await asyncio.sleep(1)
+            await talked(3)
             await kill(victims[1], rooms[0])
             promoted.set()
 
@@ -196,7 +206,6 @@ async def test_two_cluster_masters_killed_lose_and_double_nothing_untold(
                 assert len(live) == len(set(live)), f"{t.name} was shown a message twice"
                 assert t.ws.close_code is None, f"{t.name} was disconnected"
                 await t.close()
-        print("cluster masters killed:", figures)
         assert figures["doubled"] == 0, figures
     assert all(node.log().count("resubscribed to") >= 1 for node in nodes)
     assert "Traceback" not in nodes[0].log() + nodes[1].log()
