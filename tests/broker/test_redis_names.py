@@ -40,12 +40,12 @@ async def test_names_are_confirmed_by_the_shared_registry_or_refused(
         # Redis goes away: a new name can be confirmed by nobody, so both nodes refuse it
         # with 1013 (try again), v1 and plain alike; connected users stay.
         redis_server.kill()
-        await wait_until(lambda: _broker(a) != "ok" and _broker(b) != "ok")
+        await wait_until(lambda: _broker(a) != "ok" and _broker(b) != "ok", within=20)
         for node, v1 in ((a, True), (b, False)):
             code, reason = await _refusal(node, "newbie", v1)
             assert (code, "cannot be confirmed" in reason) == (1013, True), (code, reason)
         redis_server.start()
-        await wait_until(lambda: _broker(a) == "ok" and _broker(b) == "ok")
+        await wait_until(lambda: _broker(a) == "ok" and _broker(b) == "ok", within=20)
         newbie, _ = await connect(b, "newbie")
         assert (await _refusal(a, "newbie"))[0] == 4009
 
