@@ -22,8 +22,11 @@ async def test_a_closed_connection_is_one_close_not_unsent_reply_timeouts_or_los
         # one close, by its code: not also "unsent (behind schedule)" nor "reply timeout"
         assert dict(s.errors) == {"close 4000": 1}, s.errors
         assert result.unsent == 0
-        # the unanswered seq 5 went to a receiver the server closed: missed, not lost
-        assert (s.lost, s.missed_while_closed) == (0, 1)
+        # seq 5, unanswered, and whatever sender 0 sent before the close reached it (at 50/s
+        # in open loop, sometimes seq 6 too) went to a receiver the server closed: missed,
+        # not lost
+        sent_by_0 = s.sent - 20
+        assert (s.lost, s.missed_while_closed) == (0, sent_by_0 - 5) and sent_by_0 >= 6
         assert s.delivered == 20 + 5
     # open loop: sender 0's remaining schedule was cancelled by the close
     sent_by_0 = open_loop.stats.sent - 20

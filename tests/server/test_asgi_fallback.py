@@ -13,12 +13,11 @@ import asyncio
 import subprocess
 import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import websockets
 
-from tests.conftest import Server
+from tests.conftest import Server, serve_while
 from tests.helpers import default_signals, get_json, masked_frame, raw_handshake, wait_until
 from tests.server.v1client import connect, next_of, say
 
@@ -35,13 +34,24 @@ uvicorn.Server(config).run(sockets=[sock])
 """
 
 
-@pytest.fixture(params=["wschat", "stock"])
-def stock(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Server]:
-    """A server on either path, with the same settings (no rate limit, an outbox of 8)."""
+def _connections(server: Server) -> int:
+    return int(get_json(f"{server.http}/healthz")["connections"])
+
+
+@pytest.fixture(scope="module", params=["wschat", "stock"])
+def stock(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Server]:
+    """A server on either path, with the same settings (no rate limit, an outbox of 8).
+
+    One of each for the module (pytest runs the tests of one path, then the other's): each
+    test has its own names and rooms (``tag``), and one that counts connections first waits
+    for the previous test's to be gone.
+    """
     if request.param == "wschat":
-        factory = request.getfixturevalue("server_factory")
-        yield factory("--rate-limit", "0", "--outbox-size", "8")
+        yield from serve_while(tmp_path_factory, "--rate-limit", "0", "--outbox-size", "8")
         return
+    tmp_path = tmp_path_factory.mktemp("stock")
     log_path = tmp_path / "stock.log"
     with open(log_path, "w") as log:
         proc = subprocess.Popen(
@@ -62,56 +72,62 @@ def stock(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Server]:
         proc.stdout.close()
 
 
-async def test_article_routes_work_on_both_paths(stock: Server) -> None:
+async def test_article_routes_work_on_both_paths(stock: Server, tag: str) -> None:
+    url = f"{stock.ws}/ws/{{}}-{tag}?room=article-{tag}"
     async with asyncio.timeout(20):
+        await wait_until(lambda: _connections(stock) == 0)  # the previous test's are gone
         async with (
-            websockets.connect(f"{stock.ws}/ws/ann") as ann,
-            websockets.connect(f"{stock.ws}/ws/bob") as bob,
+            websockets.connect(url.format("ann")) as ann,
+            websockets.connect(url.format("bob")) as bob,
             websockets.connect(f"{stock.ws}/ws") as echo,
         ):
             await ann.send("hello")
-            assert await bob.recv() == "Client ann: hello"
-            assert await ann.recv() == "Client ann: hello"
+            assert await bob.recv() == f"Client ann-{tag}: hello"
+            assert await ann.recv() == f"Client ann-{tag}: hello"
             await echo.send("ping")
             assert await echo.recv() == "You said: ping"
-            assert get_json(f"{stock.http}/healthz")["connections"] == 3
-        await wait_until(lambda: get_json(f"{stock.http}/healthz")["connections"] == 0)
+            assert _connections(stock) == 3
+        await wait_until(lambda: _connections(stock) == 0)
     assert "Traceback" not in stock.log()
 
 
-async def test_v1_and_slow_consumers_work_on_both_paths(stock: Server) -> None:
+async def test_v1_and_slow_consumers_work_on_both_paths(stock: Server, tag: str) -> None:
+    room, ann_name, bob_name = f"v1-{tag}", f"ann-{tag}", f"bob-{tag}"
     async with asyncio.timeout(40):
-        ann, welcome = await connect(stock, "ann")
-        assert welcome["members"] == ["ann"]
-        bob, _ = await connect(stock, "bob")
+        ann, welcome = await connect(stock, ann_name, room=room)
+        assert welcome["members"] == [ann_name]
+        bob, _ = await connect(stock, bob_name, room=room)
         await say(ann, "hi bob")
         event = await next_of(bob, "message")
-        assert (event["from"], event["text"]) == ("ann", "hi bob")
+        assert (event["from"], event["text"]) == (ann_name, "hi bob")
         await ann.close()
         await bob.close()
         # A reader that never reads cannot stall the room: its outbox (8 here) overflows and
-        # it is closed with 4001, while the others keep getting everything.
-        stalled = raw_handshake(stock.port, "/ws/stalled", rcvbuf=4096)
+        # it is closed with 4001, while the others keep getting everything. (The only test
+        # of the module that makes a slow consumer: the server's count is this test's.)
+        stalled = raw_handshake(stock.port, f"/ws/stalled-{tag}?room=slow-{tag}", rcvbuf=4096)
         payload = "x" * 30_000
-        async with websockets.connect(f"{stock.ws}/ws/sender", max_size=None) as sender:
+        sender_url = f"{stock.ws}/ws/sender-{tag}?room=slow-{tag}"
+        async with websockets.connect(sender_url, max_size=None) as sender:
             for i in range(200):  # ~6 MB: more than the socket buffers and outbox hold
                 await sender.send(f"{i} {payload}")
-                assert await sender.recv() == f"Client sender: {i} {payload}"
+                assert await sender.recv() == f"Client sender-{tag}: {i} {payload}"
             health = get_json(f"{stock.http}/healthz")
             assert health["slow_consumers"] == 1
         stalled.close()
-        await wait_until(lambda: get_json(f"{stock.http}/healthz")["connections"] == 0)
+        await wait_until(lambda: _connections(stock) == 0)
     assert "Traceback" not in stock.log()
 
 
-async def test_resume_since_replays_what_was_missed_on_both_paths(stock: Server) -> None:
+async def test_resume_since_replays_what_was_missed_on_both_paths(stock: Server, tag: str) -> None:
+    room = f"r-{tag}"
     async with asyncio.timeout(20):
-        ann, _ = await connect(stock, "ann", room="r")
+        ann, _ = await connect(stock, f"ann-{tag}", room=room)
         for text in ("one", "two", "three"):
             await say(ann, text)
             await next_of(ann, "message")
         await ann.close()
-        bob, welcome = await connect(stock, "bob", room="r", since=1)
+        bob, welcome = await connect(stock, f"bob-{tag}", room=room, since=1)
         assert (welcome["latest"], welcome["gap"]) == (3, False)
         replayed = [await next_of(bob, "message") for _ in range(2)]
         assert [(m["id"], m["text"]) for m in replayed] == [(2, "two"), (3, "three")]
@@ -119,13 +135,18 @@ async def test_resume_since_replays_what_was_missed_on_both_paths(stock: Server)
     assert "Traceback" not in stock.log()
 
 
-async def test_foreign_origins_are_refused_before_accept_on_both_paths(stock: Server) -> None:
+async def test_foreign_origins_are_refused_before_accept_on_both_paths(
+    stock: Server, tag: str
+) -> None:
     async with asyncio.timeout(10):
+        await wait_until(lambda: _connections(stock) == 0)  # the previous test's are gone
         with pytest.raises(websockets.InvalidStatus) as refused:
-            async with websockets.connect(f"{stock.ws}/ws/mallory", origin="https://evil.example"):
+            async with websockets.connect(
+                f"{stock.ws}/ws/mallory-{tag}", origin="https://evil.example"
+            ):
                 pass
         assert refused.value.response.status_code == 403
-        assert get_json(f"{stock.http}/healthz")["connections"] == 0
+        assert _connections(stock) == 0
 
 
 @pytest.mark.parametrize(
@@ -137,10 +158,11 @@ async def test_foreign_origins_are_refused_before_accept_on_both_paths(stock: Se
     ids=["invalid-utf8", "bad-opcode"],
 )
 async def test_bad_frames_close_with_their_code_on_both_paths(
-    stock: Server, frame: bytes, code: int
+    stock: Server, tag: str, frame: bytes, code: int
 ) -> None:
-    async with asyncio.timeout(10), websockets.connect(f"{stock.ws}/ws/bystander") as bystander:
-        sock = raw_handshake(stock.port, "/ws/culprit")
+    url = f"{stock.ws}/ws/bystander-{tag}?room=frames-{tag}"
+    async with asyncio.timeout(10), websockets.connect(url) as bystander:
+        sock = raw_handshake(stock.port, f"/ws/culprit-{tag}?room=frames-{tag}")
         sock.sendall(frame)
         sock.settimeout(5)
         data = b""
@@ -150,4 +172,4 @@ async def test_bad_frames_close_with_their_code_on_both_paths(
         at = data.find(b"\x88")
         assert at >= 0 and int.from_bytes(data[at + 2 : at + 4], "big") == code
         await bystander.send("unaffected")
-        assert await bystander.recv() == "Client bystander: unaffected"
+        assert await bystander.recv() == f"Client bystander-{tag}: unaffected"
