@@ -609,12 +609,28 @@ def main() -> int:
         scale_saved = {**scale_rows, "sizes": dataclasses.asdict(scale_rows["sizes"])}
         args.save.write_text(
             json.dumps(
-                {"servers": results, "node": node, "floors": floors, "scale": scale_saved}
+                {
+                    "servers": results,
+                    "node": node,
+                    "floors": floors,
+                    "scale": scale_saved,
+                    "command": command,
+                    "took": time.monotonic() - started,
+                }
                 if scale_rows
-                else {"servers": results, "node": node, "floors": floors}
+                else {
+                    "servers": results,
+                    "node": node,
+                    "floors": floors,
+                    "command": command,
+                    "took": time.monotonic() - started,
+                }
             )
         )
-    report = render(results, sizes, command.strip(), time.monotonic() - started, floors, node)
+    took = time.monotonic() - started
+    if args.load:  # a re-render shows the run that measured
+        command, took = saved.get("command", command), saved.get("took", took)
+    report = render(results, sizes, command.strip(), took, floors, node)
     report = report.replace(SCALE_MARK, render_scale(scale_rows, sizes))
     args.out.write_text(report)
     print(report)
