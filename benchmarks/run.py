@@ -569,7 +569,7 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, help="runs per figure (default 3; 1 with --smoke)")
     parser.add_argument("--save", type=Path, help="write the four servers' figures (JSON) here")
     parser.add_argument(
-        "--load", type=Path, help="take the four servers' figures from a --save file"
+        "--load", type=Path, help="take the figures from a --save file (re-render only)"
     )
     args = parser.parse_args()
     saved: dict[str, Any] = json.loads(args.load.read_text()) if args.load else {}
@@ -602,11 +602,36 @@ def main() -> int:
     if args.load:
         node = saved.get("node", node)
     scale_rows: dict[str, Any] = {}
-    if not args.no_scale:
+    if args.load and "scale" in saved:
+        scale_rows = {**saved["scale"], "sizes": ScaleSizes(**saved["scale"]["sizes"])}
+    elif not args.no_scale:
         scale_rows = measure_scale(sizes)
     if args.save:
-        args.save.write_text(json.dumps({"servers": results, "node": node, "floors": floors}))
-    report = render(results, sizes, command.strip(), time.monotonic() - started, floors, node)
+        scale_saved = {**scale_rows, "sizes": dataclasses.asdict(scale_rows["sizes"])}
+        args.save.write_text(
+            json.dumps(
+                {
+                    "servers": results,
+                    "node": node,
+                    "floors": floors,
+                    "scale": scale_saved,
+                    "command": command,
+                    "took": time.monotonic() - started,
+                }
+                if scale_rows
+                else {
+                    "servers": results,
+                    "node": node,
+                    "floors": floors,
+                    "command": command,
+                    "took": time.monotonic() - started,
+                }
+            )
+        )
+    took = time.monotonic() - started
+    if args.load:  # a re-render shows the run that measured
+        command, took = saved.get("command", command), saved.get("took", took)
+    report = render(results, sizes, command.strip(), took, floors, node)
     report = report.replace(SCALE_MARK, render_scale(scale_rows, sizes))
     args.out.write_text(report)
     print(report)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -31,6 +32,9 @@ def test_benchmark_smoke_run_writes_the_table(tmp_path: Path) -> None:
         assert column in table
     assert "connections failed | 0 | 0 | 0 | 0 | 0 |" in table
     assert "- Node reference: ws 8." in table
+    # the scale rows: one process at its (lowered) descriptor limit, two workers on Redis
+    held = re.findall(r"\| ([\d,]+) of \1 \| 0 \| 0 of [\d,]+ \|", table)
+    assert len(held) == 2, table
     assert "Command: `python benchmarks/run.py --smoke" in table
     assert "The kernel's floor" in table and " µs per send" in table
     assert "- Commit: " in table

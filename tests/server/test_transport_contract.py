@@ -108,7 +108,9 @@ def test_uvicorn_builds_protocols_with_config_server_state_and_app_state() -> No
 def test_uvicorn_server_state_and_shutdown_hooks() -> None:
     """Graceful shutdown: ``server_state.connections`` (each gets ``shutdown()``) and
     ``.tasks`` (awaited); runner.py overrides ``Server.startup``/``shutdown`` and reads
-    ``started`` and ``servers``."""
+    ``started`` and ``servers``; its accept gate (transport/accept.py) replaces the entries of
+    ``servers`` and builds the HTTP protocol as uvicorn does (``config``, ``server_state``,
+    ``lifespan.state``, ``config.backlog``)."""
     state = ServerState()
     assert isinstance(state.connections, set)
     assert isinstance(state.tasks, set)
@@ -121,6 +123,10 @@ def test_uvicorn_server_state_and_shutdown_hooks() -> None:
     server = uvicorn.Server(uvicorn.Config(lambda s, r, w: None, log_config=None))
     assert server.started is False
     assert "self.servers" in inspect.getsource(uvicorn.Server.startup)
+    startup = inspect.getsource(uvicorn.Server.startup)
+    assert "server_state=self.server_state" in startup
+    assert "app_state=self.lifespan.state" in startup
+    assert isinstance(server.config.backlog, int)
 
 
 @pytest.mark.parametrize("dotted", STRING_NAMES)
