@@ -43,6 +43,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 from websockets.typing import Subprotocol
 
+from wschat.client.commands import UsageError
 from wschat.errors import (
     AccessDenied,
     ClosedByServer,
@@ -59,6 +60,7 @@ from wschat.protocol import (
     Command,
     Dm,
     Join,
+    Rooms,
     Say,
     check_name,
     check_room,
@@ -78,11 +80,12 @@ OPEN_TIMEOUT_S = 10.0
 # a pipe of many lines is paced instead of answered with rate_limited and finally close 1008.
 SEND_RATE_PER_S = 15.0
 SEND_BURST = 30
+ROOMS_REMEMBERED = 100  # rooms ``/leave`` can go back through, the newest
 
 # Server events a client shows; anything else a server sends is ignored (forward-compatible,
 # and a server cannot inject a local notice).
 SERVER_EVENTS = frozenset(
-    {"welcome", "message", "dm", "joined", "left", "members", "epoch", "error"}
+    {"welcome", "message", "dm", "joined", "left", "members", "rooms", "epoch", "error"}
 )
 
 # Close codes after which reconnecting (and resuming) is the right thing to do.
@@ -207,6 +210,8 @@ class ChatSession:
         self.status = Status(room=room)
         self.last_seen: dict[str, int] = {}
         self.epochs: dict[str, str] = {}  # room -> the epoch of last_seen (issue 14)
+        # The rooms joined, each once, the current one last: ``/leave`` goes back through them.
+        self._trail: list[str] = [room]
         self.token = ""
         self.online = asyncio.Event()  # set while a welcomed connection is up
         self.ever_online = False
@@ -238,10 +243,33 @@ class ChatSession:
             return False
         if isinstance(command, Say) and command.cid is None:
             command = replace(command, cid=next(self._cids))
+        if isinstance(command, Join):
+            self._visit(command.room)
         self._outbox.append(command)
         self._outbox_changed.set()
         self._set_status(queued=len(self._outbox) if not self.online.is_set() else 0)
         return True
+
+    def leave(self) -> Join | UsageError:
+        """Return the ``join`` back to the room before this one (``/leave``), forgetting this
+        one; or, in the only room this session has been in, why there is nowhere to go.
+
+        One room at a time: leaving a room means being in another. The ``join`` is sent as
+        typed ones are, with ``since`` when the room was seen before.
+        """
+        if len(self._trail) < 2:
+            return UsageError(f"#{self._trail[-1]} is your only room: /quit leaves it")
+        self._trail.pop()
+        return Join(self._trail[-1])
+
+    def _visit(self, room: str) -> None:
+        """Note ``room`` as the current one, last of the trail ``leave`` goes back through."""
+        if self._trail[-1] == room:
+            return
+        if room in self._trail:
+            self._trail.remove(room)
+        self._trail.append(room)
+        del self._trail[:-ROOMS_REMEMBERED]
 
     async def send_when_room(self, command: Command) -> None:
         """Queue ``command``, first waiting for room in the outbox (backpressure for a pipe)."""
@@ -510,6 +538,7 @@ class ChatSession:
     def _welcome(self, event: Mapping[str, Any]) -> None:
         room = str(event.get("room") or self.status.room)
         self.token = str(event.get("token") or self.token)
+        self._visit(room)
         self._expect_after = self.last_seen.get(room)
         self._hide_replay = not self.ever_online and not self.config.history
         latest = event.get("latest")
@@ -618,6 +647,8 @@ def describe(command: Command) -> str:
             return f"/join {room}"
         case Dm(to, text):
             return f"/msg {to} {text}"
+        case Rooms():
+            return "/rooms"
         case _:
             return "/who"
 
