@@ -53,7 +53,7 @@ BACKGROUND_WRITERS = 16
 DM_ANSWER_S = 2.0  # a DM to a name held on another node waits this long for that node's answer
 # The registry's room counts are read at most once per this long per node and shared by every
 # ``rooms`` asked meanwhile: one script counts up to ``ROOMS_COUNTED`` rooms.
-ROOMS_FRESH_S = 1.0
+ROOMS_FRESH_S = 2.0
 
 
 class ClusterHost(Protocol):
