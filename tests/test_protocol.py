@@ -8,12 +8,14 @@ from wschat.errors import ProtocolError
 from wschat.protocol import (
     Dm,
     Join,
+    Rooms,
     Say,
     Who,
     check_name,
     decode_command,
     encode_command,
     plain_line,
+    rooms_event,
 )
 
 
@@ -60,10 +62,20 @@ def test_invalid_names(name: object, code: str) -> None:
         Join("ops", since=41),
         Join("ops", since=41, epoch="e1a2"),
         Who(),
+        Rooms(),
     ],
 )
 def test_commands_round_trip(command: object) -> None:
     assert decode_command(encode_command(command)) == command  # type: ignore[arg-type]
+
+
+def test_rooms_event_lists_the_busiest_by_room_and_counts_the_rest() -> None:
+    counts = {"b": 3, "a": 1, "c": 3, "empty": 0, "d": 2}
+    assert rooms_event(counts, 2, unseen=4) == {
+        "type": "rooms",
+        "rooms": [{"room": "b", "members": 3}, {"room": "c", "members": 3}],
+        "more": 2 + 4,
+    }
 
 
 @pytest.mark.parametrize(

@@ -247,6 +247,14 @@ def serve(
             help="Rooms with more members than this send no joined/left (clients ask with who).",
         ),
     ] = _SERVE.presence_limit,
+    rooms_listed: Annotated[
+        int,
+        typer.Option(
+            envvar="WSCHAT_ROOMS_LISTED",
+            min=1,
+            help="The answer to rooms lists at most this many rooms (the busiest), then 'more'.",
+        ),
+    ] = _SERVE.rooms_listed,
     presence_grace: Annotated[
         float,
         typer.Option(
@@ -468,6 +476,7 @@ def serve(
         presence_grace_s=presence_grace,
         dm_keep=dm_keep,
         presence_limit=presence_limit,
+        rooms_listed=rooms_listed,
         secret=secret or None,
         allow_origins=tuple(allow_origin or ()),
         rate_per_s=rate,

@@ -198,7 +198,12 @@ class Who:
     pass
 
 
-Command = Say | Dm | Join | Who
+@dataclass(frozen=True, slots=True)
+class Rooms:
+    """Ask which rooms have members (the busiest ``--rooms-listed``, sorted by room)."""
+
+
+Command = Say | Dm | Join | Who | Rooms
 
 
 def decode_command(frame: str, max_text_chars: int = MAX_TEXT_CHARS) -> Command:
@@ -228,6 +233,8 @@ def decode_command(frame: str, max_text_chars: int = MAX_TEXT_CHARS) -> Command:
         return Join(room, since, epoch[:MAX_EPOCH_CHARS] if epoch else None)  # compared only
     if kind == "who":
         return Who()
+    if kind == "rooms":
+        return Rooms()
     if not isinstance(kind, str):
         raise ProtocolError(ErrorCode.BAD_TYPE, "frame has no string 'type'")
     raise ProtocolError(ErrorCode.BAD_TYPE, f"unknown type {kind!r}")
@@ -252,6 +259,8 @@ def encode_command(command: Command) -> str:
                 obj["epoch"] = epoch
         case Who():
             obj = {"type": "who"}
+        case Rooms():
+            obj = {"type": "rooms"}
     return dumps(obj)
 
 
@@ -303,6 +312,15 @@ def epoch_event(room: str, epoch: str, base: int) -> dict[str, Any]:
 
 def members_event(room: str, names: list[str]) -> dict[str, Any]:
     return {"type": "members", "room": room, "names": sorted(names)}
+
+
+def rooms_event(counts: dict[str, int], most: int, unseen: int = 0) -> dict[str, Any]:
+    """The answer to ``rooms``: the ``most`` rooms with the most members (ties: by room),
+    listed by room; ``more`` counts the rooms left out (``unseen`` of them not counted)."""
+    busy = [(room, n) for room, n in counts.items() if n > 0]
+    busiest = sorted(busy, key=lambda item: (-item[1], item[0]))[:most]
+    listed = [{"room": room, "members": n} for room, n in sorted(busiest)]
+    return {"type": "rooms", "rooms": listed, "more": len(busy) - len(listed) + unseen}
 
 
 def error_event(code: str, detail: str) -> dict[str, Any]:

@@ -1,5 +1,5 @@
 """Two ``wschat serve --broker redis://...`` nodes act as one server: chat, presence, DMs,
-names, resume on the other node, id order under cross-node load, a node that dies."""
+the rooms listed, names, resume on the other node, id order under cross-node load, a node that dies."""
 
 from __future__ import annotations
 
@@ -51,6 +51,16 @@ async def test_chat_presence_and_dm_cross_nodes(server_factory, redis_server: Re
         await bob.send(json.dumps({"type": "join", "room": "ops"}))
         assert (await next_of(bob, "welcome"))["room"] == "ops"
         assert (await next_of(alice, "left"))["name"] == "bob"
+        # Asked on a, ``rooms`` lists ops too, whose only member is on b (once b's move
+        # reached the registry, in the background).
+        listed = [{"room": "lobby", "members": 1}, {"room": "ops", "members": 1}]
+        for _ in range(50):
+            await alice.send(json.dumps({"type": "rooms"}))
+            if (await next_of(alice, "rooms"))["rooms"] == listed:
+                break
+            await asyncio.sleep(0.1)
+        else:
+            raise AssertionError("ops, held on b only, is not listed on a")
         await bob.close()
         await alice.close()
         health = get_json(a.http + "/healthz")

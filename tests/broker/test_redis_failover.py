@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 
 from tests.broker.conftest import RedisCluster, RedisServer, Sentinels
 from tests.broker.talker import Talker
@@ -92,6 +93,10 @@ async def test_chat_across_two_nodes_on_a_redis_cluster(
             epochs.append(welcome["epoch"])
             tokens.append(welcome["token"])
             pairs.append((al, Talker(bo_ws, f"bo-{room}")))
+        # ``rooms`` counts every node's members, from the registry's one shard.
+        await pairs[0][0].ws.send(json.dumps({"type": "rooms"}))
+        await wait_until(lambda: bool(pairs[0][0].of("rooms")))
+        assert pairs[0][0].of("rooms")[0]["rooms"] == [{"room": r, "members": 2} for r in rooms]
         for al, bo in pairs:
             await al.say_until_acked("one", "1")
             await bo.say_until_acked("two", "2")

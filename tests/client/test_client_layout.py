@@ -19,6 +19,7 @@ def loaded_by(module: str) -> set[str]:
     [
         ("wschat.client.commands", {"websockets", "rich", "prompt_toolkit", "fastapi"}),
         ("wschat.client.render", {"websockets", "prompt_toolkit", "fastapi"}),
+        ("wschat.client.resume", {"asyncio", "websockets", "rich", "prompt_toolkit", "fastapi"}),
         ("wschat.client.session", {"rich", "prompt_toolkit", "fastapi", "uvicorn"}),
         ("wschat.client.pipe", {"prompt_toolkit", "fastapi", "uvicorn"}),
         ("wschat.client.terminal", {"fastapi", "starlette", "uvicorn"}),

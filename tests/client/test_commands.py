@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from wschat.client.commands import Action, UsageError, parse_line
-from wschat.protocol import Dm, Join, Say, Who
+from wschat.protocol import Dm, Join, Rooms, Say, Who
 
 
 @pytest.mark.parametrize(
@@ -19,6 +19,8 @@ from wschat.protocol import Dm, Join, Say, Who
         ("/join #ops", Join("ops")),
         ("/who", Who()),
         ("/WHO", Who()),
+        ("/rooms", Rooms()),
+        ("/leave", Action.LEAVE),
         ("/help", Action.HELP),
         ("/quit", Action.QUIT),
         ("/exit", Action.QUIT),
@@ -45,6 +47,7 @@ def test_blank_lines_do_nothing(line: str) -> None:
         ("/join bad\u202eroom", "invalid room"),
         ("/me", "usage: /me ACTION"),
         ("/frobnicate", "unknown command '/frobnicate'"),
+        ("/nick bobby", "there is no /nick: a name is the identity the server"),
         ("x" * 4001, "longer than 4000"),
         ("/me " + "x" * 4001, "longer than 4000"),
     ],

@@ -179,6 +179,28 @@ async def test_huge_messages_are_folded_expanded_and_scrolled_back(
     await bill.close()
 
 
+async def test_rooms_lists_the_rooms_and_leave_goes_back_to_the_room_before(
+    shared: Server, panes: Callable[..., Pane]
+) -> None:
+    cy, _ = await connect(shared, "cy", room="garden")
+    dee, _ = await connect(shared, "dee", room="garden")
+    fay, _ = await connect(shared, "fay", room="porch")
+    pane = panes("eve", "--url", shared.ws, "--room", "porch", width=200, height=30)
+    await pane.wait_for("you are eve in #porch")
+    text = await command(pane, "/rooms", "rooms with members")
+    listed = next(line for line in lines_of(text) if "rooms with members" in line)
+    assert "#garden (2)" in listed and "#porch (2)" in listed, listed
+    await command(pane, "/leave", "#porch is your only room: /quit leaves it")
+    await command(pane, "/join garden", "you are eve in #garden")
+    await say_all(fay, ["said on the porch while eve was away"])
+    pane.type("/leave")
+    pane.keys("Enter")
+    await pane.wait(lambda text: text.count("you are eve in #porch") == 2)
+    await pane.wait_for("fay: said on the porch while eve was away")
+    for ws in (cy, dee, fay):
+        await ws.close()
+
+
 def test_a_pipe_with_no_history_prints_only_what_is_said_after_it_joined(shared: Server) -> None:
     said = subprocess.run(
         [sys.executable, "-m", "wschat", "join", "old", "--url", shared.ws, "--room", "quiet"],

@@ -479,6 +479,8 @@ def test_commands_long_input_scrolling_copy_and_unread(
         expect(page.locator("#messages li.system .text").last).to_have_text(
             "members of #cmd (2): alice, bob"
         )
+        send(page, "/rooms")
+        expect(page.locator("#messages li.system .text").last).to_contain_text("#cmd (2)")
         page.fill("#input", "x" * 60_000)  # a long paste: refused, never cut
         expect(page.locator("#counter")).to_have_text("60000/4000")
         page.press("#input", "Enter")

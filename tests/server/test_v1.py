@@ -109,6 +109,50 @@ async def test_join_moves_rooms_with_presence(shared_server: Server, tag: str) -
             await ws.close()
 
 
+async def test_rooms_lists_the_rooms_with_members_and_how_many(
+    shared_server: Server, tag: str
+) -> None:
+    red, blue = f"red-{tag}", f"blue-{tag}"
+    async with asyncio.timeout(10):
+        opened = [
+            (await connect(shared_server, f"{who}-{tag}", room=room))[0]
+            for who, room in (("ann", red), ("ben", red), ("cat", blue))
+        ]
+        # Fields a command does not know are ignored, as for every command.
+        await opened[2].send(json.dumps({"type": "rooms", "page": 9}))
+        answer = await next_of(opened[2], "rooms")
+        listed = [r["room"] for r in answer["rooms"]]
+        assert listed == sorted(listed)
+        mine = [r for r in answer["rooms"] if r["room"] in (red, blue)]
+        assert mine == [{"room": blue, "members": 1}, {"room": red, "members": 2}]
+        assert answer["more"] == 0
+        for ws in opened:
+            await ws.close()
+
+
+async def test_rooms_answer_is_capped_and_rate_limited(server_factory) -> None:  # type: ignore[no-untyped-def]
+    server = server_factory("--rooms-listed", "2", "--rate-limit", "1", "--rate-burst", "3")
+    async with asyncio.timeout(10):
+        opened = [
+            (await connect(server, name, room=room))[0]
+            for name, room in (("a1", "a"), ("a2", "a"), ("b1", "b"), ("b2", "b"), ("c1", "c"))
+        ]
+        asker = opened[-1]
+        await asker.send(json.dumps({"type": "rooms"}))
+        # The two busiest of three rooms, by room; the third is only counted.
+        assert await next_of(asker, "rooms") == {
+            "type": "rooms",
+            "rooms": [{"room": "a", "members": 2}, {"room": "b", "members": 2}],
+            "more": 1,
+        }
+        for _ in range(3):
+            await asker.send(json.dumps({"type": "rooms"}))
+        error = await next_of(asker, "error")
+        assert error["code"] == "rate_limited"
+        for ws in opened:
+            await ws.close()
+
+
 async def test_plain_and_v1_clients_share_a_room(shared_server: Server, tag: str) -> None:
     server, room = shared_server, f"mixed-{tag}"
     alice_name, pete_name = f"alice-{tag}", f"plainpete-{tag}"

@@ -10,7 +10,17 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from wschat.errors import ProtocolError
-from wschat.protocol import Command, Dm, Join, Say, Who, check_name, check_room, check_text
+from wschat.protocol import (
+    Command,
+    Dm,
+    Join,
+    Rooms,
+    Say,
+    Who,
+    check_name,
+    check_room,
+    check_text,
+)
 
 
 class Action(StrEnum):
@@ -19,6 +29,7 @@ class Action(StrEnum):
     HELP = "help"
     QUIT = "quit"
     EXPAND = "expand"
+    LEAVE = "leave"  # back to the room before this one (the client remembers which)
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,11 +45,19 @@ COMMANDS: dict[str, str] = {
     "/help": "show this help",
     "/who": "list the members of this room",
     "/join": "ROOM  move to another room",
+    "/leave": "go back to the room you were in before (one room at a time)",
+    "/rooms": "list the rooms with members (the 100 busiest)",
     "/msg": "NAME TEXT  send a direct message",
     "/me": "ACTION  send an emote (/me waves)",
     "/expand": "show the newest folded message whole",
+    "/nick": "there is none: your name is who you are here; /quit and join as another",
     "/quit": "leave (Ctrl-D, or Ctrl-C on an empty line, works too)",
 }
+
+NO_NICK = (
+    "there is no /nick: a name is the identity the server (and a --token) vouches for, so it "
+    "cannot change during a session; /quit, then 'wschat join NEWNAME'"
+)
 
 HELP_TEXT = "\n".join(
     ["commands:"]
@@ -82,6 +101,12 @@ def parse_line(line: str) -> Parsed | None:
         return Action.EXPAND
     if cmd == "/who":
         return Who()
+    if cmd == "/rooms":
+        return Rooms()
+    if cmd == "/leave":
+        return Action.LEAVE
+    if cmd == "/nick":
+        return UsageError(NO_NICK)
     if cmd == "/join":
         if not rest or " " in rest:
             return UsageError("usage: /join ROOM")

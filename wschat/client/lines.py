@@ -75,6 +75,8 @@ async def _read(session: ChatSession, out: LinePrinter) -> int:
     async for line in stdin_lines():
         out.prompt_shown = False  # Enter moved the cursor to a fresh line
         parsed = parse_line(line)
+        if parsed is Action.LEAVE:
+            parsed = session.leave()
         if parsed is Action.QUIT:
             return 0
         if parsed is None or parsed is Action.EXPAND:

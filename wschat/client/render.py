@@ -249,6 +249,17 @@ def event_parts(
                 body.append(", ", style="dim")
             body.append_text(_name(name, me, colours))
         return head, body
+    if kind == "rooms":
+        rooms = [r for r in event.get("rooms") or [] if isinstance(r, Mapping)]
+        more = event.get("more")
+        body.append(f"rooms with members ({len(rooms)}): ", style="dim")
+        for i, room in enumerate(rooms):
+            body.append(", " if i else "")
+            body.append(f"#{sanitize(str(room.get('room', '')))} ")
+            body.append(f"({sanitize(str(room.get('members', '')))})", style="dim")
+        if isinstance(more, int) and more > 0:
+            body.append(f" and {more} more", style="dim")
+        return head, body
     if kind == "welcome":
         members = [sanitize(str(n)) for n in event.get("members") or []]
         body.append(

@@ -5,36 +5,24 @@ The session owns the connection and nothing on screen: it puts the events to sho
 calling ``on_status`` whenever it changes. It imports websockets, never rich or
 prompt_toolkit.
 
-Resuming: the session remembers the last message id it saw per room and the ``token`` of the
-last ``welcome``, and reconnects to ``?room=R&since=ID&resume=TOKEN``; a replayed message
-with an id it has already seen is dropped, so nothing is shown twice. Going back to a room
-with ``/join`` asks the same way (``join`` with ``since``), and a first message whose id skips
-some says how many were missed. Lines sent while
-offline wait in a bounded queue and go out, in order, after the next ``welcome``; a line that
-does not fit, or is still queued when the session ends, comes back as an ``unsent`` notice.
-
-Nothing said is lost or doubled by a drop: each ``say`` carries a client message id
-(``cid``) and stays "unconfirmed" from the moment it is handed to the connection until the
-server's ``message`` event with that id comes back. After a reconnect the session reads the
-replay first: an unconfirmed line found there got through and is not sent again; the others
-are sent again, before anything typed since. The server handles one connection's messages in
-order, so a confirmed line also settles every unconfirmed line sent before it (those were
-refused, with an ``error``).
+Resuming: what was seen and what is owed (the last id per room, the resume token, the
+outbox, the lines not yet seen back) is ``client.resume.Resume``, which has no I/O and says
+the rules; the session feeds it every event and sends what it says, in order, after each
+``welcome`` and its replay. Lines sent while offline wait in a bounded queue; a line that does
+not fit, or is still queued when the session ends, comes back as an ``unsent`` notice. A first
+message whose id skips some is followed by a notice of how many were missed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import os
 import random
 import ssl
 import time
-import uuid
-from collections import deque
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
@@ -43,6 +31,8 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 from websockets.typing import Subprotocol
 
+from wschat.client.commands import UsageError
+from wschat.client.resume import Missed, Resume
 from wschat.errors import (
     AccessDenied,
     ClosedByServer,
@@ -59,6 +49,7 @@ from wschat.protocol import (
     Command,
     Dm,
     Join,
+    Rooms,
     Say,
     check_name,
     check_room,
@@ -82,7 +73,7 @@ SEND_BURST = 30
 # Server events a client shows; anything else a server sends is ignored (forward-compatible,
 # and a server cannot inject a local notice).
 SERVER_EVENTS = frozenset(
-    {"welcome", "message", "dm", "joined", "left", "members", "epoch", "error"}
+    {"welcome", "message", "dm", "joined", "left", "members", "rooms", "epoch", "error"}
 )
 
 # Close codes after which reconnecting (and resuming) is the right thing to do.
@@ -205,23 +196,11 @@ class ChatSession:
         self.base_url = normalise_base_url(config.url)
         self.events: asyncio.Queue[dict[str, Any]] = asyncio.Queue(EVENTS_QUEUED)
         self.status = Status(room=room)
-        self.last_seen: dict[str, int] = {}
-        self.epochs: dict[str, str] = {}  # room -> the epoch of last_seen (issue 14)
-        self.token = ""
+        self.resume = Resume(room, config.outbox_lines, config.history)
         self.online = asyncio.Event()  # set while a welcomed connection is up
-        self.ever_online = False
         self.on_status = on_status or (lambda: None)
-        self._outbox: deque[Command] = deque()
         self._outbox_changed = asyncio.Event()
-        # Lines handed to a connection and not seen back yet, by cid, oldest first.
-        self._unconfirmed: dict[str, Say] = {}
-        self._replay_left = 0  # replayed messages still to come after the last welcome
-        self._hide_replay = False  # the replay being read is history the user asked not to see
-        # The last id shown in the room just welcomed into, when this client had been there
-        # before: the first message after the welcome must follow it, or some were missed.
-        self._expect_after: int | None = None
         self._caught_up = asyncio.Event()  # the replay is read: unconfirmed lines are settled
-        self._cids = (f"{uuid.uuid4().hex[:12]}-{n}" for n in itertools.count(1))
         self._closing = False
         self._ws: ClientConnection | None = None
         self._bucket = TokenBucket(config.send_rate_per_s, config.send_burst)  # one for all
@@ -234,14 +213,21 @@ class ChatSession:
         Returns ``False`` (and sends nothing) when the outbox is full; the caller tells the
         user the line was not sent.
         """
-        if len(self._outbox) >= self.config.outbox_lines:
+        if not self.resume.queue(command):
             return False
-        if isinstance(command, Say) and command.cid is None:
-            command = replace(command, cid=next(self._cids))
-        self._outbox.append(command)
         self._outbox_changed.set()
-        self._set_status(queued=len(self._outbox) if not self.online.is_set() else 0)
+        self._set_status(queued=len(self.resume.outbox) if not self.online.is_set() else 0)
         return True
+
+    def leave(self) -> Join | UsageError:
+        """Return the ``join`` back to the room before this one (``/leave``; see
+        ``Resume.leave``): send it as a typed one."""
+        return self.resume.leave()
+
+    @property
+    def last_seen(self) -> dict[str, int]:
+        """The last message id seen in each room."""
+        return self.resume.last_seen
 
     async def send_when_room(self, command: Command) -> None:
         """Queue ``command``, first waiting for room in the outbox (backpressure for a pipe)."""
@@ -253,12 +239,12 @@ class ChatSession:
     def queued(self) -> list[Command]:
         """Commands not known to have arrived, oldest first: sent but not seen back, then
         not sent yet."""
-        return [*self._unconfirmed.values(), *self._outbox]
+        return self.resume.queued
 
     async def drain(self) -> None:
         """Wait until every queued command has been handed to the connection, and every
         line said has come back from the server."""
-        while self._outbox or self._unconfirmed:
+        while self.resume.owed:
             self._outbox_changed.clear()
             await self._outbox_changed.wait()
 
@@ -281,13 +267,7 @@ class ChatSession:
 
     def url(self) -> str:
         """Return the URL of the next connection attempt, with ``since`` and ``resume``."""
-        query: dict[str, str | int] = {"room": self.status.room}
-        if self.status.room in self.last_seen:
-            query["since"] = self.last_seen[self.status.room]
-        if self.token:
-            query["resume"] = self.token
-        if "since" in query and self.status.room in self.epochs:
-            query["epoch"] = self.epochs[self.status.room]
+        query = self.resume.query(self.status.room)
         return f"{self.base_url}/ws/{quote(self.name, safe='')}?{urlencode(query)}"
 
     # --- the connection loop -----------------------------------------------------------------
@@ -322,7 +302,7 @@ class ChatSession:
                 attempt=attempt,
                 retry_at=time.monotonic() + delay,
                 reason=reason,
-                queued=len(self._outbox),
+                queued=len(self.resume.outbox),
             )
             with contextlib.suppress(TimeoutError):
                 # close() during the wait ends it early.
@@ -359,7 +339,7 @@ class ChatSession:
                     f"refused by the server at {self.base_url}: HTTP {status}{why}{hint}"
                 ) from None
             if status in (429, 500, 502, 503, 504):
-                if self.ever_online:
+                if self.resume.welcomed:
                     return f"server busy, HTTP {status}"
                 raise ConnectFailed(
                     f"the server at {self.base_url} is busy: HTTP {status}{why}; try again later"
@@ -370,7 +350,7 @@ class ChatSession:
         except InvalidURI as exc:
             raise ConfigError(f"invalid url {self.base_url!r}: {exc}") from None
         except InvalidHandshake as exc:
-            if self.ever_online:
+            if self.resume.welcomed:
                 return "bad handshake"
             # e.g. an HTTP/1.0 answer: the reason names the line it could not read
             cause = f": {exc.__cause__}" if exc.__cause__ else ""
@@ -381,7 +361,7 @@ class ChatSession:
                     f"cannot verify the TLS certificate of {self.base_url}: "
                     f"{exc.verify_message} (use --cafile, or --insecure)"
                 ) from None
-            if self.ever_online:
+            if self.resume.welcomed:
                 return "server unreachable"
             errno = getattr(exc, "errno", None)
             detail = os.strerror(errno).lower() if errno else str(exc) or type(exc).__name__
@@ -456,27 +436,18 @@ class ChatSession:
         if kind == "welcome":
             self._welcome(event)
         elif kind == "message":
-            if event.get("from") == self.name:
-                self._confirm(event.get("cid"))
-            hidden = self._replay_left > 0 and self._hide_replay
-            if self._replay_left > 0:
-                self._replay_left -= 1
-                if self._replay_left == 0:
-                    self._catch_up()
-            room, msg_id = event.get("room"), event.get("id")
-            if isinstance(room, str) and isinstance(msg_id, int):
-                if msg_id <= self.last_seen.get(room, -1):
-                    return  # replayed after a reconnect, and shown already
-                await self._check_missed(room, msg_id)
-                self.last_seen[room] = msg_id
-            if hidden:
+            seen = self.resume.message(event, self.name)
+            if seen.confirmed:
+                self._outbox_changed.set()
+            if seen.caught_up:
+                self._caught_up.set()
+                self._outbox_changed.set()
+            if seen.missed is not None:
+                await self.events.put(missed_notice(seen.missed))
+            if not seen.show:
                 return
         elif kind == "epoch":
-            # The room's ids were reset (issue 14): those of the new epoch follow ``base``.
-            room, epoch, base = event.get("room"), event.get("epoch"), event.get("base")
-            if isinstance(room, str) and isinstance(epoch, str) and isinstance(base, int):
-                self.epochs[room] = epoch
-                self.last_seen[room] = base
+            self.resume.epoch(event)
         elif kind == "joined" and event.get("room") == self.status.room:
             self.status.members.add(str(event.get("name")))
             self.on_status()
@@ -488,46 +459,10 @@ class ChatSession:
             self.on_status()
         await self.events.put(event)
 
-    async def _check_missed(self, room: str, msg_id: int) -> None:
-        """Say how many messages were missed when the first one after a welcome skips ids.
-
-        Ids grow by one per room (docs/protocol.md), so coming back to a room (a ``join``
-        or a reconnect) with ids last+1 .. first-1 not replayed means those were missed: a
-        server older than ``join``'s ``since``, or a replay capped by ``--replay-max``.
-        """
-        expected, self._expect_after = self._expect_after, None
-        if expected is None or msg_id <= expected + 1:
-            return
-        missed = msg_id - expected - 1
-        await self.events.put(
-            notice(
-                f"{missed} message{'s' if missed != 1 else ''} in #{room} missed "
-                f"(ids {expected + 1} to {msg_id - 1}: not replayed)",
-                "yellow",
-            )
-        )
-
     def _welcome(self, event: Mapping[str, Any]) -> None:
-        room = str(event.get("room") or self.status.room)
-        self.token = str(event.get("token") or self.token)
-        self._expect_after = self.last_seen.get(room)
-        self._hide_replay = not self.ever_online and not self.config.history
-        latest = event.get("latest")
-        epoch = event.get("epoch")
-        if isinstance(epoch, str) and epoch:
-            if self.epochs.get(room, epoch) != epoch:
-                self.last_seen.pop(room, None)  # another sequence: our ids mean nothing there
-            self.epochs[room] = epoch
-        if room not in self.last_seen and isinstance(latest, int):
-            # First visit: messages replayed now will be recorded one by one; start at the
-            # id just before the replay, so a later reconnect asks for exactly what follows.
-            replay = event.get("replay")
-            self.last_seen[room] = latest - (replay if isinstance(replay, int) else 0)
-        self.ever_online = True
-        replayed = event.get("replay")
-        self._replay_left = replayed if isinstance(replayed, int) and replayed > 0 else 0
-        if self._replay_left == 0:
-            self._catch_up()
+        room = self.resume.welcome(event, self.status.room)
+        if self.resume.caught_up:
+            self._caught_up.set()
         self.online.set()
         self._set_status(
             state=State.ONLINE,
@@ -539,55 +474,21 @@ class ChatSession:
         )
         self._outbox_changed.set()
 
-    def _confirm(self, cid: object) -> None:
-        """Settle ``cid`` and every line sent before it (see the module docstring)."""
-        if not isinstance(cid, str) or cid not in self._unconfirmed:
-            return
-        for sent in list(self._unconfirmed):
-            del self._unconfirmed[sent]
-            if sent == cid:
-                break
-        self._outbox_changed.set()
-
-    def _catch_up(self) -> None:
-        """The replay is read: send again, first, the lines it did not show."""
-        self._outbox.extendleft(reversed(self._unconfirmed.values()))
-        self._unconfirmed.clear()
-        self._caught_up.set()
-        self._outbox_changed.set()
-
     async def _write(self, ws: ClientConnection) -> None:
         await self.online.wait()
         await self._caught_up.wait()
         while True:
-            while self._outbox:
+            while self.resume.outbox:
                 delay = self._bucket.wait_s(time.monotonic())
                 if delay > 0:
                     await asyncio.sleep(delay)
                     continue
-                command = self._outbox[0]
-                if isinstance(command, Say) and command.cid is not None:
-                    # Unconfirmed from now on: if the connection drops before the line comes
-                    # back, the next replay tells whether it got through.
-                    self._outbox.popleft()
-                    self._unconfirmed[command.cid] = command
-                    self._outbox_changed.set()
-                    await ws.send(encode_command(command))
-                    continue
-                if isinstance(command, Join):
-                    # Lines for the old room are not sent again into the new one.
-                    self._unconfirmed.clear()
-                    if command.since is None and command.room in self.last_seen:
-                        # Back to a room seen before: ask for what came since (issue 17).
-                        command = replace(
-                            command,
-                            since=self.last_seen[command.room],
-                            epoch=self.epochs.get(command.room),
-                        )
+                command = self.resume.next_command()
+                if command is None:
+                    break
+                self._outbox_changed.set()  # a say is unconfirmed from now on
                 await ws.send(encode_command(command))
-                # Only a frame handed to the connection leaves the queue; one cut off by a
-                # dropped connection is sent again after the reconnect.
-                self._outbox.popleft()
+                self.resume.handed(command)
                 self._outbox_changed.set()
             self._outbox_changed.clear()
             await self._outbox_changed.wait()
@@ -607,6 +508,15 @@ def notice(text: str, style: str = "dim") -> dict[str, Any]:
     return {"type": "notice", "text": text, "style": style, "ts": time.time()}
 
 
+def missed_notice(missed: Missed) -> dict[str, Any]:
+    """Return the notice saying how many messages of a room were missed, and which."""
+    return notice(
+        f"{missed.count} message{'s' if missed.count != 1 else ''} in #{missed.room} missed "
+        f"(ids {missed.first} to {missed.last}: not replayed)",
+        "yellow",
+    )
+
+
 def describe(command: Command) -> str:
     """Return ``command`` as the user would have typed it."""
     match command:
@@ -618,6 +528,8 @@ def describe(command: Command) -> str:
             return f"/join {room}"
         case Dm(to, text):
             return f"/msg {to} {text}"
+        case Rooms():
+            return "/rooms"
         case _:
             return "/who"
 

@@ -265,6 +265,8 @@ class ChatScreen:
         """Act on one line typed: a command, a local action or a message."""
         session = self.session
         parsed = parse_line(line)
+        if parsed is Action.LEAVE:
+            parsed = session.leave()
         if parsed is None:
             return
         if parsed is Action.HELP:

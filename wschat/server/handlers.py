@@ -29,6 +29,7 @@ from wschat.protocol import (
     Dm,
     ErrorCode,
     Join,
+    Rooms,
     Say,
     Who,
     check_name,
@@ -339,6 +340,8 @@ class ChatEndpoint:
                 await chat.move(conn, new_room, since, epoch)
             case Who():
                 chat.who(conn)
+            case Rooms():
+                await chat.list_rooms(conn)
 
 
 def _query(websocket: WebSocket) -> QueryParams:

@@ -33,6 +33,7 @@ class ServerSettings:
     replay_count: int = 50  # messages replayed to a client that gives no ``since``
     replay_max: int = 1000  # at most this many (the newest) replayed for a ``since``; then gap
     presence_limit: int = 1000  # rooms bigger than this get no joined/left events
+    rooms_listed: int = 100  # the answer to ``rooms`` lists at most this many (the busiest)
     presence_grace_s: float = 5.0  # a dropped v1 client keeps its name and place this long
     dm_keep: int = 100  # DMs kept for a name in its grace, delivered when it resumes
     # --- security and abuse limits (issue 7; docs/security.md) ---

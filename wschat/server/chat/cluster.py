@@ -51,6 +51,9 @@ MAX_BACKGROUND_TASKS = 10_000  # fire-and-forget registry writes in flight befor
 # taking every pooled Redis connection (redis-py's pool holds 100) from claims and replays.
 BACKGROUND_WRITERS = 16
 DM_ANSWER_S = 2.0  # a DM to a name held on another node waits this long for that node's answer
+# The registry's room counts are read at most once per this long per node and shared by every
+# ``rooms`` asked meanwhile: one script counts up to ``ROOMS_COUNTED`` rooms.
+ROOMS_FRESH_S = 2.0
 
 
 class ClusterHost(Protocol):
@@ -116,6 +119,8 @@ class Cluster:
         self._answers: dict[str, asyncio.Future[str]] = {}  # DM request id -> its answer
         self._keeping: dict[str, set[asyncio.Task[int]]] = {}  # name -> DM writes in flight
         self._writers = asyncio.Semaphore(BACKGROUND_WRITERS)
+        self._rooms_lock = asyncio.Lock()
+        self._rooms_read: tuple[float, tuple[dict[str, int], int]] | None = None
 
     @property
     def host(self) -> ClusterHost:
@@ -187,6 +192,17 @@ class Cluster:
     def members(self, room: str, local: list[str]) -> list[str]:
         """Return ``room``'s members on every node, as far as this node knows."""
         return sorted(self.mirror.get(room, set()).union(local))
+
+    async def rooms(self) -> tuple[dict[str, int], int]:
+        """Return each room's member count on every node, and how many rooms were not
+        counted (bounded, see ``RedisRegistry.rooms``; at most ``ROOMS_FRESH_S`` old); raise
+        ``Unavailable`` if Redis is away."""
+        loop = asyncio.get_running_loop()
+        async with self._rooms_lock:  # callers meanwhile share the one read
+            read = self._rooms_read
+            if read is None or loop.time() - read[0] > ROOMS_FRESH_S:
+                read = self._rooms_read = (loop.time(), await self.registry.rooms())
+            return read[1]
 
     async def refresh_room(self, room: str) -> None:
         """Load ``room``'s members from the registry into the mirror (bounded, may fail).

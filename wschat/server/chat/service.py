@@ -34,6 +34,7 @@ from wschat.protocol import (
     epoch_event,
     error_event,
     members_event,
+    rooms_event,
 )
 from wschat.rooms import Claim, ClaimResult, Holder, Presence
 from wschat.server.chat.cluster import Cluster
@@ -469,6 +470,21 @@ class ChatService:
     def who(self, conn: Member) -> None:
         """Send ``conn`` the members of its room."""
         self.hub.send(conn, text_frame(members_event(conn.room, self.members(conn.room))))
+
+    async def list_rooms(self, conn: Member) -> None:
+        """Send ``conn`` the rooms with members and how many (on every node, with Redis)."""
+        counts = {room: len(names) for room, names in self.presence.rooms.items()}
+        unseen = 0
+        if self.cluster is not None:
+            try:
+                shared, unseen = await self.cluster.rooms()
+            except Unavailable:
+                self._unavailable(conn, "cannot list the rooms now: registry unavailable")
+                return
+            for room, count in shared.items():
+                counts[room] = max(count, counts.get(room, 0))
+        event = rooms_event(counts, self.settings.rooms_listed, unseen)
+        self.hub.send(conn, text_frame(event))
 
     # --- delivery ---------------------------------------------------------------------------
 

@@ -44,12 +44,13 @@
     ["/help", "show this help"],
     ["/who", "list the members of this room"],
     ["/join ROOM", "move to another room"],
+    ["/rooms", "list the rooms with members (the 100 busiest)"],
     ["/msg NAME TEXT", "send a direct message"],
     ["/me ACTION", "send an emote (/me waves)"],
     ["/quit", "leave the chat"],
     ["//text", "send a line that starts with /"],
   ];
-  const KNOWN = ["/help", "/who", "/join", "/msg", "/me", "/quit", "/nick"];
+  const KNOWN = ["/help", "/who", "/join", "/rooms", "/msg", "/me", "/quit", "/nick"];
 
   const $ = (id) => document.getElementById(id);
   const ui = {
@@ -248,6 +249,12 @@
           system(`members of #${event.room} (${event.names.length}): ${event.names.join(", ")}`);
         }
         return;
+      case "rooms": {
+        const listed = event.rooms.map((r) => `#${r.room} (${r.members})`).join(", ");
+        const more = event.more > 0 ? ` and ${event.more} more` : "";
+        system(`rooms with members (${event.rooms.length}): ${listed}${more}`);
+        return;
+      }
       case "epoch": // the room's ids were reset: the new ones follow base
         session.epochs.set(event.room, event.epoch);
         session.lastId.set(event.room, event.base);
@@ -467,7 +474,7 @@
     if (entry.li) return;
     const { cmd } = entry;
     const li = line(Date.now() / 1000, "pending");
-    const what = { say: cmd.action ? `* ${session.name} ${cmd.text}` : cmd.text, dm: `→ ${cmd.to}: ${cmd.text}`, join: `/join ${cmd.room}`, who: "/who" }[cmd.type];
+    const what = { say: cmd.action ? `* ${session.name} ${cmd.text}` : cmd.text, dm: `→ ${cmd.to}: ${cmd.text}`, join: `/join ${cmd.room}`, who: "/who", rooms: "/rooms" }[cmd.type];
     if (cmd.type === "say" && !cmd.action) li.append(nick(session.name), span("sep", ": "));
     li.append(span("text", what), span("note", " (queued: sent when the connection is back)"));
     entry.li = li;
@@ -577,6 +584,8 @@
         return { local: "quit" };
       case "/who":
         return { send: { type: "who" } };
+      case "/rooms":
+        return { send: { type: "rooms" } };
       case "/join":
         if (!rest || /\s/.test(rest)) return { error: "usage: /join ROOM" };
         return { send: { type: "join", room: rest.replace(/^#/, "") } };
