@@ -122,3 +122,28 @@ async def test_a_capped_replay_is_the_newest_page_and_says_gap(
         assert (replay.gap, replay.latest) == (gap, 30)
     finally:
         await store.close()
+
+
+async def test_the_wal_is_checkpointed_off_the_writer_and_stays_bounded(tmp_path: Path) -> None:
+    """Commits never checkpoint (SQLite's automatic one made every 1000th page's commit take
+    10-15 ms, a round-trip spike for every sender); a thread of the store's own does, so the
+    WAL is copied back into the file and does not grow with the history."""
+    path = tmp_path / "h.sqlite3"
+    store = SqliteStore(path, 100_000)
+    try:
+        for i in range(4096):  # 16 MB of text
+            await store.append("r", "a", f"{i} " + "x" * 4000, 0.0)
+        (autocheckpoint,) = store._db.execute("PRAGMA wal_autocheckpoint").fetchone()  # noqa: SLF001
+        assert autocheckpoint == 4000  # a backstop: the WAL is copied back before that
+        deadline = time.monotonic() + 10
+        while path.stat().st_size < 12_000_000:  # what the checkpoints copied into the file
+            assert time.monotonic() < deadline, (path.stat().st_size, wal_size(path))
+            await asyncio.sleep(0.05)
+        # A WAL is reused from its start once a checkpoint copied it all: it stays a few MB.
+        assert wal_size(path) < 20_000_000, wal_size(path)
+    finally:
+        await store.close()
+
+
+def wal_size(path: Path) -> int:
+    return Path(f"{path}-wal").stat().st_size

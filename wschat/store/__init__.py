@@ -69,14 +69,22 @@ class HistoryStore(Protocol):
         ...
 
     async def replay(
-        self, room: str, since: int | None, limit: int, *, most: int | None = None
+        self,
+        room: str,
+        since: int | None,
+        limit: int,
+        *,
+        most: int | None = None,
+        chars: int | None = None,
     ) -> Replay:
         """Return the messages after ``since`` in id order, or the last ``limit`` when
         ``since`` is None.
 
         With ``most``, at most the newest ``most`` messages after ``since`` are read (the
         query has that LIMIT) and ``gap`` is True when older ones were left out (issue 15);
-        without it, all of them (a repair of a few missed ids).
+        without it, all of them (a repair of a few missed ids). ``chars`` is a hint with
+        ``most``: a store may stop reading older messages once the texts read pass that many
+        characters (the caller trims to its byte budget, which is at least as strict).
         """
         ...
 

@@ -298,7 +298,13 @@ class RedisStore:
             return ["late", 0, "", 0, now]
 
     async def replay(
-        self, room: str, since: int | None, limit: int, *, most: int | None = None
+        self,
+        room: str,
+        since: int | None,
+        limit: int,
+        *,
+        most: int | None = None,
+        chars: int | None = None,  # a hint this store does not use (XREVRANGE counts entries)
     ) -> Replay:
         first = "" if since is None else str(since + 1)
         newest = since is not None and most is not None

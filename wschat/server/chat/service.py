@@ -48,7 +48,8 @@ from wschat.store import HistoryStore, Replay, StoredMessage
 
 log = logging.getLogger("wschat.server")
 
-REPLAY_SLICE = 256  # replayed messages encoded between two yields to the event loop
+REPLAY_SLICE = 64  # replayed messages encoded between two yields to the event loop
+REPLAY_SLICE_BYTES = 64 * 1024  # or this many bytes of frames, whichever comes first
 
 
 class ChatService:
@@ -209,14 +210,19 @@ class ChatService:
         if self.cluster is not None:
             await self.cluster.refresh_room(room)
         try:
+            budget = self.settings.outbox_bytes // 2  # what a replay may take of the outbox
             replay: Replay = await self.store.replay(
-                room, since, self.settings.replay_count, most=self.settings.replay_max
+                room, since, self.settings.replay_count, most=self.settings.replay_max, chars=budget
             )
             stale = since is not None and epoch is not None and epoch != replay.epoch
             if stale:
                 since = replay.base
                 replay = await self.store.replay(
-                    room, since, self.settings.replay_count, most=self.settings.replay_max
+                    room,
+                    since,
+                    self.settings.replay_count,
+                    most=self.settings.replay_max,
+                    chars=budget,
                 )
         except Unavailable as exc:
             conn.pending = None
@@ -235,7 +241,7 @@ class ChatService:
             conn.last_id = replay.latest
         conn.epoch = replay.epoch
         self.fanout.note_epoch(room, replay.epoch)
-        frames = await self._replay_frames(replay.messages, self.settings.outbox_bytes // 2)
+        frames = await self._replay_frames(replay.messages, budget)
         if stale or (since is not None and since > replay.latest):
             gap = True  # the client saw ids this store never had: its view is stale
         else:
@@ -281,22 +287,24 @@ class ChatService:
 
         Built newest first, a slice at a time: a replay of thousands takes many ms to encode
         and serialise, so other sockets run between slices (issue 15); live messages wait in
-        ``Member.pending`` meanwhile.
+        ``Member.pending`` meanwhile. A slice ends after ``REPLAY_SLICE`` messages or
+        ``REPLAY_SLICE_BYTES`` of frames, whichever comes first: 256 messages of 4,000
+        characters took about 5 ms of the loop at once (and 256 short ones about 2.5 ms),
+        and ten such replays at the same moment doubled another room's p99.
         """
         frames: list[Outgoing] = []
         used = 0
-        end = len(messages)
-        while end > 0:
-            if frames:
+        sliced = 0
+        for m in reversed(messages):
+            frame = text_frame(m.event()).serialized()
+            used += len(frame.wire)
+            if used > budget:
+                break
+            frames.append(frame)
+            sliced += len(frame.wire)
+            if sliced >= REPLAY_SLICE_BYTES or len(frames) % REPLAY_SLICE == 0:
+                sliced = 0
                 await asyncio.sleep(0)
-            for m in reversed(messages[max(0, end - REPLAY_SLICE) : end]):
-                frame = text_frame(m.event()).serialized()
-                used += len(frame.wire)
-                if used > budget:
-                    frames.reverse()
-                    return frames
-                frames.append(frame)
-            end -= REPLAY_SLICE
         frames.reverse()
         return frames
 
