@@ -133,7 +133,7 @@ async def test_the_wal_is_checkpointed_off_the_writer_and_stays_bounded(tmp_path
     try:
         for i in range(4096):  # 16 MB of text
             await store.append("r", "a", f"{i} " + "x" * 4000, 0.0)
-        (autocheckpoint,) = store._db.execute("PRAGMA wal_autocheckpoint").fetchone()  # noqa: SLF001
+        (autocheckpoint,) = store._db.execute("PRAGMA wal_autocheckpoint").fetchone()
         assert autocheckpoint == 4000  # a backstop: the WAL is copied back before that
         deadline = time.monotonic() + 10
         while path.stat().st_size < 12_000_000:  # what the checkpoints copied into the file
