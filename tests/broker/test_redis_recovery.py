@@ -15,6 +15,7 @@ from tests.broker.conftest import RedisServer, free_port
 from tests.broker.talker import Talker
 from tests.conftest import Server
 from tests.helpers import get_json, wait_until
+from tests.server.test_metrics import scrape
 from tests.server.v1client import connect, next_of
 from wschat.broker.redis import COMMAND_TIMEOUT_S
 from wschat.client.render import render_plain
@@ -141,6 +142,10 @@ async def test_a_redis_restarted_without_persistence_starts_a_new_epoch(
         replayed = [await next_of(resumer, "message") for _ in range(welcome["replay"])]
         assert sorted(m["text"] for m in replayed) == sorted(after)
         await resumer.close()
+    # /metrics counts the epoch events the nodes sent; without --redis-wait, no shortfall.
+    scraped = [await asyncio.to_thread(scrape, node.http) for node in (a, b)]
+    assert sum(m[("wschat_epoch_changes_total", ())] for m in scraped) >= len(talkers)
+    assert all(m[("wschat_under_replicated_total", ())] == 0 for m in scraped)
 
 
 async def test_the_redis_password_never_reaches_a_log(

@@ -47,6 +47,8 @@ async def test_metrics_count_connections_messages_and_closes(server: Server) -> 
         assert live[("wschat_broker_up", ())] == 1
         assert live[("wschat_broker_state", (("engine", "memory"), ("state", "ok")))] == 1
         assert live[("wschat_outbox_drops_total", ())] == 0
+        assert live[("wschat_epoch_changes_total", ())] == 0
+        assert ("wschat_under_replicated_total", ()) not in live  # SQLite: no replicas
 
         await alice.close()
         again, welcome = await connect(server, "alice", room="r", since=0)

@@ -27,6 +27,13 @@ class SizedStore(Protocol):
     def size(self) -> int: ...
 
 
+@runtime_checkable
+class ReplicatedStore(Protocol):
+    """A history store that waits for replicas (Redis ``--redis-wait``) and counts shortfalls."""
+
+    under_replicated: int
+
+
 class ChatCollector(Collector):
     """Collect one ``ChatService``'s counters and gauges when Prometheus scrapes."""
 
@@ -85,6 +92,11 @@ class ChatCollector(Collector):
         yield CounterMetricFamily(
             "wschat_replayed_messages", "Stored messages sent as replay.", value=chat.replayed
         )
+        yield CounterMetricFamily(
+            "wschat_epoch_changes",
+            "Epoch events sent: a room's id sequence was found reset (Redis lost it).",
+            value=chat.fanout.epoch_changes,
+        )
         state = chat.broker.state()
         broker = GaugeMetricFamily(
             "wschat_broker_state",
@@ -100,6 +112,12 @@ class ChatCollector(Collector):
         if isinstance(store, SizedStore):
             yield GaugeMetricFamily(
                 "wschat_history_messages", "Messages held in history.", value=store.size()
+            )
+        if isinstance(store, ReplicatedStore):
+            yield CounterMetricFamily(
+                "wschat_under_replicated",
+                "Messages acknowledged before --redis-wait replicas confirmed them.",
+                value=store.under_replicated,
             )
 
 
