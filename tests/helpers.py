@@ -6,6 +6,7 @@ import asyncio
 import base64
 import json
 import os
+import shutil
 import signal
 import socket
 import sqlite3
@@ -14,6 +15,18 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+# Debian's chromium, launched by Playwright with ``executable_path`` (no ``playwright install``),
+# with the flags every browser test uses: no sandbox (root in CI), nothing fetched by itself.
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+]
 
 
 def default_signals() -> None:

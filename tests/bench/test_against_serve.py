@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -22,14 +21,13 @@ import pytest
 from typer.testing import CliRunner
 
 from tests.conftest import Server, start_server
-from tests.helpers import default_signals, get_json
+from tests.helpers import CHROMIUM, CHROMIUM_ARGS, default_signals, get_json
 from wschat.bench.config import BenchConfig, Scenario
 from wschat.bench.runner import run_bench
 from wschat.cli import app
 
 PER_IP = 150
 WIDE = {"COLUMNS": "250"}  # one table row per line
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
 
 @pytest.fixture(scope="module")
@@ -185,12 +183,7 @@ def test_chat_defaults_and_the_html_report_in_a_browser(capped: Server, tmp_path
         browser = pw.chromium.launch(
             executable_path=CHROMIUM,
             headless=True,
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-            ],
+            args=CHROMIUM_ARGS,
         )
         try:
             page = browser.new_page()

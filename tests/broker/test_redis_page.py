@@ -4,7 +4,6 @@ messages may have been missed and goes on showing the new messages. Headless Chr
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,7 @@ from playwright.sync_api import BrowserContext, expect
 
 from tests.broker.conftest import RedisServer
 from tests.conftest import Server
-from tests.helpers import get_json
+from tests.helpers import CHROMIUM, get_json
 from tests.server.test_page import (  # noqa: F401 (the page's browser fixtures)
     browser,
     context,
@@ -27,7 +26,7 @@ from tests.server.test_page import (  # noqa: F401 (the page's browser fixtures)
 )
 
 pytestmark = pytest.mark.skipif(
-    not Path(shutil.which("chromium") or "/usr/bin/chromium").exists(),
+    not Path(CHROMIUM).exists(),
     reason="needs Debian's chromium",
 )
 MISSED = "some messages were missed (no longer stored, or too many to replay)"
