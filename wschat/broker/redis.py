@@ -7,7 +7,10 @@ history (room messages are stored and published atomically by ``wschat.store.red
 subscriber reconnects forever with capped exponential backoff; ``state()`` reports ``ok``,
 ``connecting`` (never connected yet, or retrying) or ``down`` (the last attempt failed).
 
-Imports redis-py (asyncio) and the core; nothing from the server.
+Imports redis-py (asyncio) and the core; nothing from the server. Past the plain client it
+reads a few redis-py names documented only by its source (``PubSub.connection``,
+``Sentinel.sentinels``, ``RedisCluster.initialize``): tests/broker/test_redis_contract.py
+lists each one.
 """
 
 from __future__ import annotations
