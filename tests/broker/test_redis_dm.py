@@ -87,3 +87,29 @@ async def test_dms_wait_for_a_reconnecting_user_on_one_process(server: Server) -
         assert (dm["from"], dm["text"]) == ("alice", "kept")
         await bob.close()
         await alice.close()
+
+
+async def test_a_dm_that_reaches_a_stalled_node_too_late_is_an_error_and_not_delivered(
+    server_factory, redis_server: RedisServer
+) -> None:  # type: ignore[no-untyped-def]
+    """Never both: the sender is told ``not_delivered`` after 2 s without an answer, so a
+    node that gets the DM later (here: stopped for 3 s) must not deliver it then."""
+    args = ("--broker", redis_server.url)
+    a, b = server_factory(*args), server_factory(*args)
+    async with asyncio.timeout(30):
+        alice, _ = await connect(a, "alice")
+        carol, _ = await connect(b, "carol")
+        assert (await _dm(alice, "carol", "live"))["type"] == "dm"  # both nodes know carol
+        assert (await next_of(carol, "dm"))["text"] == "live"
+        b.proc.send_signal(signal.SIGSTOP)
+        try:
+            error = await _dm(alice, "carol", "late")
+            assert (error["type"], error["code"]) == ("error", "not_delivered"), error
+            await asyncio.sleep(1.0)  # the DM waits in b's socket, past its delivery time
+        finally:
+            b.proc.send_signal(signal.SIGCONT)
+        assert (await _dm(alice, "carol", "after"))["type"] == "dm"  # b answers again
+        got = [await next_of(carol, "dm")]
+        assert [d["text"] for d in got] == ["after"], got  # "late" never came
+        await alice.close()
+        await carol.close()

@@ -31,7 +31,9 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
 import secrets
+import time
 from collections.abc import Coroutine
 from typing import Any, Protocol
 
@@ -51,6 +53,10 @@ MAX_BACKGROUND_TASKS = 10_000  # fire-and-forget registry writes in flight befor
 # taking every pooled Redis connection (redis-py's pool holds 100) from claims and replays.
 BACKGROUND_WRITERS = 16
 DM_ANSWER_S = 2.0  # a DM to a name held on another node waits this long for that node's answer
+# ... and is delivered there only this long after it was sent (node clocks, NTP-close): a DM
+# that arrives later (a stalled node, a slow Redis) would reach its reader after its sender
+# was told ``not_delivered``, both an error and a delivery.
+DM_DELIVER_S = DM_ANSWER_S / 2
 # The registry's room counts are read at most once per this long per node and shared by every
 # ``rooms`` asked meanwhile: one script counts up to ``ROOMS_COUNTED`` rooms.
 ROOMS_FRESH_S = 2.0
@@ -281,8 +287,9 @@ class Cluster:
         req = secrets.token_hex(8)
         future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         self._answers[req] = future
+        until = time.time() + DM_DELIVER_S
         try:
-            await self.broker.publish({**envelope, "req": req, "node": self.node})
+            await self.broker.publish({**envelope, "req": req, "node": self.node, "until": until})
             async with asyncio.timeout(DM_ANSWER_S):
                 return await future
         except TimeoutError:
@@ -291,6 +298,8 @@ class Cluster:
             del self._answers[req]
 
     async def _receive_dm(self, envelope: Envelope) -> None:
+        if time.time() > envelope.get("until", math.inf):
+            return  # too late: its sender was told not_delivered, or will be before an answer
         answer = await self.host.receive_dm(envelope)
         if answer is not None:
             self._send(
