@@ -17,14 +17,7 @@ from tests.helpers import get_json, wait_until
 from tests.server.v1client import connect, next_of
 from wschat.broker.redis import EVENTS_CHANNEL, room_key
 
-# Known, not fixed (issue 14 stays open): in about one full CI run in three, one say in
-# flight during a failover got neither its echo nor an error within 30 s (Sentinel), or the
-# talkers of a room saw nothing new for 40 s (Cluster). Both pass alone every time. One
-# rerun keeps a consistent regression red while the race is found.
-FAILOVER_RACE = pytest.mark.flaky(reruns=1)
 
-
-@FAILOVER_RACE
 async def test_a_sentinel_failover_loses_and_doubles_nothing_acknowledged(
     server_factory,  # type: ignore[no-untyped-def]
     sentinels: Sentinels,
@@ -136,7 +129,6 @@ async def test_chat_across_two_nodes_on_a_redis_cluster(
     assert "Traceback" not in a.log() + b.log()
 
 
-@FAILOVER_RACE
 @pytest.mark.timeout(180)  # two failovers, each allowed 40 s under a loaded machine
 async def test_two_cluster_masters_killed_lose_and_double_nothing_untold(
     server_factory,  # type: ignore[no-untyped-def]

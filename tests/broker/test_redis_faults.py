@@ -17,6 +17,9 @@ from tests.broker.conftest import RedisServer, free_port
 from tests.conftest import Server
 from tests.helpers import get_json, wait_until
 from tests.server.v1client import connect, say
+from wschat.broker.redis import close_client
+from wschat.broker.redis import connect as redis_connect
+from wschat.store.redis import RedisStore
 
 
 class Collector:
@@ -203,3 +206,34 @@ async def test_messages_missed_by_a_dropped_subscriber_are_repaired(
             assert c.ws.close_code is None
             await c.ws.close()
             c.task.cancel()
+
+
+async def test_a_repair_that_fails_while_subscribed_is_tried_again(
+    server_factory,  # type: ignore[no-untyped-def]
+    redis_server: RedisServer,
+) -> None:
+    # Issue 14's failover race, made exact. Another node's message is published while this
+    # node's subscriber is away; the subscriber is back at once, but Redis runs no script for
+    # 8 s (CLIENT PAUSE WRITE, as a master that is failing over answers nothing), so the
+    # repair that the resubscription starts times out. Nothing else will start one: nobody
+    # says anything more. The reader must still be shown the message once Redis runs
+    # scripts again (before the fix: never).
+    node: Server = server_factory("--broker", redis_server.url, "--rate-limit", "0")
+    client = redis_connect(redis_server.url)
+    store = RedisStore(client, cap=100)
+    async with asyncio.timeout(40):
+        reader = Collector((await connect(node, "reader"))[0], "reader")
+        await store.append("lobby", "other", "before", time.time())
+        await wait_until(lambda: len(reader.messages) == 1)
+        redis_server.command(b"CLIENT KILL TYPE pubsub")
+        await store.append("lobby", "other", "missed", time.time())
+        redis_server.command(b"CLIENT PAUSE 8000 WRITE")
+        started = time.monotonic()
+        await wait_until(lambda: len(reader.messages) == 2, within=20)
+        assert time.monotonic() - started >= 7  # by a repair after the pause, none before
+        assert "repair of 'lobby' failed" in node.log()
+        assert [(m["id"], m["text"]) for m in reader.messages] == [(1, "before"), (2, "missed")]
+        assert reader.errors == [] and reader.ws.close_code is None
+        await reader.ws.close()
+        reader.task.cancel()
+    await close_client(client)

@@ -11,6 +11,9 @@ None with the in-memory broker, where the local ``Presence`` is the whole truth)
 - messages: room messages are delivered in id order per connection; a gap (a message lost
   while the subscriber was reconnecting, or one that is late) is repaired from the store
   after ``REPAIR_DELAY_S``, and every local room is repaired when the subscriber comes back.
+  A repair whose read fails while subscribed is tried again until it succeeds, and a
+  message this node stored that its members have not been shown within ``EXPECT_WITHIN_S``
+  (its publish was lost) is repaired too: a sender never waits for an echo forever.
 
 While Redis is away, nothing here closes a socket: presence and DMs between local users
 carry on, and ``say`` answers ``unavailable`` (see ``ChatService.say``). A new name cannot be
@@ -48,6 +51,12 @@ log = logging.getLogger("wschat.cluster")
 
 REPAIR_DELAY_S = 0.2  # a missing id usually arrives within this; then no store read is needed
 REPAIR_ROUNDS = 5  # bounded: more gaps after this many reads wait for the next trigger
+# A repair whose read fails while the subscriber is up is tried again, waiting twice as long
+# each time up to this: nothing else may come to trigger it (issue 14, see ``_repair``).
+REPAIR_RETRY_MAX_S = 2.0
+# A message this node stored must come back through the broker within this; if its room's
+# members here have not been shown it by then, its publish was lost (``expect``).
+EXPECT_WITHIN_S = 1.0
 MAX_BACKGROUND_TASKS = 10_000  # fire-and-forget registry writes in flight before we drop some
 # Background registry writes running at once: a mass disconnect queues its releases instead of
 # taking every pooled Redis connection (redis-py's pool holds 100) from claims and replays.
@@ -115,6 +124,9 @@ class Cluster:
         self.mirror: dict[str, set[str]] = {}  # room -> names on other nodes and this one
         self._touched: dict[tuple[str, str], float] = {}  # (room, name) -> loop time of event
         self._repairing: dict[str, bool] = {}  # room -> another round requested
+        # room -> [the id being checked, the newest id stored here since] (``expect``)
+        self._expected: dict[str, list[int]] = {}
+        self._closed = False
         self._tasks: set[asyncio.Task[Any]] = set()
         self._heartbeat: asyncio.Task[None] | None = None
         self._publisher: asyncio.Task[None] | None = None
@@ -143,6 +155,7 @@ class Cluster:
         self._publisher = loop.create_task(self._publish())
 
     async def close(self) -> None:
+        self._closed = True  # checks of expected ids still timed do nothing
         tasks = [t for t in (self._heartbeat, self._publisher, *self._tasks) if t is not None]
         for task in tasks:
             task.cancel()
@@ -343,24 +356,72 @@ class Cluster:
         self._spawn(self._repair(room, delay_s), limit=False)
 
     async def _repair(self, room: str, delay_s: float) -> None:
+        """Read what ``room``'s members here miss and deliver it, in bounded rounds.
+
+        A read that fails is tried again while the subscriber is up, with backoff: once a
+        gap holds a room's messages back, nothing else may come to trigger a repair (in a
+        failover, the senders of the room each waited for an echo held behind the gap, and
+        the subscriber, on another server, never dropped; issue 14). While the subscriber is
+        down its resubscription repairs every room, so the task ends.
+        """
         host = self.host
+        backoff = REPAIR_DELAY_S
+        rounds = 0
         try:
             await asyncio.sleep(delay_s)
-            for _ in range(REPAIR_ROUNDS):
+            while rounds < REPAIR_ROUNDS:
                 self._repairing[room] = False
                 since = host.cursor(room)
                 if since is None:
                     return
-                replay = await self.store.replay(room, since, 0)
+                try:
+                    replay = await self.store.replay(room, since, 0)
+                except Unavailable as exc:
+                    if self.broker.state() not in ("ok", "degraded"):
+                        log.info("repair of %r postponed to the resubscription: %s", room, exc)
+                        return
+                    log.info("repair of %r failed (%s); again in %.1f s", room, exc, backoff)
+                    await asyncio.sleep(backoff)
+                    backoff = min(REPAIR_RETRY_MAX_S, backoff * 2)
+                    continue
+                rounds += 1
                 self.repairs += 1
                 if host.catch_up(room, replay):
                     self._repairing[room] = True  # a new epoch: read it from its base
                 if not self._repairing[room]:
                     return
-        except Unavailable as exc:
-            log.info("repair of %r postponed: %s", room, exc)  # resubscribing repairs again
         finally:
             self._repairing.pop(room, None)
+
+    def expect(self, room: str, msg_id: int) -> None:
+        """Note that this node stored ``msg_id`` in ``room`` (its sender waits for the echo).
+
+        If the room's members here have not been shown it within ``EXPECT_WITHIN_S``, its
+        publish was lost (the master died between the store and the publish reaching the
+        other servers, or this node's subscriber was reconnecting): repair. With no later
+        message in the room there would be no gap to trigger it, and the sender would get
+        neither its echo nor an error. One check per room at a time.
+        """
+        pending = self._expected.get(room)
+        if pending is not None:
+            pending[1] = max(pending[1], msg_id)
+            return
+        self._expected[room] = [msg_id, msg_id]
+        asyncio.get_running_loop().call_later(EXPECT_WITHIN_S, self._check_expected, room)
+
+    def _check_expected(self, room: str) -> None:
+        pending = self._expected.get(room)
+        if pending is None or self._host is None or self._closed:
+            return
+        checked, newest = pending
+        cursor = self._host.cursor(room)
+        if cursor is not None and cursor < checked:
+            self.repair(room, delay_s=0)
+        if newest > checked:  # stored after the check began: checked in turn
+            self._expected[room] = [newest, newest]
+            asyncio.get_running_loop().call_later(EXPECT_WITHIN_S, self._check_expected, room)
+        else:
+            del self._expected[room]
 
     def _resubscribed(self) -> None:
         for room in self.host.rooms():

@@ -385,7 +385,11 @@ class ChatService:
             return
         self.messages_in += 1
         if self.store.publishes:
-            return  # the store published it with its id (see wschat.store.redis)
+            # The store published it with its id (see wschat.store.redis); if that publish
+            # never comes back, the cluster repairs it (``Cluster.expect``).
+            if self.cluster is not None:
+                self.cluster.expect(stored.room, stored.id)
+            return
         await self.broker.publish(
             {
                 "kind": "message",
