@@ -8,6 +8,7 @@ import json
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 import psutil
@@ -19,6 +20,7 @@ from tests.helpers import get_json, wait_until
 from tests.server.v1client import connect, say
 from wschat.broker.redis import close_client
 from wschat.broker.redis import connect as redis_connect
+from wschat.server.chat.cluster import ROOMS_FRESH_S
 from wschat.store.redis import RedisStore
 
 
@@ -31,6 +33,7 @@ class Collector:
         self.messages: list[dict[str, Any]] = []
         self.errors: list[dict[str, Any]] = []
         self.changed = asyncio.Event()
+        self.on_other: Callable[[dict[str, Any]], None] = lambda event: None
         self.task = asyncio.create_task(self._read())
 
     async def _read(self) -> None:
@@ -40,6 +43,8 @@ class Collector:
                 self.messages.append(event)
             elif event["type"] == "error":
                 self.errors.append(event)
+            else:
+                self.on_other(event)
             self.changed.set()
 
     async def send(self, text: str, within: float = 20.0) -> int:
@@ -237,3 +242,45 @@ async def test_a_repair_that_fails_while_subscribed_is_tried_again(
         await reader.ws.close()
         reader.task.cancel()
     await close_client(client)
+
+
+async def test_rooms_while_redis_is_down_answers_unavailable_then_counts_again(
+    server_factory,  # type: ignore[no-untyped-def]
+    redis_server: RedisServer,
+) -> None:
+    # ``rooms`` counts every node's members in the shared registry: with Redis gone it
+    # cannot, and says so (an error the client can act on, the socket kept), and once
+    # Redis is back (empty: no persistence) the heartbeat registers the names again.
+    node: Server = server_factory("--broker", redis_server.url, "--rate-limit", "0")
+    async with asyncio.timeout(40):
+        ws, _ = await connect(node, "alice", room="den")
+        events = Collector(ws, "alice")
+        rooms: list[dict[str, Any]] = []
+
+        async def ask() -> dict[str, Any]:
+            seen = len(events.errors)
+            rooms.clear()
+            await ws.send(json.dumps({"type": "rooms"}))
+            while len(events.errors) == seen and not rooms:
+                events.changed.clear()
+                await events.changed.wait()
+            return rooms[0] if rooms else events.errors[-1]
+
+        events.on_other = rooms.append
+        assert (await ask())["rooms"] == [{"room": "den", "members": 1}]
+        redis_server.kill()
+        await asyncio.sleep(ROOMS_FRESH_S + 0.1)  # past the shared read, at most this old
+        answer = await ask()
+        assert answer["type"] == "error" and answer["code"] == "unavailable", answer
+        redis_server.start()
+        await wait_until(lambda: get_json(node.http + "/healthz")["status"] == "ok", within=15)
+
+        async def counted() -> bool:
+            reply = await ask()
+            return reply.get("rooms") == [{"room": "den", "members": 1}]
+
+        while not await counted():  # the registry is refilled within a heartbeat
+            await asyncio.sleep(0.5)
+        assert ws.close_code is None
+        await ws.close()
+        events.task.cancel()
