@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import tempfile
 import urllib.request
+from pathlib import Path
 
 import psutil
 
@@ -13,6 +15,12 @@ from tests.broker.conftest import RedisServer
 from tests.conftest import Server
 from tests.helpers import get_json, wait_until
 from tests.server.v1client import connect, next_of, say
+from wschat.server.workers import POOL_DIR_PREFIX
+
+
+def _pool_dirs(server: Server) -> list[Path]:
+    """Return the snapshot directories of ``server``'s ``--workers`` parent."""
+    return list(Path(tempfile.gettempdir()).glob(f"{POOL_DIR_PREFIX}{server.proc.pid}-*"))
 
 
 def _room_messages_in(server: Server) -> float:
@@ -58,8 +66,14 @@ async def test_workers_report_totals_and_die_with_their_parent(
         server.stop(signal.SIGKILL)
         _gone, alive = await asyncio.to_thread(psutil.wait_procs, workers, 15)
         assert not alive, f"workers outlived their parent: {alive}"
+        assert _pool_dirs(server), "the parent's snapshot directory is not where expected"
         again: Server = server_factory(*args, "--port", str(server.port))
         assert get_json(again.http + "/healthz")["workers"] == 2
+        # The dead parent's snapshot directory was swept by the next start; its own goes
+        # with a clean stop.
+        assert _pool_dirs(server) == []
+        assert len(_pool_dirs(again)) == 1
         for ws in clients:
             assert ws.close_code is not None  # told by their worker's drain, not left hanging
         assert again.stop() == 0
+        assert _pool_dirs(again) == []

@@ -29,6 +29,7 @@ import sys
 import tempfile
 import threading
 import time
+from pathlib import Path
 from types import FrameType
 
 from wschat.errors import WschatError
@@ -37,6 +38,8 @@ from wschat.server.settings import ServerSettings
 
 READY_TIMEOUT_S = 60.0  # a worker that is not accepting by then fails the start
 RESTART_DELAY_S = 1.0  # between restarts of a worker that died
+# The workers' snapshot directory, in the temp dir: this, the parent's pid, a random tail.
+POOL_DIR_PREFIX = "wschat-workers-"
 _FD = "WSCHAT_WORKER_FD"
 _READY_FD = "WSCHAT_WORKER_READY_FD"
 _SETTINGS = "WSCHAT_WORKER_SETTINGS"
@@ -97,7 +100,8 @@ def serve_workers(settings: ServerSettings, workers: int) -> None:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    pool_dir = tempfile.mkdtemp(prefix="wschat-workers-")
+    _sweep_pool_dirs()
+    pool_dir = tempfile.mkdtemp(prefix=f"{POOL_DIR_PREFIX}{os.getpid()}-")
     children = [_Worker(sock, settings, pool_dir) for _ in range(workers)]
     try:
         deadline = time.monotonic() + READY_TIMEOUT_S
@@ -124,6 +128,26 @@ def serve_workers(settings: ServerSettings, workers: int) -> None:
                 child.proc.wait()
         sock.close()
         shutil.rmtree(pool_dir, ignore_errors=True)
+
+
+def _sweep_pool_dirs() -> None:
+    """Remove the snapshot directories of parents that died without removing theirs (a
+    ``kill -9``): each is named after its parent's pid."""
+    for path in Path(tempfile.gettempdir()).glob(POOL_DIR_PREFIX + "*-*"):
+        pid = path.name.removeprefix(POOL_DIR_PREFIX).split("-", 1)[0]
+        if not pid.isdigit() or _alive(int(pid)):
+            continue
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process
+    return True
 
 
 def worker_main() -> None:
