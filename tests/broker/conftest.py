@@ -30,6 +30,10 @@ def free_port() -> int:
         return port
 
 
+class PortTaken(RuntimeError):
+    """``redis-server`` could not bind its port (or its cluster bus port)."""
+
+
 class RedisServer:
     """A ``redis-server`` process on 127.0.0.1:``port`` with its data in ``directory``."""
 
@@ -47,6 +51,7 @@ class RedisServer:
         self.password = password
         self.extra = extra  # more redis-server arguments (--replicaof, --cluster-enabled...)
         self.proc: subprocess.Popen[bytes] | None = None
+        self.started = False  # it answered once: restarts keep its port
 
     @property
     def url(self) -> str:
@@ -54,7 +59,24 @@ class RedisServer:
         return f"redis://{auth}127.0.0.1:{self.port}/0"
 
     def start(self) -> None:
-        """Start (or restart) the server on the same port and data; return once it answers."""
+        """Start (or restart) the server on the same port and data; return once it answers.
+
+        The first start moves to other free ports if one of them was taken meanwhile
+        (``free_port`` only found it free a moment ago: another process may have bound it
+        since), so a busy machine does not fail a test before it begins.
+        """
+        for attempt in range(3):
+            try:
+                return self._start()
+            except PortTaken:
+                if self.started or attempt == 2:
+                    raise
+                self.port = free_port()
+                if "--cluster-port" in self.extra:
+                    at = self.extra.index("--cluster-port") + 1
+                    self.extra = (*self.extra[:at], str(free_port()), *self.extra[at + 1 :])
+
+    def _start(self) -> None:
         assert REDIS_SERVER is not None
         cmd = [
             REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
@@ -77,11 +99,15 @@ class RedisServer:
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             if self.ping():
+                self.started = True
                 return
             if self.proc.poll() is not None:
                 break
             time.sleep(0.02)
-        raise RuntimeError((self.directory / "redis.log").read_text(errors="replace"))
+        log_text = (self.directory / "redis.log").read_text(errors="replace")
+        if self.proc.poll() is not None and "Address already in use" in log_text:
+            raise PortTaken(log_text)
+        raise RuntimeError(log_text)
 
     def ping(self) -> bool:
         try:
