@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
 from typing import Any
 
 from websockets.asyncio.client import ClientConnection
@@ -16,9 +17,12 @@ class Talker:
     """One v1 connection that says numbered lines one at a time, each with a ``cid``, and
     records what came back: echoes by cid, errors, and every event in order."""
 
-    def __init__(self, ws: ClientConnection, name: str) -> None:
+    def __init__(
+        self, ws: ClientConnection, name: str, log: Callable[[], str] | None = None
+    ) -> None:
         self.ws = ws
         self.name = name
+        self.log = log  # its server's log, shown when a say gets no answer
         self.events: list[dict[str, Any]] = []
         self.changed = asyncio.Event()
         self.reader = asyncio.create_task(self._read())
@@ -37,6 +41,16 @@ class Talker:
     async def say_until_acked(self, text: str, cid: str, within: float = 30.0) -> int:
         """Say ``text`` (the same cid each time) until it is echoed; an ``unavailable``
         error means "not stored, send it again". Return how many errors it took."""
+        try:
+            return await self._say_until_acked(text, cid, within)
+        except TimeoutError:
+            log = self.log()[-6000:] if self.log is not None else ""
+            raise AssertionError(
+                f"{self.name}: {text!r} got neither its echo nor an error within {within} s;"
+                f" last events {self.events[-3:]}\n{log}"
+            ) from None
+
+    async def _say_until_acked(self, text: str, cid: str, within: float) -> int:
         errors = 0
         async with asyncio.timeout(within):
             while True:

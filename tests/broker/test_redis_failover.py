@@ -27,7 +27,8 @@ async def test_a_sentinel_failover_loses_and_doubles_nothing_acknowledged(
     old_master = sentinels.master.port
     async with asyncio.timeout(90):
         talkers = [
-            Talker((await connect(node, f"t{i}"))[0], f"t{i}") for i, node in enumerate(nodes)
+            Talker((await connect(node, f"t{i}"))[0], f"t{i}", node.log)
+            for i, node in enumerate(nodes)
         ]
         failed_over = asyncio.Event()
 
@@ -150,7 +151,8 @@ async def test_two_cluster_masters_killed_lose_and_double_nothing_untold(
         for room in rooms:
             for n, node in enumerate(nodes):
                 name = f"t{n}-{room}"
-                talkers[room].append(Talker((await connect(node, name, room=room))[0], name))
+                ws, _ = await connect(node, name, room=room)
+                talkers[room].append(Talker(ws, name, node.log))
         everyone = [t for ts in talkers.values() for t in ts]
         promoted = asyncio.Event()
         errors: list[int] = []

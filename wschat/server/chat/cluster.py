@@ -416,6 +416,7 @@ class Cluster:
         checked, newest = pending
         cursor = self._host.cursor(room)
         if cursor is not None and cursor < checked:
+            log.info("message %d of %r not back through the broker: repairing", checked, room)
             self.repair(room, delay_s=0)
         if newest > checked:  # stored after the check began: checked in turn
             self._expected[room] = [newest, newest]
