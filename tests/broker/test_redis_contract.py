@@ -58,6 +58,7 @@ def test_the_errors_that_mean_redis_is_away() -> None:
         redis.exceptions.ClusterError,
         redis.exceptions.TryAgainError,
         redis.exceptions.SlotNotCoveredError,  # a RedisClusterException, not a RedisError
+        redis.exceptions.RedisClusterException,  # the slot map cannot be (re)loaded
         redis.exceptions.ConnectionError,
         redis.exceptions.TimeoutError,
     ):

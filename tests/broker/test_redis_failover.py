@@ -14,7 +14,7 @@ from tests.broker.conftest import RedisCluster, RedisServer, Sentinels
 from tests.broker.talker import Talker
 from tests.conftest import Server
 from tests.helpers import get_json, wait_until
-from tests.server.v1client import connect, next_of
+from tests.server.v1client import connect, next_of, say
 from wschat.broker.redis import EVENTS_CHANNEL, room_key
 
 
@@ -234,3 +234,31 @@ async def test_two_cluster_masters_killed_lose_and_double_nothing_untold(
         assert figures["doubled"] == 0, figures
     assert all(node.log().count("resubscribed to") >= 1 for node in nodes)
     assert "Traceback" not in nodes[0].log() + nodes[1].log()
+
+
+async def test_a_cluster_master_that_stays_dead_gets_unavailable_not_a_crash(
+    server_factory,  # type: ignore[no-untyped-def]
+    redis_cluster: RedisCluster,
+) -> None:
+    # A master dies and nothing replaces it (no replica): every say in its rooms is answered
+    # ``unavailable`` (never a crash, never silence) while the socket stays open, and the
+    # room talks again once the master is back.
+    node: Server = server_factory("--broker", redis_cluster.url(), "--rate-limit", "0")
+    victim = redis_cluster.master_of(room_key("doomed", "seq"))
+    async with asyncio.timeout(60):
+        ws, _ = await connect(node, "al", room="doomed")
+        al = Talker(ws, "al", node.log)
+        await al.say_until_acked("before", "c0")
+        victim.kill()
+        for i in range(3):
+            seen = len(al.of("error"))
+            await say(ws, f"while-{i}", cid=f"w{i}")
+            await wait_until(lambda seen=seen: len(al.of("error")) > seen, within=15)
+            assert al.of("error")[-1]["code"] == "unavailable", al.of("error")[-1]
+        assert ws.close_code is None and not al.echoed("w0")
+        victim.start()
+        await asyncio.to_thread(redis_cluster.wait_ok, redis_cluster.servers, 20)
+        await al.say_until_acked("after", "c1")
+        assert [m["text"] for m in al.of("message")] == ["before", "after"]
+        await al.close()
+    assert "Traceback" not in node.log()

@@ -74,6 +74,9 @@ REDIS_DOWN = (
     redis.exceptions.ClusterError,  # includes ClusterDownError (CLUSTERDOWN, MASTERDOWN)
     redis.exceptions.TryAgainError,
     redis.exceptions.SlotNotCoveredError,
+    # redis-py's own cluster errors, which are no RedisError: reloading the slot map when no
+    # startup node answers, or when the map is not whole (a master failed, not replaced yet).
+    redis.exceptions.RedisClusterException,
 )
 
 
@@ -338,7 +341,7 @@ class RedisBroker:
                         check_at = loop.time() + MASTER_CHECK_S
                         if await master_moved(self._subscriber, pubsub):
                             raise redis.exceptions.ConnectionError("the master moved (Sentinel)")
-            except (*REDIS_DOWN, TimeoutError, redis.exceptions.RedisClusterException) as exc:
+            except (*REDIS_DOWN, TimeoutError) as exc:
                 if self._state == "ok":
                     log.warning("lost the Redis subscription (%s); reconnecting", exc)
                 self._state = "down"

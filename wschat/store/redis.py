@@ -285,7 +285,9 @@ class RedisStore:
             try:
                 with self.latency.timing():
                     done, now = await self._check(keys=ops, args=[RANDOM_OP_TTL_S])
-            except REDIS_DOWN:
+            except (*REDIS_DOWN, redis.exceptions.ResponseError) as err:
+                if not isinstance(err, REDIS_DOWN) and not str(err).startswith(WRITE_REFUSED):
+                    raise  # neither unreachable nor refusing writes (READONLY...): a bug
                 # Unreachable: once past the deadline by our clock (with a margin), nothing
                 # will store it any more, since the script checks it by Redis's clock.
                 if self._redis_ms() > deadline + CLOCK_MARGIN_S * 1000:
@@ -321,6 +323,10 @@ class RedisStore:
                     args=[first, count, "1" if newest else "0", *self._epoch_args(room)],
                 )
         except REDIS_DOWN as exc:
+            raise Unavailable(f"redis history unavailable: {exc}") from None
+        except redis.exceptions.ResponseError as exc:
+            if not str(exc).startswith(WRITE_REFUSED):  # a replica, a master going away
+                raise
             raise Unavailable(f"redis history unavailable: {exc}") from None
         epoch, base = str(epoch), int(base)
         self._note(room, epoch, int(latest))

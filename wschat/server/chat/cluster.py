@@ -376,8 +376,10 @@ class Cluster:
                     return
                 try:
                     replay = await self.store.replay(room, since, 0)
-                except Unavailable as exc:
-                    if self.broker.state() not in ("ok", "degraded"):
+                except Exception as exc:
+                    if not isinstance(exc, Unavailable):
+                        log.exception("repair of %r failed", room)  # a bug: say it loudly
+                    elif self.broker.state() not in ("ok", "degraded"):
                         log.info("repair of %r postponed to the resubscription: %s", room, exc)
                         return
                     log.info("repair of %r failed (%s); again in %.1f s", room, exc, backoff)
