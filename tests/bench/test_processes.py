@@ -2,15 +2,26 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import os
+import signal
+import socket
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
+from typing import Any
 
 import jsonschema
+from rich.console import Console
 
 from tests.conftest import Server
-from wschat.bench.report import schema
+from tests.helpers import default_signals, get_json
+from wschat.bench.config import BenchConfig
+from wschat.bench.processes import child_configs, merge, run_children
+from wschat.bench.report import document, schema, table
 from wschat.bench.stats import Latency
 
 
@@ -97,3 +108,139 @@ def test_merged_histograms_give_the_percentiles_of_one_histogram() -> None:
     for part in parts:
         merged.merge(json.loads(json.dumps(part.dump())))
     assert merged.summary() == one.summary()
+
+
+def start_interruptible(server: Server, report: Path, **popen: Any) -> subprocess.Popen[str]:
+    """Start ``bench --processes 2 -n 10`` for 60 s; return once its 10 connections are open."""
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "wschat",
+            "bench",
+            "--url",
+            server.ws,
+            "--processes",
+            "2",
+            "--senders",
+            "2",  # fan-out runs one room per process, each with its sender
+            "-n",
+            "10",
+            "--duration",
+            "60",
+            "--json",
+            str(report),
+            "--no-progress",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "COLUMNS": "250"},
+        preexec_fn=default_signals,  # SIGINT works also when pytest runs with & or nohup
+        **popen,
+    )
+    deadline = time.monotonic() + 20
+    while proc.poll() is None and time.monotonic() < deadline:
+        if get_json(f"{server.http}/healthz")["connections"] >= 10:
+            break
+        time.sleep(0.05)
+    time.sleep(0.8)  # past the settling, some sends at 10/s
+    return proc
+
+
+def finish(proc: subprocess.Popen[str]) -> tuple[str, str]:
+    """Wait (at most 20 s) for ``proc`` to exit; return what it printed."""
+    try:
+        return proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+
+
+def check_partial(server: Server, report: Path, proc: subprocess.Popen[str], out: str) -> None:
+    assert proc.returncode == 130
+    assert "PARTIAL" in out and "10 of 10 connections" in out
+    doc = json.loads(report.read_text())
+    jsonschema.validate(doc, schema())
+    assert doc["partial"] is True and doc["processes"] == 2
+    assert "unreported" not in doc  # both children wrote their partial report
+    summary = doc["summary"]
+    assert summary["connections"]["opened"] == 10
+    assert summary["messages"]["sent"] > 0
+    assert summary["latency_ms"]["count"] > 0  # merged from the children's histograms
+    # every connection was closed by its child (1000), none cut short
+    health = get_json(f"{server.http}/healthz")
+    assert health["connections"] == 0
+    assert health["closed_by_code"].get("1000", 0) >= 10, health
+
+
+def test_sigint_to_the_parent_alone_stops_the_children_and_reports_partial(
+    server: Server, tmp_path: Path
+) -> None:
+    # what `kill -INT PARENT` does: the children get SIGINT only from the parent
+    report = tmp_path / "partial.json"
+    proc = start_interruptible(server, report)
+    proc.send_signal(signal.SIGINT)
+    out, err = finish(proc)
+    assert proc.returncode == 130, err
+    check_partial(server, report, proc, out)
+
+
+def test_a_terminals_ctrl_c_interrupts_each_child_once(server: Server, tmp_path: Path) -> None:
+    # a terminal's Ctrl-C signals the foreground process group: the parent's own, here
+    report = tmp_path / "partial.json"
+    proc = start_interruptible(server, report, process_group=0)
+    os.killpg(proc.pid, signal.SIGINT)
+    out, err = finish(proc)
+    assert proc.returncode == 130, err
+    check_partial(server, report, proc, out)
+
+
+def test_a_child_without_a_report_is_named_in_the_partial_report(server: Server) -> None:
+    # process 1 runs against the server; process 2 finds no server and exits 1 at once
+    config = BenchConfig(url=server.ws, n=10, senders=2, duration_s=60)
+    first, second = child_configs(config, 2)
+    configs = [first, dataclasses.replace(second, url=f"ws://127.0.0.1:{closed_port()}")]
+    # Ctrl-C reaches this process (and only it: each child has its own process group) once
+    # process 1's 5 connections are open; default SIGINT also when pytest runs with &
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    def interrupt() -> None:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if get_json(f"{server.http}/healthz")["connections"] >= 5:
+                break
+            time.sleep(0.05)
+        time.sleep(0.5)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    threading.Thread(target=interrupt, daemon=True).start()
+    try:
+        t0 = time.monotonic()
+        reports = run_children(configs)
+        took = time.monotonic() - t0
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert reports.interrupted and took < 30
+    assert len(reports.docs) == 1 and reports.docs[0]["partial"] is True
+    assert len(reports.unreported) == 1
+    assert reports.unreported[0].startswith("process 2 of 2: "), reports.unreported
+    assert "no server at" in reports.unreported[0]
+    result = merge(config, reports.docs)
+    result.partial, result.unreported = True, tuple(reports.unreported)
+    doc = {**document(result), "processes": 2}
+    jsonschema.validate(doc, schema())
+    assert doc["summary"]["connections"]["opened"] == 5
+    console = Console(width=250, record=True)
+    console.print(table(doc))
+    text = console.export_text()
+    assert "PARTIAL" in text and "5 of 10 connections" in text
+    assert "1 of 2 reported" in text and "process 2 of 2" in text
+
+
+def closed_port() -> int:
+    """Return a local port nothing listens on (bound, then released)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
