@@ -184,6 +184,7 @@ def test_sigint_to_the_parent_alone_stops_the_children_and_reports_partial(
     proc.send_signal(signal.SIGINT)
     out, err = finish(proc)
     assert proc.returncode == 130, err
+    assert "interrupted: the processes close their connections" in err
     check_partial(server, report, proc, out)
 
 
@@ -244,3 +245,16 @@ def closed_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def test_the_children_die_with_a_killed_parent(server: Server, tmp_path: Path) -> None:
+    # they run in their own process group: nothing else would stop them before their 60 s
+    proc = start_interruptible(server, tmp_path / "never.json")
+    proc.kill()
+    finish(proc)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        if get_json(f"{server.http}/healthz")["connections"] == 0:
+            break
+        time.sleep(0.1)
+    assert get_json(f"{server.http}/healthz")["connections"] == 0

@@ -12,10 +12,17 @@ Fan-out and chat run one room per process (each child's receivers hear that chil
 senders), so every delivery is still checked against what its sender sent. Stdlib and the
 bench's own modules only; the children are bounded by the same timeouts as a single run, and
 killed if they overrun them.
+
+Ctrl-C works as in one process: the children run in their own process group, and the parent
+sends each one SIGINT (one only: a second would cut its close short), gives them
+``INTERRUPT_GRACE_S`` to close their connections and write their partial reports, merges
+those and marks the result partial; a process that wrote none is named in the report. On
+Linux the children are sent SIGTERM if the parent dies, so none loads the server unread.
 """
 
 from __future__ import annotations
 
+import ctypes
 import json
 import math
 import os
@@ -28,7 +35,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -56,6 +63,7 @@ SPAWN_MARGIN_S = 60.0  # start-up, probe and report of a child, beyond its own p
 # CLOSE_TIMEOUT_S + 3) plus 5 s to cancel its tasks and write its report; then it is killed.
 INTERRUPT_GRACE_S = CLOSE_TIMEOUT_S + 3 + 5.0
 INTERRUPTED_EXIT = 130  # a child that wrote its partial report after SIGINT (cli.ExitCode)
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
 def shares(total: int, parts: int) -> list[int]:
@@ -190,7 +198,9 @@ class Reports:
     interrupted: bool  # Ctrl-C (SIGINT) reached the parent: the reports are partial
 
 
-def run_children(configs: Sequence[BenchConfig]) -> Reports:
+def run_children(
+    configs: Sequence[BenchConfig], on_interrupt: Callable[[str], None] | None = None
+) -> Reports:
     """Run one ``wschat bench`` per config at once; return their reports, in order.
 
     Raises ``BenchError`` with the child's own message when one cannot run, and kills the
@@ -200,8 +210,9 @@ def run_children(configs: Sequence[BenchConfig]) -> Reports:
     second SIGINT would cut its close short); the children get ``INTERRUPT_GRACE_S`` to do
     so, then are killed. The reports written are returned with ``interrupted`` set, and the
     children that wrote none are named in ``unreported``. A second Ctrl-C kills the children
-    and raises ``KeyboardInterrupt``.
+    and raises ``KeyboardInterrupt``. ``on_interrupt`` is told, in one line, what happens next.
     """
+    die_with_parent = _death_signal()
     with tempfile.TemporaryDirectory(prefix="wschat-bench-") as tmp:
         paths = [Path(tmp) / f"process-{i}.json" for i in range(len(configs))]
         procs: list[subprocess.Popen[bytes]] = []
@@ -235,12 +246,18 @@ def run_children(configs: Sequence[BenchConfig]) -> Reports:
                             stderr=subprocess.PIPE,
                             env={**os.environ, "COLUMNS": "200"},
                             process_group=0,  # signalled by this parent only
+                            preexec_fn=die_with_parent,
                         )
                     )
                 for i, c in enumerate(configs):
                     wait(i, time_bound(c))
             except KeyboardInterrupt:
                 interrupted = True
+                if on_interrupt is not None:
+                    on_interrupt(
+                        f"interrupted: the processes close their connections and report "
+                        f"(at most {INTERRUPT_GRACE_S:g} s; Ctrl-C again to abort)"
+                    )
                 for proc in procs:
                     if proc.poll() is None:
                         proc.send_signal(signal.SIGINT)
@@ -266,6 +283,23 @@ def run_children(configs: Sequence[BenchConfig]) -> Reports:
         if unreported and not interrupted:
             raise BenchError("; ".join(unreported))
         return Reports(docs, unreported, interrupted)
+
+
+def _death_signal() -> Callable[[], None] | None:
+    """Return a ``preexec_fn`` that has a child sent SIGTERM when this process dies (Linux).
+
+    The children are in their own process group: a terminal's hangup or a ``kill -9`` of the
+    parent would otherwise leave them loading the server to the end of their run, unread.
+    Elsewhere None: they run to the end of their run (bounded by ``time_bound``).
+    """
+    if sys.platform != "linux":
+        return None
+    prctl = ctypes.CDLL(None, use_errno=True).prctl  # looked up before fork, only called after
+
+    def preexec() -> None:
+        prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+
+    return preexec
 
 
 def _read(path: Path) -> dict[str, Any] | None:
@@ -369,7 +403,12 @@ def target_address(url: str) -> str:
     return str(infos[0][4][0])
 
 
-def run_processes(config: BenchConfig, processes: int, target_ip: str) -> BenchResult:
+def run_processes(
+    config: BenchConfig,
+    processes: int,
+    target_ip: str,
+    on_interrupt: Callable[[str], None] | None = None,
+) -> BenchResult:
     """Check the limits, run ``processes`` children and return their merged result.
 
     On Ctrl-C the result merges the partial reports the children wrote, is marked
@@ -378,7 +417,7 @@ def run_processes(config: BenchConfig, processes: int, target_ip: str) -> BenchR
     """
     check(config, processes, target_ip)
     configs = child_configs(config, processes)
-    reports = run_children(configs)
+    reports = run_children(configs, on_interrupt)
     if not reports.docs:  # interrupted before any child had opened its first connection
         raise KeyboardInterrupt
     result = merge(config, reports.docs)
