@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import base64
 import dataclasses
+import hashlib
 import json
 import os
 import signal
 import socket
+import socketserver
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import jsonschema
+import pytest
 from rich.console import Console
 
 from tests.conftest import Server
@@ -110,8 +115,10 @@ def test_merged_histograms_give_the_percentiles_of_one_histogram() -> None:
     assert merged.summary() == one.summary()
 
 
-def start_interruptible(server: Server, report: Path, **popen: Any) -> subprocess.Popen[str]:
-    """Start ``bench --processes 2 -n 10`` for 60 s; return once its 10 connections are open."""
+def start_interruptible(
+    url: str, connections: Callable[[], int], report: Path, *args: str, **popen: Any
+) -> subprocess.Popen[str]:
+    """Start ``bench --processes 2 -n 10`` for 60 s; return once ``connections()`` says 10."""
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -119,11 +126,9 @@ def start_interruptible(server: Server, report: Path, **popen: Any) -> subproces
             "wschat",
             "bench",
             "--url",
-            server.ws,
+            url,
             "--processes",
             "2",
-            "--senders",
-            "2",  # fan-out runs one room per process, each with its sender
             "-n",
             "10",
             "--duration",
@@ -131,6 +136,7 @@ def start_interruptible(server: Server, report: Path, **popen: Any) -> subproces
             "--json",
             str(report),
             "--no-progress",
+            *(args or ("--senders", "2")),  # fan-out: one room per process, each its sender
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -141,11 +147,15 @@ def start_interruptible(server: Server, report: Path, **popen: Any) -> subproces
     )
     deadline = time.monotonic() + 20
     while proc.poll() is None and time.monotonic() < deadline:
-        if get_json(f"{server.http}/healthz")["connections"] >= 10:
+        if connections() >= 10:
             break
         time.sleep(0.05)
     time.sleep(0.8)  # past the settling, some sends at 10/s
     return proc
+
+
+def healthz_connections(server: Server) -> Callable[[], int]:
+    return lambda: int(get_json(f"{server.http}/healthz")["connections"])
 
 
 def finish(proc: subprocess.Popen[str]) -> tuple[str, str]:
@@ -180,7 +190,7 @@ def test_sigint_to_the_parent_alone_stops_the_children_and_reports_partial(
 ) -> None:
     # what `kill -INT PARENT` does: the children get SIGINT only from the parent
     report = tmp_path / "partial.json"
-    proc = start_interruptible(server, report)
+    proc = start_interruptible(server.ws, healthz_connections(server), report)
     proc.send_signal(signal.SIGINT)
     out, err = finish(proc)
     assert proc.returncode == 130, err
@@ -191,7 +201,7 @@ def test_sigint_to_the_parent_alone_stops_the_children_and_reports_partial(
 def test_a_terminals_ctrl_c_interrupts_each_child_once(server: Server, tmp_path: Path) -> None:
     # a terminal's Ctrl-C signals the foreground process group: the parent's own, here
     report = tmp_path / "partial.json"
-    proc = start_interruptible(server, report, process_group=0)
+    proc = start_interruptible(server.ws, healthz_connections(server), report, process_group=0)
     os.killpg(proc.pid, signal.SIGINT)
     out, err = finish(proc)
     assert proc.returncode == 130, err
@@ -249,7 +259,7 @@ def closed_port() -> int:
 
 def test_the_children_die_with_a_killed_parent(server: Server, tmp_path: Path) -> None:
     # they run in their own process group: nothing else would stop them before their 60 s
-    proc = start_interruptible(server, tmp_path / "never.json")
+    proc = start_interruptible(server.ws, healthz_connections(server), tmp_path / "never.json")
     proc.kill()
     finish(proc)
     deadline = time.monotonic() + 10
@@ -258,3 +268,125 @@ def test_the_children_die_with_a_killed_parent(server: Server, tmp_path: Path) -
             break
         time.sleep(0.1)
     assert get_json(f"{server.http}/healthz")["connections"] == 0
+
+
+class SlowCloser(socketserver.ThreadingTCPServer):
+    """A WebSocket server that holds every connection silently and answers a close 1 s late.
+
+    It records, per connection, whether the client was still there to read that answer
+    (``clean``) or had already dropped the connection (``dropped``): a client that waits for
+    the closing handshake, as a bench process does within its close bound, is clean.
+    """
+
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _SlowCloseHandler)
+        self.open = 0
+        self.clean = 0
+        self.dropped = 0
+        self.lock = threading.Lock()
+
+    @property
+    def ws(self) -> str:
+        return f"ws://127.0.0.1:{self.server_address[1]}"
+
+    def count(self, field: str, delta: int = 1) -> None:
+        with self.lock:
+            setattr(self, field, getattr(self, field) + delta)
+
+
+class _SlowCloseHandler(socketserver.BaseRequestHandler):
+    server: SlowCloser
+
+    def handle(self) -> None:
+        sock: socket.socket = self.request
+        head = b""
+        while b"\r\n\r\n" not in head:
+            chunk = sock.recv(4096)
+            if not chunk:
+                return
+            head += chunk
+        key = next(
+            line.split(b":", 1)[1].strip()
+            for line in head.split(b"\r\n")
+            if line.lower().startswith(b"sec-websocket-key:")
+        )
+        accept = base64.b64encode(hashlib.sha1(key + WS_GUID).digest())
+        sock.sendall(
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+            b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + accept + b"\r\n\r\n"
+        )
+        self.server.count("open")
+        try:
+            if not self._until_close_frame(sock):
+                return
+            time.sleep(1.0)  # a slow server: the closing handshake's answer comes late
+            try:
+                early = sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+            except BlockingIOError:
+                early = False  # nothing pending: the client is still waiting for our answer
+            except OSError:  # reset
+                early = True
+            if not early:
+                sock.sendall(b"\x88\x02\x03\xe8")  # close 1000
+            self.server.count("dropped" if early else "clean")
+        finally:
+            self.server.count("open", -1)
+
+    @staticmethod
+    def _until_close_frame(sock: socket.socket) -> bool:
+        """Read client frames (masked, RFC 6455 5.2) until a close; False at EOF before one."""
+        buf = b""
+        while True:
+            while len(buf) >= 2:
+                length, at = buf[1] & 0x7F, 2
+                if length == 126:
+                    length, at = int.from_bytes(buf[2:4]), 4
+                elif length == 127:
+                    length, at = int.from_bytes(buf[2:10]), 10
+                end = at + 4 + length
+                if len(buf) < end:
+                    break
+                if buf[0] & 0x0F == 0x8:
+                    return True
+                buf = buf[end:]
+            chunk = sock.recv(65536)
+            if not chunk:
+                return False
+            buf += chunk
+
+
+WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455 section 1.3
+
+
+@pytest.fixture
+def slow_closer() -> Iterator[SlowCloser]:
+    server = SlowCloser()
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def test_each_child_gets_one_sigint_and_finishes_its_closing_handshakes(
+    slow_closer: SlowCloser, tmp_path: Path
+) -> None:
+    # A terminal's Ctrl-C signals the parent's process group. Were the children in it, each
+    # would get a second SIGINT from the parent, and asyncio.Runner's second interrupt cuts
+    # the close short: against a server that answers closes 1 s late, they would drop them.
+    report = tmp_path / "partial.json"
+    proc = start_interruptible(
+        slow_closer.ws, lambda: slow_closer.open, report, "--scenario", "connect",
+        process_group=0,
+    )  # fmt: skip
+    os.killpg(proc.pid, signal.SIGINT)
+    out, err = finish(proc)
+    assert proc.returncode == 130, err
+    assert "PARTIAL" in out and "10 of 10 connections" in out
+    assert json.loads(report.read_text())["partial"] is True
+    deadline = time.monotonic() + 5
+    while slow_closer.clean + slow_closer.dropped < 12 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert (slow_closer.clean, slow_closer.dropped) == (12, 0)  # each child's probe, and the 10
