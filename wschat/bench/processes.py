@@ -218,23 +218,26 @@ def run_children(
         procs: list[subprocess.Popen[bytes]] = []
         errors: dict[int, str] = {}  # why child i wrote no report (so far)
         done: set[int] = set()
+        interrupted = False
 
-        def wait(i: int, timeout: float) -> None:
-            proc = procs[i]
+        def wait(i: int, timeout: float, overran: str) -> None:
+            proc, name = procs[i], f"process {i + 1} of {len(configs)}"
             try:
                 _, err = proc.communicate(timeout=timeout)
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.communicate()
-                errors[i] = f"process {i + 1} overran {timeout:.0f} s and was killed"
+                errors[i] = f"{name}: {overran} and was killed"
             else:
                 text = err.decode(errors="replace").strip().splitlines()
-                errors[i] = f"process {i + 1} of {len(configs)}: " + (
-                    text[-1] if text else f"exit code {proc.returncode}"
-                )
+                if text:
+                    errors[i] = f"{name}: {text[-1]}"
+                elif interrupted and proc.returncode == INTERRUPTED_EXIT:
+                    errors[i] = f"{name}: interrupted before its first connection"
+                else:
+                    errors[i] = f"{name}: exit code {proc.returncode}"
             done.add(i)
 
-        interrupted = False
         try:
             try:
                 for c, p in zip(configs, paths, strict=True):
@@ -250,7 +253,7 @@ def run_children(
                         )
                     )
                 for i, c in enumerate(configs):
-                    wait(i, time_bound(c))
+                    wait(i, time_bound(c), f"overran {time_bound(c):.0f} s")
             except KeyboardInterrupt:
                 interrupted = True
                 if on_interrupt is not None:
@@ -264,7 +267,11 @@ def run_children(
                 deadline = time.monotonic() + INTERRUPT_GRACE_S
                 for i in range(len(procs)):
                     if i not in done:
-                        wait(i, max(0.0, deadline - time.monotonic()))
+                        wait(
+                            i,
+                            max(0.0, deadline - time.monotonic()),
+                            f"had not reported {INTERRUPT_GRACE_S:g} s after Ctrl-C",
+                        )
         finally:
             for proc in procs:
                 if proc.poll() is None:

@@ -400,10 +400,10 @@ def table(doc: dict[str, Any]) -> Table:
     else:
         out.add_row("load generator", gen, "not the bottleneck: these numbers are the server's")
     if doc.get("unreported"):
-        missing = doc["unreported"]
+        missing, processes = doc["unreported"], doc.get("processes", len(doc["unreported"]))
         out.add_row(
             "processes",
-            f"[yellow]{doc['processes'] - len(missing)} of {doc['processes']} reported · "
+            f"[yellow]{processes - len(missing)} of {processes} reported · "
             f"{escape('; '.join(missing))}[/yellow]",
             "[yellow]interrupted before writing a report: not counted above[/yellow]",
         )
