@@ -14,6 +14,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -116,9 +117,9 @@ def test_merged_histograms_give_the_percentiles_of_one_histogram() -> None:
 
 
 def start_interruptible(
-    url: str, connections: Callable[[], int], report: Path, *args: str, **popen: Any
+    url: str, ready: Callable[[], bool], report: Path, *args: str, **popen: Any
 ) -> subprocess.Popen[str]:
-    """Start ``bench --processes 2 -n 10`` for 60 s; return once ``connections()`` says 10."""
+    """Start ``bench --processes 2 -n 10`` for 60 s; return once ``ready()`` (at most 20 s)."""
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -146,16 +147,26 @@ def start_interruptible(
         **popen,
     )
     deadline = time.monotonic() + 20
-    while proc.poll() is None and time.monotonic() < deadline:
-        if connections() >= 10:
-            break
+    while proc.poll() is None and time.monotonic() < deadline and not ready():
         time.sleep(0.05)
-    time.sleep(0.8)  # past the settling, some sends at 10/s
+    time.sleep(0.3)  # a few more sends at 10/s
     return proc
 
 
-def healthz_connections(server: Server) -> Callable[[], int]:
-    return lambda: int(get_json(f"{server.http}/healthz")["connections"])
+def sending(server: Server) -> Callable[[], bool]:
+    """Return whether the server has all 10 connections and has had messages from them."""
+
+    def ready() -> bool:
+        if get_json(f"{server.http}/healthz")["connections"] < 10:
+            return False
+        with urllib.request.urlopen(f"{server.http}/metrics", timeout=5) as response:
+            metrics = response.read().decode()
+        return any(
+            line.startswith('wschat_messages_in_total{kind="room"}') and float(line.split()[-1]) > 0
+            for line in metrics.splitlines()
+        )
+
+    return ready
 
 
 def finish(proc: subprocess.Popen[str]) -> tuple[str, str]:
@@ -190,7 +201,7 @@ def test_sigint_to_the_parent_alone_stops_the_children_and_reports_partial(
 ) -> None:
     # what `kill -INT PARENT` does: the children get SIGINT only from the parent
     report = tmp_path / "partial.json"
-    proc = start_interruptible(server.ws, healthz_connections(server), report)
+    proc = start_interruptible(server.ws, sending(server), report)
     proc.send_signal(signal.SIGINT)
     out, err = finish(proc)
     assert proc.returncode == 130, err
@@ -201,7 +212,7 @@ def test_sigint_to_the_parent_alone_stops_the_children_and_reports_partial(
 def test_a_terminals_ctrl_c_interrupts_each_child_once(server: Server, tmp_path: Path) -> None:
     # a terminal's Ctrl-C signals the foreground process group: the parent's own, here
     report = tmp_path / "partial.json"
-    proc = start_interruptible(server.ws, healthz_connections(server), report, process_group=0)
+    proc = start_interruptible(server.ws, sending(server), report, process_group=0)
     os.killpg(proc.pid, signal.SIGINT)
     out, err = finish(proc)
     assert proc.returncode == 130, err
@@ -259,7 +270,7 @@ def closed_port() -> int:
 
 def test_the_children_die_with_a_killed_parent(server: Server, tmp_path: Path) -> None:
     # they run in their own process group: nothing else would stop them before their 60 s
-    proc = start_interruptible(server.ws, healthz_connections(server), tmp_path / "never.json")
+    proc = start_interruptible(server.ws, sending(server), tmp_path / "never.json")
     proc.kill()
     finish(proc)
     deadline = time.monotonic() + 10
@@ -378,7 +389,7 @@ def test_each_child_gets_one_sigint_and_finishes_its_closing_handshakes(
     # the close short: against a server that answers closes 1 s late, they would drop them.
     report = tmp_path / "partial.json"
     proc = start_interruptible(
-        slow_closer.ws, lambda: slow_closer.open, report, "--scenario", "connect",
+        slow_closer.ws, lambda: slow_closer.open >= 10, report, "--scenario", "connect",
         process_group=0,
     )  # fmt: skip
     os.killpg(proc.pid, signal.SIGINT)
