@@ -71,7 +71,8 @@ def bench(
     runs, and ``BenchError`` when the test cannot run at all (no server, limits too low).
     ``histograms`` adds the raw HDR histograms to the JSON (what ``--processes`` merges; see
     ``processes``). ``processes`` > 1 spreads the run over that many child processes and
-    reports their merged result.
+    reports their merged result; on Ctrl-C, the merge of the partial reports they wrote (the
+    processes that wrote none are named), within ``processes.INTERRUPT_GRACE_S``.
     """
     conditions = parse_fail_if(fail_if) if fail_if else []
     to_stdout = json_path is not None and str(json_path) == "-"
@@ -81,7 +82,7 @@ def bench(
         err = Console(stderr=True, force_terminal=False)
     if processes > 1:
         err.print(f"running {config.n} connections in {processes} processes ...")
-        result = run_processes(config, processes, target_address(config.url))
+        result = run_processes(config, processes, target_address(config.url), err.print)
     else:
         check_memory(config.n)
         with live(err) as update:

@@ -242,6 +242,9 @@ def render(doc: dict[str, Any]) -> str:
             + "</ul>"
         )
     partial = "<p class=partial>PARTIAL: the run was interrupted</p>" if doc.get("partial") else ""
+    if doc.get("unreported"):
+        missing = html.escape("; ".join(doc["unreported"]))
+        partial += f"<p class=partial>Not counted (no report written): {missing}</p>"
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">

@@ -12,21 +12,31 @@ Fan-out and chat run one room per process (each child's receivers hear that chil
 senders), so every delivery is still checked against what its sender sent. Stdlib and the
 bench's own modules only; the children are bounded by the same timeouts as a single run, and
 killed if they overrun them.
+
+Ctrl-C works as in one process: the children run in their own process group, and the parent
+sends each one SIGINT (one only: a second would cut its close short), gives them
+``INTERRUPT_GRACE_S`` to close their connections and write their partial reports, merges
+those and marks the result partial; a process that wrote none is named in the report. On
+Linux the children are sent SIGTERM if the parent dies, so none loads the server unread.
 """
 
 from __future__ import annotations
 
+import ctypes
 import json
 import math
 import os
 import resource
 import secrets
+import signal
 import socket
 import subprocess
 import sys
 import tempfile
+import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -49,6 +59,11 @@ from wschat.rlimit import available_memory
 # 9 KB of RSS at 15,000 per process): with the server's on the same machine, checked up front.
 CLIENT_BYTES_PER_CONNECTION = 12 * 1024
 SPAWN_MARGIN_S = 60.0  # start-up, probe and report of a child, beyond its own phase bounds
+# After Ctrl-C: a child's close phase (Runner._close_all aborts what has not closed within
+# CLOSE_TIMEOUT_S + 3) plus 5 s to cancel its tasks and write its report; then it is killed.
+INTERRUPT_GRACE_S = CLOSE_TIMEOUT_S + 3 + 5.0
+INTERRUPTED_EXIT = 130  # a child that wrote its partial report after SIGINT (cli.ExitCode)
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
 def shares(total: int, parts: int) -> list[int]:
@@ -174,45 +189,133 @@ def time_bound(config: BenchConfig) -> float:
     )
 
 
-def run_children(configs: Sequence[BenchConfig]) -> list[dict[str, Any]]:
+@dataclass
+class Reports:
+    """What the children of one run handed back."""
+
+    docs: list[dict[str, Any]]  # the reports written, in process order
+    unreported: list[str]  # "process 2 of 2: why", for each child that wrote none
+    interrupted: bool  # Ctrl-C (SIGINT) reached the parent: the reports are partial
+
+
+def run_children(
+    configs: Sequence[BenchConfig], on_interrupt: Callable[[str], None] | None = None
+) -> Reports:
     """Run one ``wschat bench`` per config at once; return their reports, in order.
 
     Raises ``BenchError`` with the child's own message when one cannot run, and kills the
-    children that overrun ``time_bound``.
+    children that overrun ``time_bound``. On Ctrl-C (``KeyboardInterrupt``) each child still
+    running gets one SIGINT, closes its connections and writes its partial report (it runs in
+    its own process group, so a terminal's Ctrl-C reaches it only through the parent: a
+    second SIGINT would cut its close short); the children get ``INTERRUPT_GRACE_S`` to do
+    so, then are killed. The reports written are returned with ``interrupted`` set, and the
+    children that wrote none are named in ``unreported``. A second Ctrl-C kills the children
+    and raises ``KeyboardInterrupt``. ``on_interrupt`` is told, in one line, what happens next.
     """
+    die_with_parent = _death_signal()
     with tempfile.TemporaryDirectory(prefix="wschat-bench-") as tmp:
         paths = [Path(tmp) / f"process-{i}.json" for i in range(len(configs))]
-        procs = [
-            subprocess.Popen(
-                child_args(c, p),
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.PIPE,
-                env={**os.environ, "COLUMNS": "200"},
-            )
-            for c, p in zip(configs, paths, strict=True)
-        ]
-        errors: list[str] = []
+        procs: list[subprocess.Popen[bytes]] = []
+        errors: dict[int, str] = {}  # why child i wrote no report (so far)
+        done: set[int] = set()
+        interrupted = False
+
+        def wait(i: int, timeout: float, overran: str) -> None:
+            proc, name = procs[i], f"process {i + 1} of {len(configs)}"
+            try:
+                _, err = proc.communicate(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.communicate()
+                errors[i] = f"{name}: {overran} and was killed"
+            else:
+                text = err.decode(errors="replace").strip().splitlines()
+                if text:
+                    errors[i] = f"{name}: {text[-1]}"
+                elif interrupted and proc.returncode == INTERRUPTED_EXIT:
+                    errors[i] = f"{name}: interrupted before its first connection"
+                else:
+                    errors[i] = f"{name}: exit code {proc.returncode}"
+            done.add(i)
+
         try:
-            for i, (proc, c) in enumerate(zip(procs, configs, strict=True)):
-                try:
-                    _, err = proc.communicate(timeout=time_bound(c))
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    _, err = proc.communicate()
-                    errors.append(f"process {i + 1} overran {time_bound(c):.0f} s and was killed")
-                    continue
-                if proc.returncode != 0 or not paths[i].exists():
-                    text = err.decode(errors="replace").strip().splitlines()
-                    reason = text[-1] if text else f"exit code {proc.returncode}"
-                    errors.append(f"process {i + 1} of {len(configs)}: {reason}")
+            try:
+                for c, p in zip(configs, paths, strict=True):
+                    procs.append(
+                        subprocess.Popen(
+                            child_args(c, p),
+                            stdin=subprocess.DEVNULL,
+                            stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE,
+                            env={**os.environ, "COLUMNS": "200"},
+                            process_group=0,  # signalled by this parent only
+                            preexec_fn=die_with_parent,
+                        )
+                    )
+                for i, c in enumerate(configs):
+                    wait(i, time_bound(c), f"overran {time_bound(c):.0f} s")
+            except KeyboardInterrupt:
+                interrupted = True
+                if on_interrupt is not None:
+                    on_interrupt(
+                        f"interrupted: the processes close their connections and report "
+                        f"(at most {INTERRUPT_GRACE_S:g} s; Ctrl-C again to abort)"
+                    )
+                for proc in procs:
+                    if proc.poll() is None:
+                        proc.send_signal(signal.SIGINT)
+                deadline = time.monotonic() + INTERRUPT_GRACE_S
+                for i in range(len(procs)):
+                    if i not in done:
+                        wait(
+                            i,
+                            max(0.0, deadline - time.monotonic()),
+                            f"had not reported {INTERRUPT_GRACE_S:g} s after Ctrl-C",
+                        )
         finally:
             for proc in procs:
                 if proc.poll() is None:
                     proc.kill()
                     proc.wait()
-        if errors:
-            raise BenchError("; ".join(errors))
-        return [json.loads(p.read_text("utf-8")) for p in paths]
+        docs, unreported = [], []
+        for i, path in enumerate(paths):
+            ok = (0, INTERRUPTED_EXIT) if interrupted else (0,)
+            doc = _read(path) if i < len(procs) and procs[i].returncode in ok else None
+            if doc is not None:
+                docs.append(doc)
+            elif i >= len(procs):
+                unreported.append(f"process {i + 1} of {len(configs)}: not started")
+            else:
+                unreported.append(errors.get(i, f"process {i + 1} of {len(configs)}: no report"))
+        if unreported and not interrupted:
+            raise BenchError("; ".join(unreported))
+        return Reports(docs, unreported, interrupted)
+
+
+def _death_signal() -> Callable[[], None] | None:
+    """Return a ``preexec_fn`` that has a child sent SIGTERM when this process dies (Linux).
+
+    The children are in their own process group: a terminal's hangup or a ``kill -9`` of the
+    parent would otherwise leave them loading the server to the end of their run, unread.
+    Elsewhere None: they run to the end of their run (bounded by ``time_bound``).
+    """
+    if sys.platform != "linux":
+        return None
+    prctl = ctypes.CDLL(None, use_errno=True).prctl  # looked up before fork, only called after
+
+    def preexec() -> None:
+        prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+
+    return preexec
+
+
+def _read(path: Path) -> dict[str, Any] | None:
+    """Return the report a child wrote at ``path``, or None when it wrote none (or half)."""
+    try:
+        doc: dict[str, Any] = json.loads(path.read_text("utf-8"))
+    except (OSError, ValueError):
+        return None
+    return doc
 
 
 def merge(config: BenchConfig, docs: Sequence[dict[str, Any]]) -> BenchResult:
@@ -307,8 +410,24 @@ def target_address(url: str) -> str:
     return str(infos[0][4][0])
 
 
-def run_processes(config: BenchConfig, processes: int, target_ip: str) -> BenchResult:
-    """Check the limits, run ``processes`` children and return their merged result."""
+def run_processes(
+    config: BenchConfig,
+    processes: int,
+    target_ip: str,
+    on_interrupt: Callable[[str], None] | None = None,
+) -> BenchResult:
+    """Check the limits, run ``processes`` children and return their merged result.
+
+    On Ctrl-C the result merges the partial reports the children wrote, is marked
+    ``partial`` and names in ``unreported`` the children that wrote none (see
+    ``run_children``); raises ``KeyboardInterrupt`` when none wrote one.
+    """
     check(config, processes, target_ip)
     configs = child_configs(config, processes)
-    return merge(config, run_children(configs))
+    reports = run_children(configs, on_interrupt)
+    if not reports.docs:  # interrupted before any child had opened its first connection
+        raise KeyboardInterrupt
+    result = merge(config, reports.docs)
+    result.partial = reports.interrupted
+    result.unreported = tuple(reports.unreported)
+    return result

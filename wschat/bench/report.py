@@ -20,6 +20,7 @@ from typing import Any
 
 from rich.console import Console
 from rich.live import Live
+from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
@@ -44,7 +45,7 @@ def document(result: BenchResult, started: datetime | None = None) -> dict[str, 
     load_s = result.load_s or 1e-9
     attempts = s.attempted + s.sent
     limited = result.limited_by_generator
-    return {
+    doc: dict[str, Any] = {
         "schema": SCHEMA_ID,
         "tool": f"wschat {__version__}",
         "started": (started or datetime.now(UTC)).isoformat(timespec="seconds"),
@@ -114,6 +115,9 @@ def document(result: BenchResult, started: datetime | None = None) -> dict[str, 
         },
         "series": [asdict(sample) for sample in s.series],
     }
+    if result.unreported:
+        doc["unreported"] = list(result.unreported)
+    return doc
 
 
 def schema() -> dict[str, Any]:
@@ -395,6 +399,14 @@ def table(doc: dict[str, Any]) -> Table:
         )
     else:
         out.add_row("load generator", gen, "not the bottleneck: these numbers are the server's")
+    if doc.get("unreported"):
+        missing, processes = doc["unreported"], doc.get("processes", len(doc["unreported"]))
+        out.add_row(
+            "processes",
+            f"[yellow]{processes - len(missing)} of {processes} reported · "
+            f"{escape('; '.join(missing))}[/yellow]",
+            "[yellow]interrupted before writing a report: not counted above[/yellow]",
+        )
     return out
 
 

@@ -103,6 +103,7 @@ class BenchResult:
     unsent: int = 0  # scheduled sends that never left an open connection (the sender was behind)
     cancelled: int = 0  # scheduled sends of connections the server had closed: not sent
     partial: bool = False  # interrupted (Ctrl-C): the counts cover the run so far
+    unreported: tuple[str, ...] = ()  # --processes, interrupted: children that wrote no report
 
 
 @dataclass(eq=False, slots=True)
