@@ -29,6 +29,10 @@ def test_the_sentinel_names_the_broker_reads() -> None:
     assert inspect.iscoroutinefunction(sentinel.discover_master)
     assert {"service_name"} <= parameters(sentinel.discover_master)
     assert {"service_name"} <= parameters(sentinel.master_for)
+    # ``_drop_commands``: a master client's pool closes every connection, in use or not.
+    master = sentinel.master_for("mymaster")
+    assert inspect.iscoroutinefunction(master.connection_pool.disconnect)
+    assert {"inuse_connections"} <= parameters(master.connection_pool.disconnect)
 
 
 def test_a_pubsub_names_its_connection_and_a_connection_its_address() -> None:

@@ -340,6 +340,7 @@ class RedisBroker:
                     if loop.time() >= check_at:
                         check_at = loop.time() + MASTER_CHECK_S
                         if await master_moved(self._subscriber, pubsub):
+                            await self._drop_commands()
                             raise redis.exceptions.ConnectionError("the master moved (Sentinel)")
             except (*REDIS_DOWN, TimeoutError) as exc:
                 if self._state == "ok":
@@ -351,6 +352,19 @@ class RedisBroker:
                         await pubsub.aclose()
             await asyncio.sleep(delay)
             delay = min(BACKOFF_MAX_S, delay * 2)
+
+    async def _drop_commands(self) -> None:
+        """Close every connection of the command client (Sentinel: the master moved).
+
+        Its pool reconnects through the sentinels when a connection is next taken, but
+        keeps those it holds: during a failover it may hold some on the old master and some
+        on the new one, so that a message stored on one is looked for on the other, and a
+        sender waits for an echo no read finds (issue 14). Commands in flight fail, and are
+        settled as after any lost connection.
+        """
+        if isinstance(self.client, aioredis.Redis):
+            with contextlib.suppress(*REDIS_DOWN, redis.exceptions.RedisError):
+                await self.client.connection_pool.disconnect()
 
     async def _pubsub(self) -> Any:
         """Return a new pub/sub of the subscriber client. On a Redis Cluster, (re)learn the

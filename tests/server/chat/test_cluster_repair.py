@@ -159,3 +159,22 @@ async def test_an_expected_message_that_came_back_costs_no_read(
     cluster.expect("lobby", 21)  # this one is lost
     await asyncio.sleep(0.5)
     assert (host(cluster).last_id, store.reads) == (21, 1)
+
+
+async def test_an_expected_message_is_looked_for_until_a_read_finds_it(
+    node: tuple[Cluster, FakeStore], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A Sentinel failover settling: the first reads go to a server that does not have the
+    # message yet (the pool still held a connection there). The sender waits for its echo:
+    # the node must keep looking, not read once and give up.
+    monkeypatch.setattr(cluster_mod, "REPAIR_RETRY_MAX_S", 0.1)
+    cluster, store = node
+    cluster.expect("lobby", 1)
+    await asyncio.sleep(0.5)
+    assert host(cluster).shown == [] and store.reads >= 2
+    store.add(1)
+    await asyncio.sleep(0.5)
+    assert host(cluster).shown == [1]
+    reads = store.reads
+    await asyncio.sleep(0.5)
+    assert store.reads == reads  # found: no more reads

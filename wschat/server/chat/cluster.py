@@ -57,6 +57,10 @@ REPAIR_RETRY_MAX_S = 2.0
 # A message this node stored must come back through the broker within this; if its room's
 # members here have not been shown it by then, its publish was lost (``expect``).
 EXPECT_WITHIN_S = 1.0
+# ... and is looked for again every REPAIR_RETRY_MAX_S until shown, this many times at most:
+# a read may go to a server that does not have it yet (a failover settling), and the
+# sender waits for its echo. Past that (2 min) it is logged and left to the next message.
+EXPECT_CHECKS = 60
 MAX_BACKGROUND_TASKS = 10_000  # fire-and-forget registry writes in flight before we drop some
 # Background registry writes running at once: a mass disconnect queues its releases instead of
 # taking every pooled Redis connection (redis-py's pool holds 100) from claims and replays.
@@ -124,7 +128,7 @@ class Cluster:
         self.mirror: dict[str, set[str]] = {}  # room -> names on other nodes and this one
         self._touched: dict[tuple[str, str], float] = {}  # (room, name) -> loop time of event
         self._repairing: dict[str, bool] = {}  # room -> another round requested
-        # room -> [the id being checked, the newest id stored here since] (``expect``)
+        # room -> [the id being checked, the newest id stored here since, checks made]
         self._expected: dict[str, list[int]] = {}
         self._closed = False
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -393,7 +397,9 @@ class Cluster:
                 if not self._repairing[room]:
                     return
         finally:
-            self._repairing.pop(room, None)
+            again = self._repairing.pop(room, False)
+            if again and not self._closed:  # asked for during the last of the rounds
+                self.repair(room, delay_s=REPAIR_RETRY_MAX_S)
 
     def expect(self, room: str, msg_id: int) -> None:
         """Note that this node stored ``msg_id`` in ``room`` (its sender waits for the echo).
@@ -408,21 +414,29 @@ class Cluster:
         if pending is not None:
             pending[1] = max(pending[1], msg_id)
             return
-        self._expected[room] = [msg_id, msg_id]
+        self._expected[room] = [msg_id, msg_id, 0]
         asyncio.get_running_loop().call_later(EXPECT_WITHIN_S, self._check_expected, room)
 
     def _check_expected(self, room: str) -> None:
+        """Repair ``room`` if its members here were not shown the id being checked; check
+        it again later until they are (or ``EXPECT_CHECKS`` ran out), then the newest."""
         pending = self._expected.get(room)
         if pending is None or self._host is None or self._closed:
             return
-        checked, newest = pending
+        checked, newest, checks = pending
         cursor = self._host.cursor(room)
+        loop = asyncio.get_running_loop()
         if cursor is not None and cursor < checked:
-            log.info("message %d of %r not back through the broker: repairing", checked, room)
-            self.repair(room, delay_s=0)
+            if checks < EXPECT_CHECKS:
+                log.info("message %d of %r not shown here yet: repairing", checked, room)
+                self.repair(room, delay_s=0)
+                pending[2] = checks + 1
+                loop.call_later(REPAIR_RETRY_MAX_S, self._check_expected, room)
+                return
+            log.warning("message %d of %r never came back from Redis", checked, room)
         if newest > checked:  # stored after the check began: checked in turn
-            self._expected[room] = [newest, newest]
-            asyncio.get_running_loop().call_later(EXPECT_WITHIN_S, self._check_expected, room)
+            self._expected[room] = [newest, newest, 0]
+            loop.call_later(EXPECT_WITHIN_S, self._check_expected, room)
         else:
             del self._expected[room]
 
