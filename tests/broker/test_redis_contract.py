@@ -63,6 +63,7 @@ def test_the_errors_that_mean_redis_is_away() -> None:
         redis.exceptions.TryAgainError,
         redis.exceptions.SlotNotCoveredError,  # a RedisClusterException, not a RedisError
         redis.exceptions.RedisClusterException,  # the slot map cannot be (re)loaded
+        RuntimeError,  # uvloop: a write on a transport closed while connecting
         redis.exceptions.ConnectionError,
         redis.exceptions.TimeoutError,
     ):

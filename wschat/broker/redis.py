@@ -77,6 +77,10 @@ REDIS_DOWN = (
     # redis-py's own cluster errors, which are no RedisError: reloading the slot map when no
     # startup node answers, or when the map is not whole (a master failed, not replaced yet).
     redis.exceptions.RedisClusterException,
+    # A connection whose socket closed while redis-py set it up (a cluster node killed) can
+    # fail with uvloop's "unable to perform operation on <TCPTransport closed=True>": a
+    # RuntimeError, not a ConnectionError. It ended a say with a traceback and 1011.
+    RuntimeError,
 )
 
 
