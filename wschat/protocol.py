@@ -323,8 +323,12 @@ def rooms_event(counts: dict[str, int], most: int, unseen: int = 0) -> dict[str,
     return {"type": "rooms", "rooms": listed, "more": len(busy) - len(listed) + unseen}
 
 
-def error_event(code: str, detail: str) -> dict[str, Any]:
-    return {"type": "error", "code": code, "detail": detail}
+def error_event(code: str, detail: str, cid: str | None = None) -> dict[str, Any]:
+    """Return an ``error`` event; ``cid`` names the ``say`` it answers when not the last one."""
+    event: dict[str, Any] = {"type": "error", "code": code, "detail": detail}
+    if cid is not None:
+        event["cid"] = cid
+    return event
 
 
 def decode_event(frame: str) -> dict[str, Any]:

@@ -48,6 +48,7 @@ class FakeHost:
     def __init__(self) -> None:
         self.last_id = 0
         self.shown: list[int] = []
+        self.answers: list[tuple[Any, int, bool]] = []
 
     def rooms(self) -> list[str]:
         return ["lobby"]
@@ -64,6 +65,9 @@ class FakeHost:
 
     def holders(self) -> list[Any]:
         return []
+
+    def answer_unshown(self, conn: Any, said: StoredMessage, stored: bool) -> None:
+        self.answers.append((conn, said.id, stored))
 
 
 class FakeBroker:
@@ -178,3 +182,33 @@ async def test_an_expected_message_is_looked_for_until_a_read_finds_it(
     reads = store.reads
     await asyncio.sleep(0.5)
     assert store.reads == reads  # found: no more reads
+
+
+async def test_says_cut_off_by_a_new_epoch_are_echoed_if_held_else_refused(
+    node: tuple[Cluster, FakeStore],
+) -> None:
+    # The room's epoch changed before the sender was shown its says 2 and 3 (a failover to a
+    # replica that had 2 but not 3). Each gets an answer: 2 its echo, 3 an error. The
+    # first read fails (the history failing over too) and is tried again.
+    cluster, store = node
+    store.add(1, 2)
+    store.failing = 1
+    said = [StoredMessage("lobby", i, "al", f"m{i}", 0.0, epoch="e1") for i in (2, 3)]
+    cluster.settle_unshown("al's socket", said)
+    async with asyncio.timeout(3):
+        while len(host(cluster).answers) < 2:
+            await asyncio.sleep(0.02)
+    assert host(cluster).answers == [("al's socket", 2, True), ("al's socket", 3, False)]
+
+
+async def test_a_say_of_another_sender_under_the_same_id_is_not_taken_for_it(
+    node: tuple[Cluster, FakeStore],
+) -> None:
+    cluster, store = node
+    store.add(1)  # id 1 is someone else's message in this store ("al" said "m1", not "x")
+    said = StoredMessage("lobby", 1, "al", "x", 0.0, cid="c9", epoch="e1")
+    cluster.settle_unshown("socket", [said])
+    async with asyncio.timeout(3):
+        while not host(cluster).answers:
+            await asyncio.sleep(0.02)
+    assert host(cluster).answers == [("socket", 1, False)]

@@ -18,6 +18,7 @@ from wschat.server.conn.hub import Hub
 from wschat.server.conn.reader import serve_connection
 from wschat.server.settings import ServerSettings
 from wschat.server.transport.asgi import AsgiEvent
+from wschat.store import StoredMessage
 from wschat.store.sqlite import SqliteStore
 
 OUTBOX = 4
@@ -136,3 +137,36 @@ async def test_presence_reaches_the_others_and_leave_frees_the_name(chat: ChatSe
     assert of_type(alice_t, "left") == [{"type": "left", "room": "lobby", "name": "bob"}]
     assert "bob" not in chat.presence.holders
     assert chat.hub.members("lobby") == {alice}
+
+
+class SettleRecorder:
+    """Stands in for the cluster: records the says handed to it on an epoch change."""
+
+    def __init__(self) -> None:
+        self.settled: list[tuple[Member, list[int]]] = []
+
+    def settle_unshown(self, conn: Member, said: list[StoredMessage]) -> None:
+        self.settled.append((conn, [m.id for m in said]))
+
+
+async def test_a_new_epoch_hands_over_the_says_its_member_was_not_shown(
+    chat: ChatService,
+) -> None:
+    alice, alice_t = await join(chat, "alice")
+    recorder = SettleRecorder()
+    chat.fanout.cluster = recorder  # type: ignore[assignment]
+    alice.epoch, alice.last_id = "e1", 3
+    alice.awaiting = [
+        StoredMessage("lobby", i, "alice", f"m{i}", 0.0, epoch=e)
+        for i, e in ((3, "e1"), (4, "e1"), (5, "e0"))
+    ]
+    assert chat.fanout.adopt_epoch(alice, "e2", 9)
+    # 3 was shown, 5 is of an epoch before: only 4 waits for an answer.
+    assert recorder.settled == [(alice, [4])]
+    assert alice.awaiting is None and (alice.epoch, alice.last_id) == ("e2", 9)
+    assert of_type(alice_t, "epoch")[-1] == {
+        "type": "epoch",
+        "room": "lobby",
+        "epoch": "e2",
+        "base": 9,
+    }

@@ -45,7 +45,7 @@ from wschat.broker.redis import RedisBroker
 from wschat.errors import Unavailable
 from wschat.rooms import Holder
 from wschat.server.chat.registry import ClaimOutcome, RedisRegistry
-from wschat.store import HistoryStore, Replay
+from wschat.store import HistoryStore, Replay, StoredMessage
 
 log = logging.getLogger("wschat.cluster")
 
@@ -105,6 +105,11 @@ class ClusterHost(Protocol):
     def catch_up(self, room: str, replay: Replay) -> bool:
         """Deliver what a repair read from the store to ``room``'s v1 members here; return
         whether the room's epoch changed under them (read again, from its base)."""
+        ...
+
+    def answer_unshown(self, conn: Any, said: StoredMessage, stored: bool) -> None:
+        """Answer a say of ``conn`` (a member here) that its room's new epoch cut off: its
+        echo if ``stored`` (the history still holds it), else an error naming its cid."""
         ...
 
     async def receive_dm(self, envelope: Envelope) -> str | None:
@@ -439,6 +444,37 @@ class Cluster:
             loop.call_later(EXPECT_WITHIN_S, self._check_expected, room)
         else:
             del self._expected[room]
+
+    def settle_unshown(self, conn: Any, said: list[StoredMessage]) -> None:
+        """Answer each of ``said``, says of ``conn`` stored in an epoch of their room that
+        was replaced before they were shown back (``Fanout.adopt_epoch``).
+
+        Its client waits for each one's echo, which will not come now. Those the history
+        still holds (the promoted replica had them) are echoed under the ids they were
+        stored with; the others were lost with the old master and get an ``unavailable``
+        error with their ``cid``: never neither (issue 14).
+        """
+        self._spawn(self._settle_unshown(conn, said), limit=False)
+
+    async def _settle_unshown(self, conn: Any, said: list[StoredMessage]) -> None:
+        backoff = REPAIR_DELAY_S
+        for msg in said:
+            for _ in range(EXPECT_CHECKS):
+                try:
+                    read = await self.store.replay(msg.room, msg.id - 1, 0)
+                    break
+                except Unavailable:
+                    await asyncio.sleep(backoff)
+                    backoff = min(REPAIR_RETRY_MAX_S, backoff * 2)
+            else:
+                read = None  # unknown after minutes of trying: say so, let it be sent again
+            first = read.messages[0] if read is not None and read.messages else None
+            held = (
+                first is not None
+                and first.id == msg.id
+                and (first.sender, first.cid, first.text) == (msg.sender, msg.cid, msg.text)
+            )
+            self.host.answer_unshown(conn, msg, held)
 
     def _resubscribed(self) -> None:
         for room in self.host.rooms():

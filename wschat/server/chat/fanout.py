@@ -133,9 +133,15 @@ class Fanout:
         old, conn.epoch = conn.epoch, epoch
         if not old:
             return False
+        awaiting, conn.awaiting = conn.awaiting, None
+        unshown = [m for m in awaiting or () if m.epoch == old and m.id > conn.last_id]
         conn.last_id = base
         self.epoch_changes += 1
         self.hub.send(conn, text_frame(epoch_event(conn.room, epoch, base)))
+        if unshown and self.cluster is not None:
+            # Its own says of the old epoch that it was never shown: it waits for each
+            # one's echo, which no longer comes. Each is answered (echo or error).
+            self.cluster.settle_unshown(conn, unshown)
         return True
 
     def deliver_stored(self, msg: StoredMessage, *, plain: bool = True) -> None:

@@ -20,6 +20,7 @@ class Member(Connection):
     """One chat connection: its name, dialect and place in its room's message sequence."""
 
     __slots__ = (
+        "awaiting",
         "epoch",
         "expires_at",
         "last_id",
@@ -57,6 +58,9 @@ class Member(Connection):
         self.epoch = ""  # v1: the epoch of ``last_id`` (the room's sequence; issue 14)
         # v1: while the room's history is being read, live messages wait here (service.enter)
         self.pending: list[StoredMessage] | None = None
+        # v1 with Redis: its own says stored and not yet shown back to it (``Fanout``'s
+        # ``adopt_epoch`` answers them if the room's epoch changes first; issue 14)
+        self.awaiting: list[StoredMessage] | None = None
         self.replaced = False  # the same user reconnected; this socket no longer owns the name
         self.limiter: RateLimiter | None = None  # made at the first message (handlers)
         self.expires_at: int | None = None  # its token's exp, while ``chat.expiry`` holds it

@@ -48,6 +48,9 @@ from wschat.store import HistoryStore, Replay, StoredMessage
 
 log = logging.getLogger("wschat.server")
 
+# A member's own says kept until shown back (``Member.awaiting``): a say is answered within a
+# second or two, and the rate limit bounds how many a client sends meanwhile.
+MAX_AWAITING = 64
 REPLAY_SLICE = 64  # replayed messages encoded between two yields to the event loop
 REPLAY_SLICE_BYTES = 64 * 1024  # or this many bytes of frames, whichever comes first
 
@@ -388,6 +391,8 @@ class ChatService:
             # The store published it with its id (see wschat.store.redis); if that publish
             # never comes back, the cluster repairs it (``Cluster.expect``).
             if self.cluster is not None:
+                if conn.v1 and stored.epoch:
+                    self._await_echo(conn, stored)
                 self.cluster.expect(stored.room, stored.id)
             return
         await self.broker.publish(
@@ -472,6 +477,25 @@ class ChatService:
         # With a cluster, what was kept for an earlier holder expired with its grace.
         self._resumed.discard(name)
         self._kept.pop(name, None)
+
+    @staticmethod
+    def _await_echo(conn: Member, stored: StoredMessage) -> None:
+        """Note ``stored`` as said by ``conn`` and not shown back yet; forget those shown."""
+        awaiting = [
+            m for m in conn.awaiting or () if not (m.epoch == conn.epoch and m.id <= conn.last_id)
+        ]
+        awaiting.append(stored)
+        conn.awaiting = awaiting[-MAX_AWAITING:]
+
+    def answer_unshown(self, conn: Member, said: StoredMessage, stored: bool) -> None:
+        """Answer a say of ``conn`` whose echo its room's new epoch cut off (``ClusterHost``):
+        its echo, under the id it was stored with, if the history still holds it; else an
+        ``unavailable`` error naming its ``cid``, so that its client sends it again."""
+        if stored:
+            self.hub.send(conn, text_frame(said.event()))
+            return
+        detail = "message lost in a failover of the shared history before it was shown: send again"
+        self.hub.send(conn, text_frame(error_event(ErrorCode.UNAVAILABLE, detail, said.cid)))
 
     def _unavailable(self, conn: Member, detail: str) -> None:
         if conn.v1:
