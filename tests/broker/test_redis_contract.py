@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import inspect
 
+import pytest
 import redis.asyncio as aioredis
 import redis.exceptions
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.sentinel import Sentinel
 
-from wschat.broker.redis import REDIS_DOWN
+from wschat.broker.redis import REDIS_DOWN, command
 
 
 def parameters(callable_: object) -> set[str]:
@@ -63,8 +64,25 @@ def test_the_errors_that_mean_redis_is_away() -> None:
         redis.exceptions.TryAgainError,
         redis.exceptions.SlotNotCoveredError,  # a RedisClusterException, not a RedisError
         redis.exceptions.RedisClusterException,  # the slot map cannot be (re)loaded
-        RuntimeError,  # uvloop: a write on a transport closed while connecting
         redis.exceptions.ConnectionError,
         redis.exceptions.TimeoutError,
     ):
         assert error in REDIS_DOWN, error
+
+
+async def test_a_client_breaking_mid_command_is_a_lost_connection() -> None:
+    # Seen in Cluster failovers: redis-py's connection broke while a command set it up.
+    async def broken(exc: Exception) -> None:
+        raise exc
+
+    for exc in (
+        AttributeError("'NoneType' object has no attribute 'writelines'"),
+        RuntimeError("unable to perform operation on <TCPTransport closed=True>"),
+    ):
+        with pytest.raises(redis.exceptions.ConnectionError) as caught:
+            await command(broken(exc))
+        assert isinstance(caught.value, REDIS_DOWN) and caught.value.__cause__ is exc
+    refused = redis.exceptions.ResponseError("NOSCRIPT No matching script")
+    with pytest.raises(redis.exceptions.ResponseError) as caught:
+        await command(broken(refused))
+    assert caught.value is refused  # Redis's own answers pass through as they are

@@ -23,8 +23,8 @@ import os
 import secrets
 import socket
 import time
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
 import redis.exceptions
@@ -42,6 +42,7 @@ from wschat.broker.redisurl import (
 from wschat.errors import Unavailable
 
 log = logging.getLogger("wschat.broker")
+T = TypeVar("T")
 
 # What ``connect`` returns: one Redis (perhaps found through Sentinel), or a Redis Cluster.
 Client = aioredis.Redis | RedisCluster
@@ -77,11 +78,25 @@ REDIS_DOWN = (
     # redis-py's own cluster errors, which are no RedisError: reloading the slot map when no
     # startup node answers, or when the map is not whole (a master failed, not replaced yet).
     redis.exceptions.RedisClusterException,
-    # A connection whose socket closed while redis-py set it up (a cluster node killed) can
-    # fail with uvloop's "unable to perform operation on <TCPTransport closed=True>": a
-    # RuntimeError, not a ConnectionError. It ended a say with a traceback and 1011.
-    RuntimeError,
 )
+
+
+async def command(call: Awaitable[T]) -> T:
+    """Await one redis-py command; an error that is not Redis's is a lost connection.
+
+    During a Cluster failover redis-py closes every connection of a client when one fails,
+    and a command setting up its connection meanwhile broke with uvloop's RuntimeError
+    ("unable to perform operation on <TCPTransport closed=True>") or an AttributeError (its
+    writer gone): each ended a say with a traceback and 1011 (issue 14). Nothing of ours runs
+    inside ``call``, so such an error is redis-py's connection breaking, and is raised as
+    the ``ConnectionError`` it stands for (in ``REDIS_DOWN``).
+    """
+    try:
+        return await call
+    except (redis.exceptions.RedisError, redis.exceptions.RedisClusterException, OSError):
+        raise
+    except Exception as exc:
+        raise redis.exceptions.ConnectionError(f"redis connection broke: {exc!r}") from exc
 
 
 def room_key(room: str, what: str) -> str:
@@ -292,7 +307,7 @@ class RedisBroker:
         subscriber is reconnecting at the time (pub/sub is at-most-once).
         """
         try:
-            await self.client.publish(EVENTS_CHANNEL, json.dumps(envelope))
+            await command(self.client.publish(EVENTS_CHANNEL, json.dumps(envelope)))
         except REDIS_DOWN as exc:
             raise Unavailable(f"redis broker unavailable: {exc}") from None
 

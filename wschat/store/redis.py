@@ -55,6 +55,7 @@ from wschat.broker.redis import (
     REDIS_DOWN,
     Client,
     Latency,
+    command,
     room_key,
 )
 from wschat.errors import Unavailable
@@ -246,12 +247,12 @@ class RedisStore:
     async def _run_append(self, keys: list[str], args: list[Any]) -> list[Any]:
         """Run the append script; with ``wait``, on one connection with a WAIT after it."""
         if not self.wait:
-            reply: list[Any] = await self._append(keys=keys, args=args)
+            reply: list[Any] = await command(self._append(keys=keys, args=args))
             return reply
         pipe = self.client.pipeline(transaction=False)
         await self._append(keys=keys, args=args, client=pipe)  # type: ignore[arg-type]
         pipe.execute_command("WAIT", self.wait, WAIT_MS)
-        reply, replicas = await pipe.execute(raise_on_error=False)
+        reply, replicas = await command(pipe.execute(raise_on_error=False))
         for result in (reply, replicas):
             if isinstance(result, redis.exceptions.ResponseError):
                 # The master was demoted under us (READONLY, or WAIT on a replica): what the
@@ -271,7 +272,7 @@ class RedisStore:
         resubscription."""
         envelope = {"id": stored.id, "epoch": stored.epoch, "base": stored.base, **body}
         try:
-            await self.client.publish(EVENTS_CHANNEL, json.dumps(envelope))
+            await command(self.client.publish(EVENTS_CHANNEL, json.dumps(envelope)))
         except REDIS_DOWN as exc:
             log.warning("message %s/%d stored but not published: %s", stored.room, stored.id, exc)
             if self.deliver_here is not None:
@@ -284,7 +285,7 @@ class RedisStore:
         while True:
             try:
                 with self.latency.timing():
-                    done, now = await self._check(keys=ops, args=[RANDOM_OP_TTL_S])
+                    done, now = await command(self._check(keys=ops, args=[RANDOM_OP_TTL_S]))
             except (*REDIS_DOWN, redis.exceptions.ResponseError) as err:
                 if not isinstance(err, REDIS_DOWN) and not str(err).startswith(WRITE_REFUSED):
                     raise  # neither unreachable nor refusing writes (READONLY...): a bug
@@ -318,9 +319,11 @@ class RedisStore:
             count = self.cap
         try:
             with self.latency.timing():
-                latest, oldest, entries, epoch, base = await self._replay(
-                    keys=_room_keys(room),
-                    args=[first, count, "1" if newest else "0", *self._epoch_args(room)],
+                latest, oldest, entries, epoch, base = await command(
+                    self._replay(
+                        keys=_room_keys(room),
+                        args=[first, count, "1" if newest else "0", *self._epoch_args(room)],
+                    )
                 )
         except REDIS_DOWN as exc:
             raise Unavailable(f"redis history unavailable: {exc}") from None

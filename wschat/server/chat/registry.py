@@ -25,7 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from wschat.broker.redis import KEY_PREFIX, REDIS_DOWN, Client
+from wschat.broker.redis import KEY_PREFIX, REDIS_DOWN, Client, command
 from wschat.errors import Unavailable
 from wschat.names import confusable_keys
 from wschat.rooms import Holder
@@ -282,7 +282,7 @@ class RedisRegistry:
     async def holds(self, name: str) -> bool:
         """Return whether any node holds ``name``."""
         try:
-            return bool(await self.client.exists(f"{REGISTRY}name:{name}"))
+            return bool(await command(self.client.exists(f"{REGISTRY}name:{name}")))
         except REDIS_DOWN as exc:
             raise Unavailable(f"redis registry unavailable: {exc}") from None
 
@@ -301,7 +301,7 @@ class RedisRegistry:
     async def _run(self, script: Any, keys: list[str], args: list[Any]) -> Any:
         try:
             # A script that names no key still names one, for Redis Cluster to route it.
-            return await script(keys=keys or [ROUTE], args=args)
+            return await command(script(keys=keys or [ROUTE], args=args))
         except REDIS_DOWN as exc:
             raise Unavailable(f"redis registry unavailable: {exc}") from None
 
