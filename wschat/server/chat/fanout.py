@@ -133,8 +133,9 @@ class Fanout:
         old, conn.epoch = conn.epoch, epoch
         if not old:
             return False
-        awaiting, conn.awaiting = conn.awaiting, None
-        unshown = [m for m in awaiting or () if m.epoch == old and m.id > conn.last_id]
+        awaiting = conn.awaiting or []
+        unshown = [m for m in awaiting if m.epoch == old and m.id > conn.last_id]
+        conn.awaiting = [m for m in awaiting if m.epoch == epoch] or None  # stored in it
         conn.last_id = base
         self.epoch_changes += 1
         self.hub.send(conn, text_frame(epoch_event(conn.room, epoch, base)))
