@@ -6,8 +6,8 @@ socket, measured with tracemalloc (docs/performance.md). This ASGI app matches `
 ``/ws/{client_id}`` itself and hands everything else to FastAPI unchanged. It returns the
 handler's coroutine rather than awaiting it, so it adds no frame of its own to a socket.
 
-Hands each handler the transport's lean ``AsgiWebSocket`` (not Starlette's ``WebSocket``: a
-third of the objects per socket, no state machine on the handshake's path). Imports the
+Hands each handler the transport's lean ``AsgiWebSocket`` (a slotted object; Starlette's
+``WebSocket`` has a ``__dict__`` and a state machine on the handshake's path). Imports the
 transport's ASGI module only; it knows no handler, only their signatures.
 """
 

@@ -10,8 +10,8 @@ socket's ASGI task and feeds the same ``Reader``: one policy, two thin drivers.
 Messages are handled one at a time and in order: while one is being handled, reading pauses
 (``hold_reading``), and what already arrived waits in a short backlog. A handler that has
 nothing to wait for (the echo) is a plain function returning None: it runs as the message
-arrives, with no task (a task per message was about a sixth of an echo round trip's CPU,
-docs/performance.md); an ``async`` handler's coroutine runs in a task. An unexpected error in
+arrives, with no task (with wschat's own frame serialisation, 14.3 -> 12.9 µs of server CPU
+per echo round trip, docs/performance.md); an ``async`` handler's coroutine runs in a task. An unexpected error in
 the handler is logged with its traceback and closes the socket with 1011. A disconnect that
 arrives meanwhile is acted on once the message in hand is done. When the connection ends, the
 reader stops the outbox, takes the connection out of the hub, calls the handler's ``on_end``
