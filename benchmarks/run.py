@@ -338,6 +338,36 @@ def fanout(
         stop(server)
 
 
+def connect(kind: ServerKind, workdir: Path, n: int, hold_s: float) -> dict[str, Any]:
+    """Start a fresh ``kind`` server, open ``n`` plain chat sockets, hold them, stop it."""
+    server = start(kind, workdir)
+    try:
+        return bench(server, "-n", str(n), "--scenario", "connect", "--duration", f"{hold_s:g}",
+                     "--protocol", "plain", "--connect-timeout", "30")  # fmt: skip
+    finally:
+        stop(server)
+
+
+def echo_run(kind: ServerKind, workdir: Path, n: int, duration: float) -> dict[str, Any]:
+    """Start a fresh ``kind`` server, run ``n`` closed-loop echo clients on ``/ws``, stop it."""
+    server = start(kind, workdir)
+    try:
+        return bench(server, "-n", str(n), "--scenario", "echo", "--rate", "0",
+                     "--duration", str(duration))  # fmt: skip
+    finally:
+        stop(server)
+
+
+def cpu_ms_per_connect(report: dict[str, Any]) -> float | None:
+    """Return the server's CPU per opened connection (ms) of a ``connect`` run."""
+    return _per(report["server"]["connect_cpu_s"], _summary(report)["connections"]["opened"], 1e3)
+
+
+def cpu_us_per_echo(report: dict[str, Any]) -> float | None:
+    """Return the server's CPU per echo round trip (µs) of an ``echo_run``."""
+    return _per(report["server"]["load_cpu_s"], _summary(report)["messages"]["delivered"])
+
+
 def _per(cpu: float | None, count: int, scale: float = 1e6) -> float | None:
     return cpu / count * scale if cpu is not None and count else None
 
@@ -378,17 +408,11 @@ def measure(kind: ServerKind, sizes: Sizes, workdir: Path) -> dict[str, Any]:
     connects: list[float] = []
     rss: list[float] = []
     for _ in range(sizes.repeats):
-        server = start(kind, workdir)
-        try:
-            idle = bench(server, "-n", str(sizes.idle_n), "--scenario", "connect", "--duration",
-                         f"{min(3.0, duration):g}", "--protocol", "plain",
-                         "--connect-timeout", "30")  # fmt: skip
-        finally:
-            stop(server)
+        idle = connect(kind, workdir, sizes.idle_n, min(3.0, duration))
         s, conns = idle["server"], _summary(idle)["connections"]
         opened = conns["opened"]
         rss.append((s["rss_peak"] - s["rss_before"]) / max(1, opened) / 1024)
-        cpu = _per(s["connect_cpu_s"], opened, 1e3)
+        cpu = cpu_ms_per_connect(idle)
         if cpu is not None:
             per_connect.append(cpu)
         connects.append(opened / max(1e-9, conns["connect_s"]))
@@ -398,13 +422,8 @@ def measure(kind: ServerKind, sizes: Sizes, workdir: Path) -> dict[str, Any]:
 
     per_trip: list[float] = []
     for _ in range(sizes.repeats):
-        server = start(kind, workdir)
-        try:
-            echo = bench(server, "-n", str(sizes.echo_n), "--scenario", "echo", "--rate", "0",
-                         "--duration", str(duration))  # fmt: skip
-        finally:
-            stop(server)
-        trip = _per(echo["server"]["load_cpu_s"], _summary(echo)["messages"]["delivered"])
+        echo = echo_run(kind, workdir, sizes.echo_n, duration)
+        trip = cpu_us_per_echo(echo)
         if trip is not None:
             per_trip.append(trip)
         if _summary(echo)["generator"]["limited"]:

@@ -24,6 +24,7 @@ loads no framework, ``tests/test_layout.py`` checks) only.
 
 from __future__ import annotations
 
+import functools
 import unicodedata
 
 import disarm
@@ -52,7 +53,7 @@ def refusal(name: str) -> str | None:
     The caller refuses the name (4003, ``INVALID_NAME``) with the phrase as its reason.
     """
     for char in name:
-        if not disarm.skeleton_key(char):
+        if _deleted(char):
             return f"contains an invisible or blank character U+{ord(char):04X}"
     if name and unicodedata.category(name[0]).startswith("M"):
         return f"starts with a combining mark U+{ord(name[0]):04X}"
@@ -60,3 +61,10 @@ def refusal(name: str) -> str | None:
         scripts = ", ".join(s.name.lower() for s in disarm.detect_scripts(name))
         return f"mixes writing systems ({scripts})"
     return None
+
+
+@functools.lru_cache(maxsize=4096)
+def _deleted(char: str) -> bool:
+    """Return whether the skeleton deletes ``char`` (cached: a name is checked per character,
+    and names repeat their characters; 4096 entries bound what odd names can make it hold)."""
+    return not disarm.skeleton_key(char)

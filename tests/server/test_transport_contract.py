@@ -191,7 +191,6 @@ def test_websockets_parses_a_handshake_and_frames_as_the_transport_expects() -> 
     first, last = conn.events_received()
     assert isinstance(first, Frame) and first.opcode is Opcode.TEXT and not first.fin
     assert last.opcode is Opcode.CONT and last.fin and bytes(last.data) == b"!"
-    assert Frame(Opcode.TEXT, b"x").serialize(mask=False) == b"\x81\x01x"
 
     conn.receive_data(b"\x88\x82" + mask + (1000).to_bytes(2, "big"))
     [close] = conn.events_received()

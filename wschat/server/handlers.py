@@ -7,8 +7,9 @@ which also cleans up whatever ends the connection. Here live the echo handlers,
 and the one open and close log line per connection. Every reply goes through the hub
 (``Hub.send``), so a full outbox closes the peer 4001.
 
-Imports the chat layer, the connection layer, the guard's scope keys and Starlette's
-``WebSocket``; nothing imports this module but ``app``.
+Imports the chat layer, the connection layer, the guard's scope keys and the transport's
+``HandshakeSocket`` (what ``routing`` and FastAPI's ``/echo`` hand over); nothing imports this
+module but ``app``.
 """
 
 from __future__ import annotations
@@ -16,9 +17,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable
-
-from starlette.datastructures import QueryParams
-from starlette.websockets import WebSocket
+from urllib.parse import parse_qsl
 
 from wschat.errors import ProtocolError, Unavailable
 from wschat.protocol import (
@@ -49,7 +48,7 @@ from wschat.server.conn.outgoing import Outgoing, text_frame
 from wschat.server.conn.reader import OnFrame, serve_connection
 from wschat.server.guard import LEASE_SCOPE_KEY, TOKEN_EXP_SCOPE_KEY, USER_SCOPE_KEY, Lease
 from wschat.server.settings import ServerSettings
-from wschat.server.transport.asgi import AsgiEvent
+from wschat.server.transport.asgi import AsgiEvent, HandshakeSocket
 
 # The close reason (1013) of a new name that the shared registry cannot confirm (Redis away).
 UNCONFIRMED_NAME = "name cannot be confirmed now (shared registry unavailable): try again"
@@ -57,7 +56,7 @@ UNCONFIRMED_NAME = "name cannot be confirmed now (shared registry unavailable): 
 log = logging.getLogger("wschat.server")
 
 
-def _lease(websocket: WebSocket) -> Lease | None:
+def _lease(websocket: HandshakeSocket) -> Lease | None:
     """Return the guard's lease of this socket, kept for the reader to release at the end."""
     lease = websocket.scope.get(LEASE_SCOPE_KEY)
     if not isinstance(lease, Lease):
@@ -68,6 +67,8 @@ def _lease(websocket: WebSocket) -> Lease | None:
 
 def log_open(conn: Connection, kind: str, user: str, room: str | None) -> None:
     """Log the one line per opened connection (never message text, never the query)."""
+    if not log.isEnabledFor(logging.INFO):
+        return  # nor build it when it is not logged (once per connect)
     peer = conn.peer
     log.info(
         "open %s room=%s peer=%s protocol=%s",
@@ -81,6 +82,8 @@ def log_open(conn: Connection, kind: str, user: str, room: str | None) -> None:
 
 def log_close(user: str, room: str | None, peer: str, code: int | None) -> None:
     """Log the one line per closed connection (never message text, never the query)."""
+    if not log.isEnabledFor(logging.INFO):
+        return
     log.info(
         "close %s room=%s peer=%s code=%s",
         user,
@@ -106,7 +109,7 @@ class EchoHandler:
         self.raw = raw
         self._handle = self._on_frame  # one bound method for every socket of this route
 
-    async def __call__(self, websocket: WebSocket) -> None:
+    async def __call__(self, websocket: HandshakeSocket) -> None:
         await websocket.accept()
         s = self.settings
         conn = Connection(
@@ -121,7 +124,8 @@ class EchoHandler:
         log_open(conn, "echo", "echo", None)
         await serve_connection(conn, self.hub, self._handle, self._ended, lease)
 
-    async def _on_frame(self, conn: Connection, message: AsgiEvent) -> None:
+    def _on_frame(self, conn: Connection, message: AsgiEvent) -> None:
+        """Answer one message; nothing to await, so the reader runs it without a task."""
         text = message.get("text")
         data = message.get("bytes") or b""
         if self.raw:
@@ -138,7 +142,7 @@ class EchoHandler:
         log_close(conn.label, None, conn.peer, code)
 
 
-async def _refuse(websocket: WebSocket, code: int, reason: str) -> None:
+async def _refuse(websocket: HandshakeSocket, code: int, reason: str) -> None:
     # Close reasons are limited to 123 bytes (RFC 6455 §5.5).
     peer = peer_of(websocket.scope)
     log.info(
@@ -151,11 +155,11 @@ async def _refuse(websocket: WebSocket, code: int, reason: str) -> None:
     await websocket.close(code, reason.encode()[:123].decode(errors="ignore"))
 
 
-def _signed_in(websocket: WebSocket, name: str) -> bool:
+def _signed_in(websocket: HandshakeSocket, name: str) -> bool:
     return bool(websocket.scope.get(USER_SCOPE_KEY) == name)
 
 
-def _expire_with_token(chat: ChatService, websocket: WebSocket, conn: Member) -> None:
+def _expire_with_token(chat: ChatService, websocket: HandshakeSocket, conn: Member) -> None:
     """Have ``conn`` closed 4011 when the token it was admitted with expires (issue 15)."""
     exp = websocket.scope.get(TOKEN_EXP_SCOPE_KEY)
     if isinstance(exp, int) and _signed_in(websocket, conn.name):
@@ -195,7 +199,9 @@ def rate_limit(on_frame: OnFrame[Member], hub: Hub, settings: ServerSettings) ->
             limiter = conn.limiter = RateLimiter(settings.rate_per_s, settings.burst)
         verdict = limiter.check(time.monotonic())
         if verdict is Verdict.ALLOW:
-            await on_frame(conn, message)
+            pending = on_frame(conn, message)
+            if pending is not None:
+                await pending
         elif verdict is Verdict.REFUSE:
             if conn.v1:
                 detail = f"slow down: at most {settings.rate_per_s:g} messages per second"
@@ -221,13 +227,13 @@ class ChatEndpoint:
         self._on_v1 = rate_limit(self._v1_frame, chat.hub, chat.settings)
         self._end = self._ended  # one bound method for every socket
 
-    def __call__(self, websocket: WebSocket, client_id: str) -> Awaitable[None]:
+    def __call__(self, websocket: HandshakeSocket, client_id: str) -> Awaitable[None]:
         """Return the socket's loop as a coroutine (no frame of its own for the socket's life)."""
         if SUBPROTOCOL in websocket.scope.get("subprotocols", ()):
             return self._serve_v1(websocket, client_id)
         return self._serve_plain(websocket, client_id)
 
-    def _member(self, websocket: WebSocket, name: str, room: str, *, v1: bool) -> Member:
+    def _member(self, websocket: HandshakeSocket, name: str, room: str, *, v1: bool) -> Member:
         s = self.chat.settings
         return Member(
             websocket,
@@ -240,7 +246,9 @@ class ChatEndpoint:
             coalescer=self.chat.hub.coalescer,
         )
 
-    async def _claim(self, websocket: WebSocket, conn: Member, token: str | None) -> Claim | None:
+    async def _claim(
+        self, websocket: HandshakeSocket, conn: Member, token: str | None
+    ) -> Claim | None:
         """Claim ``conn``'s name; None (the socket closed 1013) if it cannot be confirmed now."""
         try:
             return await self.chat.claim(conn, token, shared=_signed_in(websocket, conn.name))
@@ -253,7 +261,7 @@ class ChatEndpoint:
         log_close(conn.name, conn.room, conn.peer, code)
         self.chat.leave(conn, code)
 
-    async def _serve_plain(self, websocket: WebSocket, client_id: str) -> None:
+    async def _serve_plain(self, websocket: HandshakeSocket, client_id: str) -> None:
         chat = self.chat
         await websocket.accept()
         try:
@@ -282,7 +290,7 @@ class ChatEndpoint:
             return
         await self.chat.say(conn, text)
 
-    async def _serve_v1(self, websocket: WebSocket, client_id: str) -> None:
+    async def _serve_v1(self, websocket: HandshakeSocket, client_id: str) -> None:
         chat = self.chat
         await websocket.accept(subprotocol=SUBPROTOCOL)
         params = _query(websocket)
@@ -344,6 +352,8 @@ class ChatEndpoint:
                 await chat.list_rooms(conn)
 
 
-def _query(websocket: WebSocket) -> QueryParams:
-    # Parsed afresh, not through ``websocket.query_params``, which caches it on the socket.
-    return QueryParams(websocket.scope.get("query_string", b""))
+def _query(websocket: HandshakeSocket) -> dict[str, str]:
+    """Return the handshake's query parameters, the last value of each name (as Starlette's
+    ``QueryParams.get`` reads them), parsed afresh: nothing is cached on the socket."""
+    query = bytes(websocket.scope.get("query_string") or b"").decode("latin-1")
+    return dict(parse_qsl(query, keep_blank_values=True))

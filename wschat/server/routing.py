@@ -6,8 +6,9 @@ socket, measured with tracemalloc (docs/performance.md). This ASGI app matches `
 ``/ws/{client_id}`` itself and hands everything else to FastAPI unchanged. It returns the
 handler's coroutine rather than awaiting it, so it adds no frame of its own to a socket.
 
-Imports Starlette's ``WebSocket`` and the transport's ASGI aliases; it knows no handler, only
-their signatures.
+Hands each handler the transport's lean ``AsgiWebSocket`` (a slotted object; Starlette's
+``WebSocket`` has a ``__dict__`` and a state machine on the handshake's path). Imports the
+transport's ASGI module only; it knows no handler, only their signatures.
 """
 
 from __future__ import annotations
@@ -15,13 +16,18 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from http import HTTPStatus
 
-from starlette.websockets import WebSocket
-
-from wschat.server.transport.asgi import ASGIApp, Receive, Scope, Send
+from wschat.server.transport.asgi import (
+    ASGIApp,
+    AsgiWebSocket,
+    HandshakeSocket,
+    Receive,
+    Scope,
+    Send,
+)
 from wschat.server.transport.refuse import refuse_handshake
 
-EchoHandler = Callable[[WebSocket], Awaitable[None]]
-ChatHandler = Callable[[WebSocket, str], Awaitable[None]]
+EchoHandler = Callable[[HandshakeSocket], Awaitable[None]]
+ChatHandler = Callable[[HandshakeSocket, str], Awaitable[None]]
 
 
 class WebSocketRoutes:
@@ -50,11 +56,11 @@ class WebSocketRoutes:
         if scope["type"] == "websocket":
             path: str = scope["path"]
             if path == "/ws":
-                return self.echo(WebSocket(scope, receive, send))
+                return self.echo(AsgiWebSocket(scope, receive, send))
             if path.startswith("/ws/"):
                 client_id = path[4:]
                 if client_id and "/" not in client_id:
-                    return self.chat(WebSocket(scope, receive, send), client_id)
+                    return self.chat(AsgiWebSocket(scope, receive, send), client_id)
             if path not in self.others:
                 detail = f"no WebSocket endpoint at {path[:100]}: this server has {self.endpoints}"
                 return refuse_handshake(scope, send, HTTPStatus.NOT_FOUND, detail)

@@ -146,3 +146,43 @@ async def test_the_asgi_pump_ends_the_reader_if_cancelled(fail: bool) -> None:
     assert handler.ends == [1006]
     assert lease.released == 1
     assert hub.connections == set()
+
+
+class SyncHandler:
+    """A handler with nothing to await (the echo's shape): a plain function returning None."""
+
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+        self.ends: list[int | None] = []
+        self.fail = False
+
+    def on_frame(self, conn: Connection, message: AsgiEvent) -> None:
+        self.seen.append(message["text"])
+        if self.fail:
+            raise RuntimeError("boom")
+
+    def on_end(self, conn: Connection, code: int | None) -> None:
+        self.ends.append(code)
+
+
+async def test_a_handler_with_nothing_to_await_runs_as_the_message_arrives() -> None:
+    transport = FakeTransport()
+    conn = Connection(FakeSocket(transport), "a", outbox_size=4, close_timeout_s=1.0)
+    hub, handler, lease = Hub(), SyncHandler(), Lease()
+    await serve_connection(conn, hub, handler.on_frame, handler.on_end, lease)
+    sink = transport.sink
+    assert sink is not None
+    tasks = len(asyncio.all_tasks())
+    for word in ("one", "two"):
+        sink.on_message(text(word))
+        assert not sink.busy  # handled already: no task, reading never held
+    assert handler.seen == ["one", "two"]
+    assert len(asyncio.all_tasks()) == tasks
+    assert transport.holds == []
+    handler.fail = True
+    sink.on_message(text("bad"))  # an error closes 1011, as for an async handler
+    sink.on_message(text("ignored: closing"))
+    assert handler.seen == ["one", "two", "bad"]
+    assert transport.closes == [(CloseCode.INTERNAL_ERROR, "internal error")]
+    sink.on_disconnect(1000)
+    assert handler.ends == [1000] and lease.released == 1

@@ -600,8 +600,8 @@ class WebSocketProtocol(asyncio.Protocol):
     def _access_log(self, status: int | str) -> None:
         """Log the handshake like uvicorn's access line: ``"WebSocket /path?query" status``."""
         scope = self._scope
-        if scope is None:
-            return
+        if scope is None or not log.isEnabledFor(logging.INFO):
+            return  # the line is built only when it is logged: this runs on every handshake
         query = scope["query_string"].decode("ascii", "replace")
         target = scope["path"] + (f"?{query}" if query else "")
         log.info('%s - "WebSocket %s" %s', self._peer(), target, status)
