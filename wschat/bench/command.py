@@ -98,6 +98,8 @@ def bench(
                 runner.finish(result)
     doc = document(result)
     doc["processes"] = processes
+    if processes > 1:
+        doc["shared_room"] = result.shared_room
     if histograms:
         doc[HISTOGRAMS] = dump_histograms(result.stats)
     out.print(table(doc))
