@@ -686,6 +686,15 @@ def bench(
             "receiver hears every sender, and loss is checked across processes.",
         ),
     ] = 1,
+    room_per_process: Annotated[
+        bool,
+        typer.Option(
+            "--room-per-process",
+            help="With --processes, fanout and chat: give each process its own room (its "
+            "receivers hear its own senders), for rooms of -n/N each, e.g. many connections "
+            "over several server workers.",
+        ),
+    ] = False,
     source_offset: Annotated[int, typer.Option(min=0, hidden=True)] = 0,
     # --processes children of a shared room (see wschat.bench.barrier)
     run_id: Annotated[str | None, typer.Option(hidden=True)] = None,
@@ -753,7 +762,10 @@ def bench(
         from wschat.bench.command import Outcome
         from wschat.bench.command import bench as run_bench
 
-        outcome = run_bench(config, json_path, fail_if, progress, html_path, histograms, processes)
+        outcome = run_bench(
+            config, json_path, fail_if, progress, html_path, histograms, processes,
+            room_per_process,
+        )  # fmt: skip
     codes = {
         Outcome.OK: ExitCode.OK,
         Outcome.FAIL_IF: ExitCode.FAIL_IF,

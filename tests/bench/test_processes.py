@@ -173,6 +173,20 @@ def test_one_sender_feeds_the_receivers_of_every_process(server: Server, tmp_pat
     assert doc["summary"]["latency_ms"]["count"] == 9 * 20
 
 
+def test_room_per_process_keeps_each_processs_receivers_to_its_senders(
+    server: Server, tmp_path: Path
+) -> None:
+    doc = bench_processes(
+        server.ws, tmp_path / "rooms.json", "--room-per-process", "--scenario", "fanout",
+        "-n", "11", "--senders", "2", "--rate", "10", "--messages", "3",
+    )  # fmt: skip
+    messages = doc["summary"]["messages"]
+    assert doc["shared_room"] is False
+    assert len(doc["config"]["room"].split(", ")) == 2  # two rooms
+    assert messages["expected"] == messages["delivered"] == 6 * 3 + 5 * 3
+    assert messages["lost"] == 0
+
+
 def test_the_descriptor_limit_is_named_before_anything_opens() -> None:
     done = subprocess.run(
         [

@@ -79,18 +79,24 @@ def shares(total: int, parts: int) -> list[int]:
     return [base + (1 if i < extra else 0) for i in range(parts)]
 
 
-def shares_room(config: BenchConfig) -> bool:
-    """Return whether the children of ``config``'s run share one room (fan-out and chat)."""
-    return config.scenario in (Scenario.FANOUT, Scenario.CHAT)
+def shares_room(config: BenchConfig, room_per_process: bool = False) -> bool:
+    """Return whether the children of ``config``'s run share one room (fan-out and chat).
+
+    ``room_per_process`` (``--room-per-process``) gives each child its own room instead.
+    """
+    return not room_per_process and config.scenario in (Scenario.FANOUT, Scenario.CHAT)
 
 
-def child_configs(config: BenchConfig, processes: int) -> list[BenchConfig]:
+def child_configs(
+    config: BenchConfig, processes: int, room_per_process: bool = False
+) -> list[BenchConfig]:
     """Return each child's config: its share of ``n`` and senders, its own source addresses.
 
     Fan-out and chat (``shares_room``): one run id and room for all, connections numbered
     apart (``run_processes`` adds the pipes they meet on); a fan-out child may hold receivers
-    only (``senders`` 0). Raises ``BenchError`` when a child would get no connection,
-    or when a fan-out child's senders outnumber its connections.
+    only (``senders`` 0). With ``room_per_process`` each child has its own room and checks
+    its own deliveries, so each fan-out child needs a sender and ``--room`` is refused.
+    Raises ``BenchError`` when a child would get no connection, or (fan-out) no sender.
     """
     if processes > config.n:
         raise BenchError(
@@ -98,9 +104,20 @@ def child_configs(config: BenchConfig, processes: int) -> list[BenchConfig]:
         )
     ns = shares(config.n, processes)
     senders = shares(config.senders, processes)
-    shared = shares_room(config)
+    shared = shares_room(config, room_per_process)
     if config.scenario is Scenario.FANOUT and config.senders > config.n:
         raise BenchError(f"fanout: --senders {config.senders} is more than -n {config.n}")
+    if not shared and config.scenario is Scenario.FANOUT and min(senders) < 1:
+        raise BenchError(
+            f"fanout with --room-per-process over {processes} processes needs a sender in "
+            f"each: use --senders {processes} or more"
+        )
+    per_room = config.scenario in (Scenario.FANOUT, Scenario.CHAT)
+    if not shared and per_room and config.room is not None:
+        raise BenchError(
+            "--room cannot be combined with --room-per-process: each process checks its own "
+            "room's deliveries"
+        )
     run_id = config.run_id or secrets.token_hex(3)
     room = config.room or f"bench-{run_id}"
     ports = ephemeral_ports()
@@ -345,8 +362,14 @@ def _read(path: Path) -> dict[str, Any] | None:
     return doc
 
 
-def merge(config: BenchConfig, docs: Sequence[dict[str, Any]]) -> BenchResult:
-    """Add the children's reports into one result, as if one process had done all of it."""
+def merge(
+    config: BenchConfig, docs: Sequence[dict[str, Any]], room_per_process: bool = False
+) -> BenchResult:
+    """Add the children's reports into one result, as if one process had done all of it.
+
+    In a shared room (``shares_room``) each child has already counted its receivers'
+    losses against every process's senders (``barrier``): the counts add up as they are.
+    """
     stats = BenchStats()
     errors: Counter[str] = Counter()
     for doc in docs:
@@ -376,7 +399,7 @@ def merge(config: BenchConfig, docs: Sequence[dict[str, Any]]) -> BenchResult:
             sources += source_addresses(doc["config"]["n"], ports, len(sources))
     generator = [doc["summary"]["generator"] for doc in docs]
     plan = Plan(config.n, min(g["fd_limit"] for g in generator), -1, sources, ports)
-    shared = shares_room(config)
+    shared = shares_room(config, room_per_process)
     result = BenchResult(
         config,
         docs[0]["run_id"] if shared else secrets.token_hex(3),
@@ -444,23 +467,26 @@ def run_processes(
     processes: int,
     target_ip: str,
     on_interrupt: Callable[[str], None] | None = None,
+    room_per_process: bool = False,
 ) -> BenchResult:
     """Check the limits, run ``processes`` children and return their merged result.
+
+    Fan-out and chat share one room unless ``room_per_process`` (see ``child_configs``).
 
     On Ctrl-C the result merges the partial reports the children wrote, is marked
     ``partial`` and names in ``unreported`` the children that wrote none (see
     ``run_children``); raises ``KeyboardInterrupt`` when none wrote one.
     """
     check(config, processes, target_ip)
-    configs = child_configs(config, processes)
+    configs = child_configs(config, processes, room_per_process)
     meeting = None
-    if shares_room(config):
+    if shares_room(config, room_per_process):
         meeting = Meeting(processes)
         configs = [replace(c, sync_fds=meeting.child_fds(i)) for i, c in enumerate(configs)]
     reports = run_children(configs, on_interrupt, meeting)
     if not reports.docs:  # interrupted before any child had opened its first connection
         raise KeyboardInterrupt
-    result = merge(config, reports.docs)
+    result = merge(config, reports.docs, room_per_process)
     result.partial = reports.interrupted
     result.unreported = tuple(reports.unreported)
     return result
