@@ -28,10 +28,12 @@ from rich.console import Console
 from tests.bench.plain_server import PlainServer, plain_server
 from tests.conftest import Server
 from tests.helpers import default_signals, get_json
+from wschat.bench.barrier import Meeting
 from wschat.bench.config import BenchConfig
 from wschat.bench.processes import child_configs, merge, run_children
 from wschat.bench.report import document, schema, table
 from wschat.bench.stats import Latency
+from wschat.errors import BenchError
 
 
 def test_two_processes_add_up_exactly_against_a_real_server(server: Server, tmp_path: Path) -> None:
@@ -367,6 +369,22 @@ def test_a_child_without_a_report_is_named_in_the_partial_report(server: Server)
     text = console.export_text()
     assert "PARTIAL" in text and "5 of 10 connections" in text
     assert "1 of 2 reported" in text and "process 2 of 2" in text
+
+
+def test_a_shared_room_goes_on_without_a_process_that_ended(server: Server) -> None:
+    # process 2 finds no server and exits at once: process 1 must not wait for it to connect
+    config = BenchConfig(url=server.ws, n=10, senders=2, duration_s=1, messages=3, rate=10)
+    meeting = Meeting(2)
+    first, second = (
+        dataclasses.replace(c, sync_fds=meeting.child_fds(i))
+        for i, c in enumerate(child_configs(config, 2))
+    )
+    second = dataclasses.replace(second, url=f"ws://127.0.0.1:{closed_port()}")
+    t0 = time.monotonic()
+    with pytest.raises(BenchError, match=r"process 2 of 2: .*no server at"):
+        run_children([first, second], meeting=meeting)
+    assert time.monotonic() - t0 < 20
+    assert meeting.phases == ["connected", "settled", "sent", "drained"]  # process 1's, alone
 
 
 def closed_port() -> int:
