@@ -649,27 +649,16 @@ def main() -> int:
     elif not args.no_scale and not args.rows:
         scale_rows = measure_scale(sizes)
     if args.save:
-        scale_saved = {**scale_rows, "sizes": dataclasses.asdict(scale_rows["sizes"])}
-        args.save.write_text(
-            json.dumps(
-                {
-                    "servers": results,
-                    "node": node,
-                    "floors": floors,
-                    "scale": scale_saved,
-                    "command": command,
-                    "took": time.monotonic() - started,
-                }
-                if scale_rows
-                else {
-                    "servers": results,
-                    "node": node,
-                    "floors": floors,
-                    "command": command,
-                    "took": time.monotonic() - started,
-                }
-            )
-        )
+        to_save: dict[str, Any] = {
+            "servers": results,
+            "node": node,
+            "floors": floors,
+            "command": command,
+            "took": time.monotonic() - started,
+        }
+        if scale_rows:  # not measured with --no-scale or --rows
+            to_save["scale"] = {**scale_rows, "sizes": dataclasses.asdict(scale_rows["sizes"])}
+        args.save.write_text(json.dumps(to_save))
     took = time.monotonic() - started
     if args.load:  # a re-render shows the run that measured
         command, took = saved.get("command", command), saved.get("took", took)
