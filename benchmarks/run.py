@@ -53,6 +53,9 @@ class Sizes:
     fanout_n: int = 1000
     fanout_rate: float = 20.0
     flood_senders: int = 4  # "as fast as possible": closed-loop senders to fanout_n receivers
+    # the same flood from a generator spread over this many processes (one shared room), so
+    # that one asyncio process reading fanout_n sockets is not the ceiling
+    flood_processes: int = 2
     latency_n: int = 500
     latency_rate: float = 200.0
     idle_n: int = 5000
@@ -120,7 +123,7 @@ def measure_scale(sizes: Sizes) -> dict[str, Any]:
 def render_scale(rows: dict[str, Any], sizes: Sizes) -> str:
     """Return the scale table: one process at its descriptor limit; N workers on one machine."""
     if not rows:
-        return "Scale rows: not measured in this run (--no-scale)."
+        return "Scale rows: not measured in this run (--no-scale or --rows)."
     one, machine, s = rows["one"], rows["machine"], rows["sizes"]
     head = (
         "| scale | connections held (of attempted) | failed | fan-out lost (of expected) | "
@@ -142,7 +145,8 @@ def render_scale(rows: dict[str, Any], sizes: Sizes) -> str:
         ),
         (
             f"`wschat serve --workers {s.workers} --broker redis://…`, `wschat bench "
-            f"--processes {s.processes} --scenario fanout -n {s.machine_n}` ({s.processes} "
+            f"--processes {s.processes} --room-per-process --scenario fanout -n {s.machine_n}` "
+            f"({s.processes} "
             f"rooms, each spread over all workers), {s.machine_messages} messages per room",
             machine,
         ),
@@ -376,14 +380,26 @@ def _median(values: list[float]) -> float | None:
     return median(values) if values else None
 
 
-def measure(kind: ServerKind, sizes: Sizes, workdir: Path) -> dict[str, Any]:
-    """Run every scenario against one server kind; return the figures for the table."""
+ROWS = ("fanout", "flood", "connect", "echo", "latency")  # --rows: groups of the table's rows
+
+
+def measure(
+    kind: ServerKind, sizes: Sizes, workdir: Path, rows: tuple[str, ...] = ROWS
+) -> dict[str, Any]:
+    """Run the scenarios of ``rows`` against one server kind; return the figures for the table."""
     figures: dict[str, Any] = {"limited": [], "fanout_lost": 0}
     n, duration = sizes.fanout_n, sizes.duration
-    runs = [("plain", ["--rate", str(sizes.fanout_rate)], "plain")]
-    if kind.name == "wschat":
-        runs.append(("v1", ["--rate", str(sizes.fanout_rate)], "v1"))
-    runs.append(("plain", ["--rate", "0", "--senders", str(sizes.flood_senders)], "flood"))
+    runs = []
+    if "fanout" in rows:
+        runs.append(("plain", ["--rate", str(sizes.fanout_rate)], "plain"))
+        if kind.name == "wschat":
+            runs.append(("v1", ["--rate", str(sizes.fanout_rate)], "v1"))
+    if "flood" in rows:
+        flood = ["--rate", "0", "--senders", str(sizes.flood_senders)]
+        runs.append(("plain", flood, "flood"))
+        # the same flood, the generator spread over processes: all receivers in one room
+        processes = ["--processes", str(sizes.flood_processes)]
+        runs.append(("plain", [*flood, *processes], "flood_processes"))
     same_latency = (sizes.latency_n, sizes.latency_rate) == (n, sizes.fanout_rate)
     p99s: list[float] = []
     for protocol, load, key in runs:
@@ -403,7 +419,29 @@ def measure(kind: ServerKind, sizes: Sizes, workdir: Path) -> dict[str, Any]:
                 figures["limited"].append(f"fanout/{key}")
         figures[f"cpu_us_per_delivery_{key}"] = _median(per_delivery)
         figures[f"deliveries_per_s_{key}"] = _median(per_s)
+    if "connect" in rows:
+        _measure_connect(kind, sizes, workdir, figures)
+    if "echo" in rows:
+        _measure_echo(kind, sizes, workdir, figures)
+    if "latency" in rows:
+        rate = ["--rate", str(sizes.latency_rate)]
+        for _ in range(0 if same_latency else sizes.repeats):
+            lat = fanout(kind, workdir, sizes.latency_n, rate, duration, "plain")
+            latency = _summary(lat)["latency_ms"]
+            if latency:
+                p99s.append(latency["p99_ms"])
+            if _summary(lat)["generator"]["limited"]:
+                figures["limited"].append(f"latency at {sizes.latency_rate:g}/s")
+    figures["p99_ms"] = _median(p99s)
+    figures["p99_all"] = p99s
+    return figures
 
+
+def _measure_connect(
+    kind: ServerKind, sizes: Sizes, workdir: Path, figures: dict[str, Any]
+) -> None:
+    """Measure the connect rows (and the connections-held rows) into ``figures``."""
+    duration = sizes.duration
     per_connect: list[float] = []
     connects: list[float] = []
     rss: list[float] = []
@@ -419,28 +457,6 @@ def measure(kind: ServerKind, sizes: Sizes, workdir: Path) -> dict[str, Any]:
     figures["rss_kb_per_conn"] = _median(rss)
     figures["cpu_ms_per_connect"] = _median(per_connect)
     figures["connects_per_s"] = _median(connects)
-
-    per_trip: list[float] = []
-    for _ in range(sizes.repeats):
-        echo = echo_run(kind, workdir, sizes.echo_n, duration)
-        trip = cpu_us_per_echo(echo)
-        if trip is not None:
-            per_trip.append(trip)
-        if _summary(echo)["generator"]["limited"]:
-            figures["limited"].append("echo")
-    figures["cpu_us_per_echo"] = _median(per_trip)
-
-    rate = ["--rate", str(sizes.latency_rate)]
-    for _ in range(0 if same_latency else sizes.repeats):
-        lat = fanout(kind, workdir, sizes.latency_n, rate, duration, "plain")
-        latency = _summary(lat)["latency_ms"]
-        if latency:
-            p99s.append(latency["p99_ms"])
-        if _summary(lat)["generator"]["limited"]:
-            figures["limited"].append(f"latency at {sizes.latency_rate:g}/s")
-    figures["p99_ms"] = _median(p99s)
-    figures["p99_all"] = p99s
-
     if sizes.many_n == sizes.idle_n:
         many = idle
     else:
@@ -453,7 +469,20 @@ def measure(kind: ServerKind, sizes: Sizes, workdir: Path) -> dict[str, Any]:
     conns = _summary(many)["connections"]
     figures["many_opened"] = conns["opened"]
     figures["many_failed"] = conns["attempted"] - conns["opened"]
-    return figures
+
+
+def _measure_echo(kind: ServerKind, sizes: Sizes, workdir: Path, figures: dict[str, Any]) -> None:
+    """Measure the echo row into ``figures``."""
+    duration = sizes.duration
+    per_trip: list[float] = []
+    for _ in range(sizes.repeats):
+        echo = echo_run(kind, workdir, sizes.echo_n, duration)
+        trip = cpu_us_per_echo(echo)
+        if trip is not None:
+            per_trip.append(trip)
+        if _summary(echo)["generator"]["limited"]:
+            figures["limited"].append("echo")
+    figures["cpu_us_per_echo"] = _median(per_trip)
 
 
 def _commit() -> str:
@@ -528,6 +557,10 @@ def render(
     row(f"deliveries/s, {flood} (as fast as possible)", "≥ 2 x Node's",
         "deliveries_per_s_flood", ",.0f")  # fmt: skip
     row("server CPU per delivery, same (µs)", "≤ 0.5 x Node's", "cpu_us_per_delivery_flood", ".2f")
+    spread = f"same, the generator in {sizes.flood_processes} processes (one shared room)"
+    row(f"deliveries/s, {spread}", "≥ 2 x Node's", "deliveries_per_s_flood_processes", ",.0f")
+    row("server CPU per delivery, same (µs)", "≤ 0.5 x Node's",
+        "cpu_us_per_delivery_flood_processes", ".2f")  # fmt: skip
     row(f"server CPU per connect ({sizes.idle_n} connections) (ms)", "≤ Node's",
         "cpu_ms_per_connect", ".3f")  # fmt: skip
     row("connects/s, same", "—", "connects_per_s", ",.0f")
@@ -585,6 +618,15 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "performance.md")
     parser.add_argument("--only", choices=[k.name for k in SERVERS], action="append")
     parser.add_argument("--no-scale", action="store_true", help="leave out the scale rows")
+    parser.add_argument(
+        "--rows",
+        choices=ROWS,
+        action="append",
+        help="measure only these groups of rows (repeatable; default all): fanout (the 20 msg/s "
+        "rows and the kernel's floor), flood (as fast as possible, one and several generator "
+        "processes), connect (connects, RSS, connections held), echo, latency; the scale rows "
+        "only in a run of all",
+    )
     parser.add_argument("--repeats", type=int, help="runs per figure (default 3; 1 with --smoke)")
     parser.add_argument("--save", type=Path, help="write the four servers' figures (JSON) here")
     parser.add_argument(
@@ -608,10 +650,10 @@ def main() -> int:
                 results[kind.name] = {"limited": []}
                 continue
             print(f"measuring {kind.label} ...", file=sys.stderr, flush=True)
-            results[kind.name] = measure(kind, sizes, Path(tmp))
+            results[kind.name] = measure(kind, sizes, Path(tmp), tuple(args.rows or ROWS))
             print(json.dumps(results[kind.name]), file=sys.stderr, flush=True)
     floors: list[dict[str, Any]] = saved.get("floors", [])
-    if not args.only and not args.load:
+    if not args.only and not args.load and (not args.rows or "fanout" in args.rows):
         print("measuring the kernel's floor ...", file=sys.stderr, flush=True)
         for rate in (sizes.fanout_rate,):
             runs = [
@@ -623,30 +665,19 @@ def main() -> int:
     scale_rows: dict[str, Any] = {}
     if args.load and "scale" in saved:
         scale_rows = {**saved["scale"], "sizes": ScaleSizes(**saved["scale"]["sizes"])}
-    elif not args.no_scale:
+    elif not args.no_scale and not args.rows:
         scale_rows = measure_scale(sizes)
     if args.save:
-        scale_saved = {**scale_rows, "sizes": dataclasses.asdict(scale_rows["sizes"])}
-        args.save.write_text(
-            json.dumps(
-                {
-                    "servers": results,
-                    "node": node,
-                    "floors": floors,
-                    "scale": scale_saved,
-                    "command": command,
-                    "took": time.monotonic() - started,
-                }
-                if scale_rows
-                else {
-                    "servers": results,
-                    "node": node,
-                    "floors": floors,
-                    "command": command,
-                    "took": time.monotonic() - started,
-                }
-            )
-        )
+        to_save: dict[str, Any] = {
+            "servers": results,
+            "node": node,
+            "floors": floors,
+            "command": command,
+            "took": time.monotonic() - started,
+        }
+        if scale_rows:  # not measured with --no-scale or --rows
+            to_save["scale"] = {**scale_rows, "sizes": dataclasses.asdict(scale_rows["sizes"])}
+        args.save.write_text(json.dumps(to_save))
     took = time.monotonic() - started
     if args.load:  # a re-render shows the run that measured
         command, took = saved.get("command", command), saved.get("took", took)

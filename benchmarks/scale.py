@@ -7,8 +7,9 @@ messages to all of them (fan-out, one room). Reports RSS per connection, time to
 server CPU per connect, and what was lost.
 
 *One machine.* ``wschat serve --workers 4 --broker redis://…`` (a ``redis-server`` of its own
-on a free port) and ``wschat bench --processes 4 --scenario fanout -n 60000``: four rooms of
-15,000, each spread by the kernel over all four workers, ``--messages`` messages each.
+on a free port) and ``wschat bench --processes 4 --room-per-process --scenario fanout -n 60000``:
+four rooms of 15,000 (one per bench process: a room of 60,000 would make every message 60,000
+deliveries), each spread by the kernel over all four workers, ``--messages`` messages each.
 
     python benchmarks/scale.py --one-process          # about 2 minutes
     python benchmarks/scale.py --machine -n 60000     # about 3 minutes
@@ -226,7 +227,7 @@ def machine(
                 # one that gets every message exactly once (missed ids are re-read from the
                 # room's stream; plain text gets live messages only: docs/scaling.md).
                 report = bench(url, ["-n", str(n), "--processes", str(processes),
-                                     "--protocol", "v1",
+                                     "--room-per-process", "--protocol", "v1",
                                      "--scenario", "fanout", "--senders", str(processes),
                                      "--rate", str(rate), "--messages", str(messages),
                                      "--duration", str(messages / rate + 1)], workdir)  # fmt: skip

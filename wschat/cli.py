@@ -653,7 +653,7 @@ def bench(
         ),
     ] = None,
     senders: Annotated[
-        int, typer.Option(min=1, help="fanout: how many connections send.")
+        int, typer.Option(min=0, help="fanout: how many connections send.")
     ] = _BENCH.senders,
     ramp: Annotated[
         float, typer.Option(min=0, help="Spread opening the connections over this many seconds.")
@@ -682,10 +682,24 @@ def bench(
             min=1,
             help="Spread the connections and senders over this many processes (more than one "
             "process's descriptor limit, every core); the report merges their histograms and "
-            "counts exactly. fanout and chat run one room per process.",
+            "counts exactly. fanout and chat keep ONE room shared by all processes: every "
+            "receiver hears every sender, and loss is checked across processes.",
         ),
     ] = 1,
+    room_per_process: Annotated[
+        bool,
+        typer.Option(
+            "--room-per-process",
+            help="With --processes, fanout and chat: give each process its own room (its "
+            "receivers hear its own senders), for rooms of -n/N each, e.g. many connections "
+            "over several server workers.",
+        ),
+    ] = False,
     source_offset: Annotated[int, typer.Option(min=0, hidden=True)] = 0,
+    # --processes children of a shared room (see wschat.bench.barrier)
+    run_id: Annotated[str | None, typer.Option(hidden=True)] = None,
+    index_offset: Annotated[int, typer.Option(min=0, hidden=True)] = 0,
+    sync_fds: Annotated[str | None, typer.Option(hidden=True)] = None,
     concurrency: Annotated[int, typer.Option(min=1, hidden=True)] = 200,
     histograms: Annotated[bool, typer.Option(hidden=True)] = False,
     json_path: Annotated[
@@ -741,17 +755,32 @@ def bench(
             spread=spread,
             source_offset=source_offset,
             concurrency=concurrency,
+            run_id=run_id,
+            index_offset=index_offset,
+            sync_fds=_fd_pair(sync_fds) if sync_fds is not None else None,
         )
         from wschat.bench.command import Outcome
         from wschat.bench.command import bench as run_bench
 
-        outcome = run_bench(config, json_path, fail_if, progress, html_path, histograms, processes)
+        outcome = run_bench(
+            config, json_path, fail_if, progress, html_path, histograms, processes,
+            room_per_process,
+        )  # fmt: skip
     codes = {
         Outcome.OK: ExitCode.OK,
         Outcome.FAIL_IF: ExitCode.FAIL_IF,
         Outcome.INTERRUPTED: ExitCode.INTERRUPTED,
     }
     raise typer.Exit(codes[outcome])
+
+
+def _fd_pair(text: str) -> tuple[int, int]:
+    """Parse the hidden ``--sync-fds READ,WRITE`` a ``--processes`` parent passes its children."""
+    try:
+        read, write = (int(part) for part in text.split(","))
+    except ValueError:
+        raise typer.BadParameter("READ,WRITE descriptors", param_hint="--sync-fds") from None
+    return read, write
 
 
 @bench_app.command("compare")

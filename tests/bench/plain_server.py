@@ -4,7 +4,8 @@
 client, sender included. ``stall`` lets a test delay chosen echoes to make a slow server;
 ``close_at(sender, seq)`` returning ``(victim, code)`` makes the server close connection
 ``victim`` (the bench's index; on ``/ws`` only the sender itself) with ``code`` when that
-message arrives, instead of passing the message on to it.
+message arrives, instead of passing the message on to it. ``drop(sender, seq, receiver)``
+returning True makes ``/ws/{id}`` leave that receiver out of that message's broadcast.
 """
 
 from __future__ import annotations
@@ -24,17 +25,20 @@ class PlainServer:
     url: str
     stall: Callable[[int, int], float] = lambda sender, seq: 0.0  # seconds to hold one echo
     close_at: Callable[[int, int], tuple[int, int] | None] = lambda sender, seq: None
+    drop: Callable[[int, int, int], bool] | None = None
     members: set[ServerConnection] = field(default_factory=set)
     by_index: dict[int, ServerConnection] = field(default_factory=dict)
+    index_of: dict[ServerConnection, int] = field(default_factory=dict)
 
 
 @asynccontextmanager
 async def plain_server(
     stall: Callable[[int, int], float] | None = None,
     close_at: Callable[[int, int], tuple[int, int] | None] | None = None,
+    drop: Callable[[int, int, int], bool] | None = None,
 ) -> AsyncIterator[PlainServer]:
     """Serve on a free 127.0.0.1 port for the duration of the block."""
-    state = PlainServer("")
+    state = PlainServer("", drop=drop)
     if stall is not None:
         state.stall = stall
     if close_at is not None:
@@ -58,6 +62,7 @@ async def plain_server(
             index = name.rpartition("-")[2]
             if index.isdigit():
                 state.by_index[int(index)] = ws
+                state.index_of[ws] = int(index)
             state.members.add(ws)
             try:
                 async for text in ws:
@@ -67,7 +72,15 @@ async def plain_server(
                         gone = state.by_index[victim[0]]
                         state.members.discard(gone)
                         await gone.close(victim[1], "closed by the test")
-                    broadcast(state.members, f"Client {name}: {text}")
+                    to = state.members
+                    if state.drop is not None and stamp is not None:
+                        drop = state.drop
+                        to = {
+                            m
+                            for m in to
+                            if not drop(stamp.sender, stamp.seq, state.index_of.get(m, -1))
+                        }
+                    broadcast(to, f"Client {name}: {text}")
             finally:
                 state.members.discard(ws)
         else:

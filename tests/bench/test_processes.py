@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import dataclasses
 import hashlib
@@ -16,6 +17,7 @@ import threading
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -23,12 +25,15 @@ import jsonschema
 import pytest
 from rich.console import Console
 
+from tests.bench.plain_server import PlainServer, plain_server
 from tests.conftest import Server
 from tests.helpers import default_signals, get_json
+from wschat.bench.barrier import Meeting
 from wschat.bench.config import BenchConfig
 from wschat.bench.processes import child_configs, merge, run_children
 from wschat.bench.report import document, schema, table
 from wschat.bench.stats import Latency
+from wschat.errors import BenchError
 
 
 def test_two_processes_add_up_exactly_against_a_real_server(server: Server, tmp_path: Path) -> None:
@@ -69,14 +74,119 @@ def test_two_processes_add_up_exactly_against_a_real_server(server: Server, tmp_
     summary = doc["summary"]
     assert doc["processes"] == 2
     assert summary["connections"]["attempted"] == summary["connections"]["opened"] == 41
-    # one room per process: 21 and 20 receivers, one sender each, 5 messages each
+    # one room shared by both processes: all 41 receivers hear both senders' 5 messages each
+    assert doc["shared_room"] is True
+    assert doc["config"]["room"].startswith("bench-") and "," not in doc["config"]["room"]
     assert summary["messages"]["sent"] == 10
-    assert summary["messages"]["expected"] == summary["messages"]["delivered"] == 21 * 5 + 20 * 5
+    assert summary["messages"]["expected"] == summary["messages"]["delivered"] == 41 * 10
     assert summary["messages"]["lost"] == 0
+    assert summary["messages"]["duplicates"] == summary["messages"]["reordered"] == 0
     # the merged histograms hold every sample of both processes
-    assert summary["latency_ms"]["count"] == 205
+    assert summary["latency_ms"]["count"] == 410
     assert summary["upgrade_ms"]["count"] == summary["tcp_connect_ms"]["count"] == 41
     assert summary["generator"]["source_addresses"] == 2  # each process its own
+
+
+def bench_processes(url: str, report: Path, *args: str) -> dict[str, Any]:
+    """Run ``wschat bench --processes 2 *args`` against ``url``; return its valid JSON report."""
+    done = subprocess.run(
+        [
+            sys.executable, "-m", "wschat", "bench", "--url", url, "--processes", "2",
+            "--json", str(report), "--no-progress", *args,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    doc: dict[str, Any] = json.loads(report.read_text())
+    jsonschema.validate(doc, schema())
+    return doc
+
+
+@contextmanager
+def plain_server_thread(drop: Callable[[int, int, int], bool]) -> Iterator[PlainServer]:
+    """Run ``plain_server(drop=drop)`` on its own event loop in a thread for the block."""
+    ready = threading.Event()
+    box: list[tuple[PlainServer, asyncio.AbstractEventLoop, asyncio.Event]] = []
+
+    async def serve() -> None:
+        stop = asyncio.Event()
+        async with plain_server(drop=drop) as state:
+            box.append((state, asyncio.get_running_loop(), stop))
+            ready.set()
+            await stop.wait()
+
+    thread = threading.Thread(target=asyncio.run, args=(serve(),), daemon=True)
+    thread.start()
+    assert ready.wait(10)
+    state, loop, stop = box[0]
+    try:
+        yield state
+    finally:
+        loop.call_soon_threadsafe(stop.set)
+        thread.join(10)
+
+
+def test_loss_across_processes_is_counted_exactly(tmp_path: Path) -> None:
+    # -n 20 over 2 processes: process 1 holds connections 0-9 (sender 0), process 2 holds
+    # 10-19 (sender 10). The server leaves process 2's receivers out of sender 0's messages
+    # 1 and 3: only a check across processes sees it (process 2 never saw sender 0 send).
+    def drop(sender: int, seq: int, receiver: int) -> bool:
+        return sender == 0 and seq in (1, 3) and receiver >= 10
+
+    with plain_server_thread(drop) as server:
+        doc = bench_processes(
+            server.url, tmp_path / "lossy.json", "--scenario", "fanout", "-n", "20",
+            "--senders", "2", "--rate", "10", "--messages", "5", "--protocol", "plain",
+        )  # fmt: skip
+    messages = doc["summary"]["messages"]
+    assert doc["shared_room"] is True and doc["processes"] == 2
+    assert messages["sent"] == 10
+    assert messages["expected"] == 20 * 10
+    assert messages["lost"] == 10 * 2
+    assert messages["delivered"] == 20 * 10 - 10 * 2
+    assert messages["duplicates"] == messages["reordered"] == messages["missed_while_closed"] == 0
+
+
+def test_chat_over_two_processes_is_one_room(server: Server, tmp_path: Path) -> None:
+    # every connection sends; each of the 7 hears all 7, whichever process either is in
+    doc = bench_processes(
+        server.ws, tmp_path / "chat.json", "--scenario", "chat", "-n", "7",
+        "--rate", "10", "--messages", "3",
+    )  # fmt: skip
+    messages = doc["summary"]["messages"]
+    assert doc["shared_room"] is True
+    assert messages["sent"] == 7 * 3
+    assert messages["expected"] == messages["delivered"] == 7 * 7 * 3
+    assert messages["lost"] == messages["duplicates"] == 0
+
+
+def test_one_sender_feeds_the_receivers_of_every_process(server: Server, tmp_path: Path) -> None:
+    # fewer senders than processes: process 2 only receives
+    doc = bench_processes(
+        server.ws, tmp_path / "one.json", "--scenario", "fanout", "-n", "9", "--senders", "1",
+        "--rate", "0", "--messages", "20",
+    )  # fmt: skip
+    messages = doc["summary"]["messages"]
+    assert messages["sent"] == 20
+    assert messages["expected"] == messages["delivered"] == 9 * 20
+    assert messages["lost"] == 0
+    assert doc["summary"]["latency_ms"]["count"] == 9 * 20
+
+
+def test_room_per_process_keeps_each_processs_receivers_to_its_senders(
+    server: Server, tmp_path: Path
+) -> None:
+    doc = bench_processes(
+        server.ws, tmp_path / "rooms.json", "--room-per-process", "--scenario", "fanout",
+        "-n", "11", "--senders", "2", "--rate", "10", "--messages", "3",
+    )  # fmt: skip
+    messages = doc["summary"]["messages"]
+    assert doc["shared_room"] is False
+    assert len(doc["config"]["room"].split(", ")) == 2  # two rooms
+    assert messages["expected"] == messages["delivered"] == 6 * 3 + 5 * 3
+    assert messages["lost"] == 0
 
 
 def test_the_descriptor_limit_is_named_before_anything_opens() -> None:
@@ -137,7 +247,7 @@ def start_interruptible(
             "--json",
             str(report),
             "--no-progress",
-            *(args or ("--senders", "2")),  # fan-out: one room per process, each its sender
+            *(args or ("--senders", "2")),  # fan-out: one shared room, a sender per process
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -259,6 +369,22 @@ def test_a_child_without_a_report_is_named_in_the_partial_report(server: Server)
     text = console.export_text()
     assert "PARTIAL" in text and "5 of 10 connections" in text
     assert "1 of 2 reported" in text and "process 2 of 2" in text
+
+
+def test_a_shared_room_goes_on_without_a_process_that_ended(server: Server) -> None:
+    # process 2 finds no server and exits at once: process 1 must not wait for it to connect
+    config = BenchConfig(url=server.ws, n=10, senders=2, duration_s=1, messages=3, rate=10)
+    meeting = Meeting(2)
+    first, second = (
+        dataclasses.replace(c, sync_fds=meeting.child_fds(i))
+        for i, c in enumerate(child_configs(config, 2))
+    )
+    second = dataclasses.replace(second, url=f"ws://127.0.0.1:{closed_port()}")
+    t0 = time.monotonic()
+    with pytest.raises(BenchError, match=r"process 2 of 2: .*no server at"):
+        run_children([first, second], meeting=meeting)
+    assert time.monotonic() - t0 < 20
+    assert meeting.phases == ["connected", "settled", "sent", "drained"]  # process 1's, alone
 
 
 def closed_port() -> int:

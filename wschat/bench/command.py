@@ -62,6 +62,7 @@ def bench(
     html_path: Path | None = None,
     histograms: bool = False,
     processes: int = 1,
+    room_per_process: bool = False,
 ) -> Outcome:
     """Run one load test, print its table, write ``--json`` and ``--html``; return how it ended.
 
@@ -72,7 +73,8 @@ def bench(
     ``histograms`` adds the raw HDR histograms to the JSON (what ``--processes`` merges; see
     ``processes``). ``processes`` > 1 spreads the run over that many child processes and
     reports their merged result; on Ctrl-C, the merge of the partial reports they wrote (the
-    processes that wrote none are named), within ``processes.INTERRUPT_GRACE_S``.
+    processes that wrote none are named), within ``processes.INTERRUPT_GRACE_S``. Their
+    fan-out and chat share one room unless ``room_per_process``.
     """
     conditions = parse_fail_if(fail_if) if fail_if else []
     to_stdout = json_path is not None and str(json_path) == "-"
@@ -82,7 +84,9 @@ def bench(
         err = Console(stderr=True, force_terminal=False)
     if processes > 1:
         err.print(f"running {config.n} connections in {processes} processes ...")
-        result = run_processes(config, processes, target_address(config.url), err.print)
+        result = run_processes(
+            config, processes, target_address(config.url), err.print, room_per_process
+        )
     else:
         check_memory(config.n)
         with live(err) as update:
@@ -98,6 +102,8 @@ def bench(
                 runner.finish(result)
     doc = document(result)
     doc["processes"] = processes
+    if processes > 1:
+        doc["shared_room"] = result.shared_room
     if histograms:
         doc[HISTOGRAMS] = dump_histograms(result.stats)
     out.print(table(doc))

@@ -70,8 +70,16 @@ class BenchConfig:
     concurrency: int = 200  # handshakes in flight at once
     spread: bool | None = None  # None: spread source addresses when the target is loopback
     source_offset: int = 0  # --processes: this process's first source address (see limits)
+    # --processes, fanout and chat: the children share one room, one run id and one numbering
+    # of the connections, and meet at each phase over two pipes (see ``barrier``)
+    run_id: str | None = None  # default: a fresh one per run
+    index_offset: int = 0  # this process's first connection number
+    sync_fds: tuple[int, int] | None = None  # (read, write): the parent's pipes
 
     def __post_init__(self) -> None:
         parts = urlsplit(self.url)
         if parts.scheme not in ("ws", "wss") or not parts.hostname:
             raise ConfigError(f"--url must look like ws://HOST:PORT, not {self.url!r}")
+        if self.scenario is Scenario.FANOUT and self.senders < 1 and self.run_id is None:
+            # only a child of a shared-room run may hold receivers only
+            raise ConfigError("fanout needs --senders 1 or more")

@@ -8,8 +8,14 @@ process), and reads each child's JSON report with its raw HDR histograms. It add
 and the histograms into one ``BenchResult``, so percentiles, losses and errors are exactly
 those of one process that had done all of it, and hands that to the usual report.
 
-Fan-out and chat run one room per process (each child's receivers hear that child's
-senders), so every delivery is still checked against what its sender sent. Stdlib and the
+Fan-out and chat run in ONE room shared by every process, as in one process: every receiver
+hears every sender, whichever process either is in. The children share one run id and room
+and number their connections apart (``index_offset``), so every stamp names its sender
+uniquely, and they meet at each phase (``barrier``): nobody sends before every receiver of
+every process has connected and settled, and each process drains and counts its receivers'
+losses against every sender's accepted count. Latency is measured across processes: a stamp
+carries its sender's ``time.monotonic_ns()``, one system-wide clock (CLOCK_MONOTONIC on
+Linux) for the processes of one machine, which the children always are. Stdlib and the
 bench's own modules only; the children are bounded by the same timeouts as a single run, and
 killed if they overrun them.
 
@@ -36,11 +42,12 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from wschat.bench.barrier import Meeting
 from wschat.bench.config import BenchConfig, Scenario
 from wschat.bench.limits import (
     FD_RESERVE,
@@ -72,9 +79,23 @@ def shares(total: int, parts: int) -> list[int]:
     return [base + (1 if i < extra else 0) for i in range(parts)]
 
 
-def child_configs(config: BenchConfig, processes: int) -> list[BenchConfig]:
+def shares_room(config: BenchConfig, room_per_process: bool = False) -> bool:
+    """Return whether the children of ``config``'s run share one room (fan-out and chat).
+
+    ``room_per_process`` (``--room-per-process``) gives each child its own room instead.
+    """
+    return not room_per_process and config.scenario in (Scenario.FANOUT, Scenario.CHAT)
+
+
+def child_configs(
+    config: BenchConfig, processes: int, room_per_process: bool = False
+) -> list[BenchConfig]:
     """Return each child's config: its share of ``n`` and senders, its own source addresses.
 
+    Fan-out and chat (``shares_room``): one run id and room for all, connections numbered
+    apart (``run_processes`` adds the pipes they meet on); a fan-out child may hold receivers
+    only (``senders`` 0). With ``room_per_process`` each child has its own room and checks
+    its own deliveries, so each fan-out child needs a sender and ``--room`` is refused.
     Raises ``BenchError`` when a child would get no connection, or (fan-out) no sender.
     """
     if processes > config.n:
@@ -83,18 +104,24 @@ def child_configs(config: BenchConfig, processes: int) -> list[BenchConfig]:
         )
     ns = shares(config.n, processes)
     senders = shares(config.senders, processes)
-    if config.scenario is Scenario.FANOUT and min(senders) < 1:
+    shared = shares_room(config, room_per_process)
+    if config.scenario is Scenario.FANOUT and config.senders > config.n:
+        raise BenchError(f"fanout: --senders {config.senders} is more than -n {config.n}")
+    if not shared and config.scenario is Scenario.FANOUT and min(senders) < 1:
         raise BenchError(
-            f"fanout with --processes {processes} runs one room per process, each needs a "
-            f"sender: use --senders {processes} or more"
+            f"fanout with --room-per-process over {processes} processes needs a sender in "
+            f"each: use --senders {processes} or more"
         )
-    if config.room is not None and config.scenario in (Scenario.FANOUT, Scenario.CHAT):
+    per_room = config.scenario in (Scenario.FANOUT, Scenario.CHAT)
+    if not shared and per_room and config.room is not None:
         raise BenchError(
-            "--room cannot be combined with --processes for fanout or chat: each process "
-            "checks its own room's deliveries"
+            "--room cannot be combined with --room-per-process: each process checks its own "
+            "room's deliveries"
         )
+    run_id = config.run_id or secrets.token_hex(3)
+    room = config.room or f"bench-{run_id}"
     ports = ephemeral_ports()
-    offset = 0
+    offset = index = 0
     configs = []
     for n, s in zip(ns, senders, strict=True):
         configs.append(
@@ -102,14 +129,16 @@ def child_configs(config: BenchConfig, processes: int) -> list[BenchConfig]:
                 **{
                     **{f: getattr(config, f) for f in config.__dataclass_fields__},
                     "n": n,
-                    "senders": max(1, s),
+                    "senders": min(s, n),
                     "source_offset": offset,
                     # handshakes in flight: the whole run's, shared, as in one process
                     "concurrency": max(1, config.concurrency // processes),
+                    **({"run_id": run_id, "room": room, "index_offset": index} if shared else {}),
                 }
             )
         )
         offset += len(source_addresses(n, ports))
+        index += n
     return configs
 
 
@@ -167,6 +196,10 @@ def child_args(config: BenchConfig, json_path: Path) -> list[str]:
     ]  # fmt: skip
     if config.room is not None:
         args += ["--room", config.room]
+    if config.run_id is not None:
+        args += ["--run-id", config.run_id, "--index-offset", str(config.index_offset)]
+    if config.sync_fds is not None:
+        args += ["--sync-fds", ",".join(map(str, config.sync_fds))]
     if config.spread is not None:
         args.append("--spread" if config.spread else "--no-spread")
     return args
@@ -199,7 +232,9 @@ class Reports:
 
 
 def run_children(
-    configs: Sequence[BenchConfig], on_interrupt: Callable[[str], None] | None = None
+    configs: Sequence[BenchConfig],
+    on_interrupt: Callable[[str], None] | None = None,
+    meeting: Meeting | None = None,
 ) -> Reports:
     """Run one ``wschat bench`` per config at once; return their reports, in order.
 
@@ -211,6 +246,7 @@ def run_children(
     so, then are killed. The reports written are returned with ``interrupted`` set, and the
     children that wrote none are named in ``unreported``. A second Ctrl-C kills the children
     and raises ``KeyboardInterrupt``. ``on_interrupt`` is told, in one line, what happens next.
+    ``meeting`` (a shared room) gets the children's phases; each config's ``sync_fds`` are its.
     """
     die_with_parent = _death_signal()
     with tempfile.TemporaryDirectory(prefix="wschat-bench-") as tmp:
@@ -240,18 +276,24 @@ def run_children(
 
         try:
             try:
-                for c, p in zip(configs, paths, strict=True):
-                    procs.append(
-                        subprocess.Popen(
-                            child_args(c, p),
-                            stdin=subprocess.DEVNULL,
-                            stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE,
-                            env={**os.environ, "COLUMNS": "200"},
-                            process_group=0,  # signalled by this parent only
-                            preexec_fn=die_with_parent,
+                try:
+                    for c, p in zip(configs, paths, strict=True):
+                        procs.append(
+                            subprocess.Popen(
+                                child_args(c, p),
+                                stdin=subprocess.DEVNULL,
+                                stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE,
+                                env={**os.environ, "COLUMNS": "200"},
+                                process_group=0,  # signalled by this parent only
+                                preexec_fn=die_with_parent,
+                                pass_fds=c.sync_fds or (),
+                            )
                         )
-                    )
+                finally:
+                    if meeting is not None:  # a child not started reads as one that ended
+                        meeting.spawned()
+                        meeting.start()
                 for i, c in enumerate(configs):
                     wait(i, time_bound(c), f"overran {time_bound(c):.0f} s")
             except KeyboardInterrupt:
@@ -277,6 +319,8 @@ def run_children(
                 if proc.poll() is None:
                     proc.kill()
                     proc.wait()
+            if meeting is not None:
+                meeting.join(5.0)  # every child has exited: its pipes have ended
         docs, unreported = [], []
         for i, path in enumerate(paths):
             ok = (0, INTERRUPTED_EXIT) if interrupted else (0,)
@@ -318,8 +362,14 @@ def _read(path: Path) -> dict[str, Any] | None:
     return doc
 
 
-def merge(config: BenchConfig, docs: Sequence[dict[str, Any]]) -> BenchResult:
-    """Add the children's reports into one result, as if one process had done all of it."""
+def merge(
+    config: BenchConfig, docs: Sequence[dict[str, Any]], room_per_process: bool = False
+) -> BenchResult:
+    """Add the children's reports into one result, as if one process had done all of it.
+
+    In a shared room (``shares_room``) each child has already counted its receivers'
+    losses against every process's senders (``barrier``): the counts add up as they are.
+    """
     stats = BenchStats()
     errors: Counter[str] = Counter()
     for doc in docs:
@@ -349,10 +399,11 @@ def merge(config: BenchConfig, docs: Sequence[dict[str, Any]]) -> BenchResult:
             sources += source_addresses(doc["config"]["n"], ports, len(sources))
     generator = [doc["summary"]["generator"] for doc in docs]
     plan = Plan(config.n, min(g["fd_limit"] for g in generator), -1, sources, ports)
+    shared = shares_room(config, room_per_process)
     result = BenchResult(
         config,
-        secrets.token_hex(3),
-        ", ".join(doc["config"]["room"] for doc in docs),
+        docs[0]["run_id"] if shared else secrets.token_hex(3),
+        ", ".join(dict.fromkeys(doc["config"]["room"] for doc in docs)),
         Dialect(docs[0]["config"]["dialect"]),
         plan,
         stats,
@@ -363,6 +414,7 @@ def merge(config: BenchConfig, docs: Sequence[dict[str, Any]]) -> BenchResult:
         unsent=sum(doc["summary"]["messages"]["unsent"] for doc in docs),
         cancelled=sum(doc["summary"]["messages"]["cancelled_by_close"] for doc in docs),
     )
+    result.shared_room = shared
     limited = [f"process {i + 1}: {g['reason']}" for i, g in enumerate(generator) if g["limited"]]
     result.limited_by_generator = "; ".join(limited) or None
     return result
@@ -415,19 +467,26 @@ def run_processes(
     processes: int,
     target_ip: str,
     on_interrupt: Callable[[str], None] | None = None,
+    room_per_process: bool = False,
 ) -> BenchResult:
     """Check the limits, run ``processes`` children and return their merged result.
+
+    Fan-out and chat share one room unless ``room_per_process`` (see ``child_configs``).
 
     On Ctrl-C the result merges the partial reports the children wrote, is marked
     ``partial`` and names in ``unreported`` the children that wrote none (see
     ``run_children``); raises ``KeyboardInterrupt`` when none wrote one.
     """
     check(config, processes, target_ip)
-    configs = child_configs(config, processes)
-    reports = run_children(configs, on_interrupt)
+    configs = child_configs(config, processes, room_per_process)
+    meeting = None
+    if shares_room(config, room_per_process):
+        meeting = Meeting(processes)
+        configs = [replace(c, sync_fds=meeting.child_fds(i)) for i, c in enumerate(configs)]
+    reports = run_children(configs, on_interrupt, meeting)
     if not reports.docs:  # interrupted before any child had opened its first connection
         raise KeyboardInterrupt
-    result = merge(config, reports.docs)
+    result = merge(config, reports.docs, room_per_process)
     result.partial = reports.interrupted
     result.unreported = tuple(reports.unreported)
     return result

@@ -19,6 +19,11 @@ A connection the server closes mid-run is counted once, by its close code; what 
 longer send is ``cancelled`` and what it could no longer receive ``missed_while_closed``,
 apart from ``unsent`` (a sender that fell behind) and ``lost`` (a live receiver never got it).
 A message the server answers with an ``error`` event is ``refused``, never expected.
+
+A child of a shared-room run (``--processes``, fan-out and chat) numbers its connections from
+``index_offset`` within the run's one ``run_id`` and room, and meets the other processes at
+each phase (``barrier``): its receivers then expect, and are checked against, what every
+sender of every process had sent.
 """
 
 from __future__ import annotations
@@ -42,6 +47,7 @@ from websockets.exceptions import (
 )
 
 from wschat import __version__
+from wschat.bench.barrier import Barrier
 from wschat.bench.config import BenchConfig, Protocol, Scenario
 from wschat.bench.connection import BenchConnection, open_connection
 from wschat.bench.limits import Plan, open_socket, plan
@@ -103,6 +109,7 @@ class BenchResult:
     unsent: int = 0  # scheduled sends that never left an open connection (the sender was behind)
     cancelled: int = 0  # scheduled sends of connections the server had closed: not sent
     partial: bool = False  # interrupted (Ctrl-C): the counts cover the run so far
+    shared_room: bool = False  # --processes: every process's receivers were in the one room
     unreported: tuple[str, ...] = ()  # --processes, interrupted: children that wrote no report
 
 
@@ -154,7 +161,7 @@ class Runner:
         self.config = config
         self.on_progress = on_progress
         self.stats = BenchStats()
-        self.run_id = secrets.token_hex(3)
+        self.run_id = config.run_id or secrets.token_hex(3)
         self.room = config.room or f"bench-{self.run_id}"
         self.phase = "probe"
         self.clients: list[_Client] = []
@@ -165,6 +172,12 @@ class Runner:
         self._last_rx_ns = 0
         self._frames = 0  # every frame received, stamped or not
         self._lag_since_ns = LAG_OFF  # probes starting before this belong to another phase
+        # the processes of a shared-room run probe at once: each with its own id
+        self._probe_id = f"probe{config.index_offset}" if config.index_offset else "probe"
+        fds = config.sync_fds
+        self._barrier = Barrier(*fds) if fds is not None else None
+        # a shared room: every sender's accepted count (all processes'), once the senders are done
+        self._room_accepted: dict[int, int] | None = None
         parts = urlsplit(config.url)  # BenchConfig has checked its shape
         self._scheme = parts.scheme
         self._host = parts.hostname or ""
@@ -224,8 +237,11 @@ class Runner:
                 t0 = time.monotonic()
                 await self._connect_all(tg)
                 result.connect_s = time.monotonic() - t0
-                if self.clients:
+                ready = bool(self.clients) and await self._meet("connected")
+                if ready:
                     await self._settle()
+                    ready = await self._meet("settled")
+                if ready:
                     # the verdict on the generator covers the load phase only
                     self.stats.loop_lag = Latency()
                     self._lag_since_ns = time.monotonic_ns()
@@ -255,7 +271,7 @@ class Runner:
         """
         timeout = self.config.connect_timeout_s
         conn = BenchConnection(
-            self.uri("probe"), self._subprotocols(), self._user_agent, lambda _t, _n: None
+            self.uri(self._probe_id), self._subprotocols(), self._user_agent, lambda _t, _n: None
         )
         try:
             async with asyncio.timeout(timeout):
@@ -272,10 +288,12 @@ class Runner:
         except InvalidStatus as exc:
             response = exc.response
             why = explain(response.status_code, response.reason_phrase, response.body)
-            raise BenchError(f"{self.uri('probe')} refused the WebSocket upgrade: {why}") from None
+            raise BenchError(
+                f"{self.uri(self._probe_id)} refused the WebSocket upgrade: {why}"
+            ) from None
         except (InvalidHandshake, InvalidURI) as exc:
             why = explain_head(conn.head) or str(exc)
-            raise BenchError(f"{self.uri('probe')} answered {why}") from None
+            raise BenchError(f"{self.uri(self._probe_id)} answered {why}") from None
         except OSError as exc:
             raise BenchError(f"cannot connect to {self._base}: {error_kind(exc)}") from None
         try:
@@ -324,7 +342,7 @@ class Runner:
         async def open_one(index: int) -> None:
             if cfg.ramp_s:
                 await asyncio.sleep(max(0.0, start + index * cfg.ramp_s / cfg.n - time.monotonic()))
-            client = _Client(index)
+            client = _Client(cfg.index_offset + index)  # the run's number: its id and stamp
             async with gate:
                 self.stats.attempted += 1
                 try:
@@ -410,6 +428,25 @@ class Runner:
 
         return on_lost
 
+    async def _meet(self, phase: str) -> bool:
+        """Meet the run's other processes at ``phase`` (a shared room); ``False``: stop here.
+
+        Hands in this process's senders' accepted counts and keeps every sender's, which the
+        drain waits for and ``finish`` checks against. Without a barrier, returns ``True``.
+        """
+        if self._barrier is None:
+            return True
+        counts = await self._barrier.meet(phase, self._accepted())
+        if counts is None:
+            self.stats.record_error("lost the other processes (bench --processes)")
+            return False
+        self._room_accepted = counts
+        return True
+
+    def _accepted(self) -> dict[int, int]:
+        """Return this process's senders' messages the server took (sent, not refused)."""
+        return {c.index: c.sent - c.refused for c in self._senders()}
+
     async def _settle(self) -> None:
         """Wait (at most ``SETTLE_MAX_S``) until the frames of connecting have stopped arriving.
 
@@ -434,7 +471,7 @@ class Runner:
         if scenario is Scenario.CONNECT:
             return []
         if scenario is Scenario.FANOUT:
-            return self.clients[: max(1, self.config.senders)]
+            return self.clients[: self.config.senders]
         return list(self.clients)
 
     async def _load(self, result: BenchResult) -> None:
@@ -442,8 +479,8 @@ class Runner:
         senders = self._senders()
         start_ns = time.monotonic_ns()
         result.load_started = time.time()
-        if not senders:
-            await asyncio.sleep(cfg.duration_s)  # connect scenario: hold
+        if cfg.scenario is Scenario.CONNECT:
+            await asyncio.sleep(cfg.duration_s)  # hold
             result.load_s = cfg.duration_s
             return
         schedule = Schedule(cfg.rate, len(senders), cfg.duration_s, cfg.messages)
@@ -470,7 +507,9 @@ class Runner:
             if result.unsent:
                 self.stats.errors["unsent (behind schedule)"] += result.unsent
         self.phase = "drain"
-        await self._drain()
+        if await self._meet("sent"):
+            await self._drain()
+            await self._meet("drained")
         end = max(self._last_rx_ns, send_end)
         result.load_s = max(1e-9, (end - start_ns) / 1e9)
 
@@ -540,8 +579,13 @@ class Runner:
             async with asyncio.timeout(self.config.drain_timeout_s):
                 # Polled: completion depends on every client, and a 50 ms poll costs less than
                 # checking all of them on each delivery.
+                room = self._room_accepted
+                total = sum(room.values()) if room is not None else None
                 while any(  # noqa: ASYNC110
-                    c.got < self._expected(c, stats.sent - stats.refused.total())
+                    c.got
+                    < self._expected(
+                        c, total if total is not None else stats.sent - stats.refused.total()
+                    )
                     for c in self.clients
                     if c.conn is not None and not c.conn.closed
                 ):
@@ -608,10 +652,15 @@ class Runner:
         A message the server refused (an ``error`` event) was never sent on: it counts in
         ``refused``, not in ``expected``. A receiver the server closed mid-run misses the tail
         of every stream from then on: that is ``missed_while_closed``; ``lost`` is what a
-        receiver did not get while it was open (a gap below the last message it got).
+        receiver did not get while it was open (a gap below the last message it got). In a
+        shared room, the senders are every process's, as counted at the last meeting (an
+        interrupted run may not have met after sending: its receivers are then checked
+        against this process's senders only, and ``partial`` says so).
         """
         stats = self.stats
-        accepted = {c.index: c.sent - c.refused for c in self._senders()}
+        accepted = self._accepted()
+        if self._room_accepted is not None:
+            accepted = {**self._room_accepted, **accepted}
         echo = self.config.scenario is Scenario.ECHO
         stats.expected = stats.lost = stats.missed_while_closed = 0
         for client in self.clients:
