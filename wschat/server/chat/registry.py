@@ -1,23 +1,42 @@
 """The shared name and presence registry in Redis: who holds which name, in which room.
 
-Each held name is a hash ``wschat:{registry}:name:NAME`` (owning node, resume token, room, whether it
-may be reclaimed) that expires ``ttl`` after its node's last heartbeat; each room is a
-sorted set ``wschat:{registry}:room:ROOM`` of names scored by the same expiry (milliseconds, Redis's
-own clock via TIME, so node clocks do not matter), and ``wschat:{registry}:rooms`` indexes the
-rooms, each scored by the latest expiry of a name placed in it (the answer to ``rooms``). Each of a held name's look-alike keys
-(``names.confusable_keys``, the very keys a single process indexes by) is a string
-``wschat:{registry}:look:KEY`` naming its holder, with the same expiry: a name whose key is held by
-another live name is refused as its look-alike (issue 15), whichever node holds it. A node that dies stops refreshing: its
-names become free and drop out of every member list within ``ttl``. Every change is one Lua
-script, so a name is never held by two nodes. The scripts build key names, so every key
-shares the hash tag ``{registry}``: on a Redis Cluster they all live on one slot.
+Liveness is per node, not per name (issue 19): each node keeps one key
+``wschat:{registry}:node:NODE`` alive (``ttl``, renewed by its heartbeat every ``ttl``/3) and
+everything it holds points at it, so a heartbeat is a few commands whatever the node holds.
+Refreshing every name's TTL instead cost each of 4 workers 15,000 names' worth of scripts
+every 3.3 s at 60,000 connections, on the Redis that claims wait for.
+
+- Each held name is a hash ``wschat:{registry}:name:NAME`` (owning node, resume token, room,
+  whether it may be reclaimed, its look-alike keys), live while its node's key exists; each
+  node's names are also in the set ``wschat:{registry}:names:NODE``.
+- A room's members are one set of names per node, ``wschat:{registry}:in:ROOM NODE`` (a room
+  name holds no space), and ``wschat:{registry}:nodes-in:ROOM`` lists the nodes with such a
+  set; a room's members are the union of its live nodes' sets. ``wschat:{registry}:rooms``
+  indexes the rooms with members (the answer to ``rooms``). Every change of a room's
+  members gives it a new version (hash ``versions``, from the counter ``clock``), so a node
+  re-reads only the rooms that changed since its last read.
+- Each of a held name's look-alike keys (``names.confusable_keys``, the very keys a single
+  process indexes by) is a string ``wschat:{registry}:look:KEY`` naming its holder: a name
+  whose key is held by another live name is refused as its look-alike (issue 15), whichever
+  node holds it.
+- ``wschat:{registry}:nodes`` scores each node by when its key expires. A node that dies
+  stops its heartbeat: its key expires, at once its names are free to claim and its members
+  drop out of every read of a room (which deletes its sets there); the other nodes'
+  heartbeats then sweep its names and look-alike keys away, a bounded batch per script.
+
+Every change is one Lua script, so a name is never held by two live nodes. The scripts build
+key names, so every key shares the hash tag ``{registry}``: on a Redis Cluster they all live
+on one slot. A node's key holds ``beat`` once its heartbeat has registered all its names; a
+missing key (Redis lost the registry, or the node stalled past ``ttl`` and was swept) makes
+the heartbeat register every name again (``refresh``), which also finds the names another
+node took meanwhile.
 
 It is the ``Cluster``'s (``chat.cluster``) and lives beside it: it is not a broker. Imports
 redis-py, ``wschat.broker.redis`` (the key prefix) and the core; commands that cannot reach
 Redis raise ``Unavailable``.
 
-DMs for a name in its presence grace wait in a list ``wschat:{registry}:dms:NAME`` until the name is
-resumed on any node (``keep_dm``/``take_dms``), expiring with the grace.
+DMs for a name in its presence grace wait in a list ``wschat:{registry}:dms:NAME`` until the
+name is resumed on any node (``keep_dm``/``take_dms``), expiring with the grace.
 """
 
 from __future__ import annotations
@@ -35,87 +54,136 @@ from wschat.rooms import Holder
 REGISTRY = KEY_PREFIX + "{registry}:"
 ROUTE = REGISTRY + "route"  # never written: where a script without keys is sent
 
-_NOW = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-"""
-
-# Look-alike keys travel as one argument, joined by newlines: a valid name holds no control
-# character, so neither does any of its keys.
-_LOOKS = """
+# Every script's first argument is the key prefix (``REGISTRY``); this prelude names it ``p``
+# and defines what the scripts share.
+_BASE = """
+local p = ARGV[1]
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+-- Look-alike keys travel as one argument, joined by newlines: a valid name holds no control
+-- character, so neither does any of its keys.
 local function looks(joined)
   local out = {}
   for k in string.gmatch(joined, '[^\\n]+') do out[#out + 1] = k end
   return out
 end
+local function live(node)
+  return redis.call('EXISTS', p .. 'node:' .. node) == 1
+end
+-- The live node that holds name, or false.
+local function holder(name)
+  local n = redis.call('HGET', p .. 'name:' .. name, 'node')
+  if n and live(n) then return n end
+  return false
+end
+-- Make sure node counts as live: a claim before its first heartbeat, or after Redis lost the
+-- registry (the heartbeat then registers all its names again: the key is not 'beat').
+local function alive(node, ttl)
+  local key = p .. 'node:' .. node
+  if redis.call('EXISTS', key) == 0 then
+    redis.call('SET', key, 'claim', 'PX', ttl)
+    redis.call('ZADD', p .. 'nodes', now_ms() + ttl, node)
+  end
+end
+local function bump(room)
+  redis.call('HSET', p .. 'versions', room, redis.call('INCR', p .. 'clock'))
+end
+-- node has no members left in room (or died).
+local function gone(room, node)
+  local nodes = p .. 'nodes-in:' .. room
+  redis.call('SREM', nodes, node)
+  if redis.call('SCARD', nodes) == 0 then
+    redis.call('ZREM', p .. 'rooms', room)
+    redis.call('HDEL', p .. 'versions', room)
+  end
+end
+local function enter(room, node, name)
+  if redis.call('SADD', p .. 'in:' .. room .. ' ' .. node, name) == 1 then
+    bump(room)
+    redis.call('SADD', p .. 'nodes-in:' .. room, node)
+    redis.call('ZADD', p .. 'rooms', 0, room)
+    redis.call('SADD', p .. 'rooms-of:' .. node, room)
+  end
+end
+local function leave(room, node, name)
+  local set = p .. 'in:' .. room .. ' ' .. node
+  if redis.call('SREM', set, name) == 1 then
+    bump(room)
+    if redis.call('SCARD', set) == 0 then gone(room, node) end
+  end
+end
+-- A dead node's members of room: dropped at once.
+local function drop(room, node)
+  if redis.call('DEL', p .. 'in:' .. room .. ' ' .. node) == 1 then bump(room) end
+  gone(room, node)
+end
+-- Take name (whose hash says node, room) out of that node's sets.
+local function detach(name, node, room)
+  redis.call('SREM', p .. 'names:' .. node, name)
+  if room then leave(room, node, name) end
+end
+local function hold(node, name, token, room, reclaimable, joined)
+  local key = p .. 'name:' .. name
+  redis.call('HSET', key, 'node', node, 'token', token, 'room', room,
+             'reclaimable', reclaimable, 'looks', joined)
+  redis.call('PERSIST', key)  -- a hash written by a version that gave names a TTL
+  redis.call('SADD', p .. 'names:' .. node, name)
+  enter(room, node, name)
+end
 """
 
-# KEYS: none. ARGV: prefix, node, ttl_ms, name, token, room, reclaimable, offered token,
-# look-alike keys. Returns {'new'} | {'mine'} | {'moved', old_node, old_room} | {'taken'} |
-# {'lookalike', held_name}.
+# ARGV: prefix, node, ttl_ms, name, token, room, reclaimable, offered token, look-alike keys.
+# Returns {'new'} | {'mine'} | {'moved', old_node, old_room} | {'taken'} |
+# {'lookalike', held_name}. A name whose node is dead is free: 'new'.
 _CLAIM = (
-    _NOW
-    + _LOOKS
+    _BASE
     + """
-local p, node, ttl, name = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
-local key = p .. 'name:' .. name
+local node, ttl, name, room = ARGV[2], tonumber(ARGV[3]), ARGV[4], ARGV[6]
 local mine = looks(ARGV[9])
 for _, k in ipairs(mine) do
   local other = redis.call('GET', p .. 'look:' .. k)
-  if other and other ~= name and redis.call('EXISTS', p .. 'name:' .. other) == 1 then
-    return {'lookalike', other}
-  end
+  if other and other ~= name and holder(other) then return {'lookalike', other} end
 end
-local cur = redis.call('HMGET', key, 'node', 'token', 'room', 'reclaimable')
+local cur = redis.call('HMGET', p .. 'name:' .. name, 'node', 'token', 'room', 'reclaimable')
 local result = {'new'}
-if cur[1] then
-  if cur[1] == node then
-    result = {'mine'}
-  elseif ARGV[8] == '' or cur[4] ~= '1' or cur[2] ~= ARGV[8] then
-    return {'taken'}
-  else
-    result = {'moved', cur[1], cur[3]}
-  end
-  if cur[3] and cur[3] ~= ARGV[6] then redis.call('ZREM', p .. 'room:' .. cur[3], name) end
+if cur[1] == node then
+  result = {'mine'}
+elseif cur[1] and live(cur[1]) then
+  if ARGV[8] == '' or cur[4] ~= '1' or cur[2] ~= ARGV[8] then return {'taken'} end
+  result = {'moved', cur[1], cur[3]}
 end
-redis.call('HSET', key, 'node', node, 'token', ARGV[5], 'room', ARGV[6], 'reclaimable', ARGV[7])
-redis.call('PEXPIRE', key, ttl)
-redis.call('ZADD', p .. 'room:' .. ARGV[6], now + ttl, name)
-redis.call('ZADD', p .. 'rooms', now + ttl, ARGV[6])
-for _, k in ipairs(mine) do redis.call('SET', p .. 'look:' .. k, name, 'PX', ttl) end
+if cur[1] and (cur[1] ~= node or cur[3] ~= room) then detach(name, cur[1], cur[3]) end
+alive(node, ttl)
+hold(node, name, ARGV[5], room, ARGV[7], ARGV[9])
+for _, k in ipairs(mine) do redis.call('SET', p .. 'look:' .. k, name) end
 return result
 """
 )
 
 # ARGV: prefix, node, ttl_ms, then (name, token, room, reclaimable, look-alike keys)
-# repeated. Refreshes (or re-creates, after a Redis restart) the names this node holds and
-# their look-alike keys that nobody else took meanwhile; returns the names another node
-# holds now.
+# repeated. Records (or re-creates, after Redis lost the registry) the names this node holds
+# and their look-alike keys that no live name took meanwhile; returns the names another live
+# node holds now.
 _REFRESH = (
-    _NOW
-    + _LOOKS
+    _BASE
     + """
-local p, node, ttl = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local node, ttl = ARGV[2], tonumber(ARGV[3])
+alive(node, ttl)
 local lost = {}
 for i = 4, #ARGV, 5 do
   local name, room = ARGV[i], ARGV[i + 2]
-  local key = p .. 'name:' .. name
-  local cur = redis.call('HMGET', key, 'node', 'room')
-  if cur[1] and cur[1] ~= node then
+  local cur = redis.call('HMGET', p .. 'name:' .. name, 'node', 'room')
+  if cur[1] and cur[1] ~= node and live(cur[1]) then
     lost[#lost + 1] = name
   else
-    if cur[2] and cur[2] ~= room then redis.call('ZREM', p .. 'room:' .. cur[2], name) end
-    redis.call('HSET', key, 'node', node, 'token', ARGV[i + 1], 'room', room,
-               'reclaimable', ARGV[i + 3])
-    redis.call('PEXPIRE', key, ttl)
-    redis.call('ZADD', p .. 'room:' .. room, now + ttl, name)
-    redis.call('ZADD', p .. 'rooms', now + ttl, room)
+    if cur[1] and (cur[1] ~= node or cur[2] ~= room) then detach(name, cur[1], cur[2]) end
+    hold(node, name, ARGV[i + 1], room, ARGV[i + 3], ARGV[i + 4])
     for _, k in ipairs(looks(ARGV[i + 4])) do
       local look = p .. 'look:' .. k
       local other = redis.call('GET', look)
-      if not other or other == name or redis.call('EXISTS', p .. 'name:' .. other) == 0 then
-        redis.call('SET', look, name, 'PX', ttl)
-      end
+      if not other or other == name or not holder(other) then redis.call('SET', look, name) end
     end
   end
 end
@@ -125,14 +193,14 @@ return lost
 
 # ARGV: prefix, node, name, look-alike keys. Frees the name if this node holds it.
 _RELEASE = (
-    _LOOKS
+    _BASE
     + """
-local p, node, name = ARGV[1], ARGV[2], ARGV[3]
+local node, name = ARGV[2], ARGV[3]
 local key = p .. 'name:' .. name
 local cur = redis.call('HMGET', key, 'node', 'room')
 if cur[1] ~= node then return 0 end
 redis.call('DEL', key)
-if cur[2] then redis.call('ZREM', p .. 'room:' .. cur[2], name) end
+detach(name, node, cur[2])
 for _, k in ipairs(looks(ARGV[4])) do
   local look = p .. 'look:' .. k
   if redis.call('GET', look) == name then redis.call('DEL', look) end
@@ -141,37 +209,144 @@ return 1
 """
 )
 
-# KEYS: room sets. Drops expired names, returns each room's live names.
-_MEMBERS = (
-    _NOW
+# ARGV: prefix, node, ttl_ms, most. Keeps node live for ttl; returns {1 if its key was still
+# there from a heartbeat (its names are registered) else 0, then up to ``most`` dead nodes
+# that still have names or members here (to ``sweep``)}.
+_BEAT = (
+    _BASE
     + """
-local out = {}
-for i, key in ipairs(KEYS) do
-  redis.call('ZREMRANGEBYSCORE', key, '-inf', now)
-  out[i] = redis.call('ZRANGE', key, 0, -1)
+local node, ttl = ARGV[2], tonumber(ARGV[3])
+local now = now_ms()
+local key = p .. 'node:' .. node
+local was = redis.call('GET', key)
+redis.call('SET', key, 'beat', 'PX', ttl)
+redis.call('ZADD', p .. 'nodes', now + ttl, node)
+local out = {0}
+if was == 'beat' then out[1] = 1 end
+local nodes = p .. 'nodes'
+for _, d in ipairs(redis.call('ZRANGEBYSCORE', nodes, '-inf', now, 'LIMIT', 0, ARGV[4])) do
+  if not live(d) then out[#out + 1] = d end
 end
 return out
 """
 )
 
-# ARGV: prefix, most. Drops the rooms nobody refreshed, then counts the live names of at most
-# ``most`` rooms; returns {rooms indexed, room, count, room, count, ...} (rooms with none left
-# out).
-_ROOMS = (
-    _NOW
+# ARGV: prefix, dead node, most. Deletes up to ``most`` of a dead node's names (and their
+# look-alike keys), then, once none is left, its members everywhere; returns 1 while more
+# is left, else 0 (also when the node is live again).
+_SWEEP = (
+    _BASE
     + """
-local p, most = ARGV[1], tonumber(ARGV[2])
-local index = p .. 'rooms'
-redis.call('ZREMRANGEBYSCORE', index, '-inf', now)
-local out = {redis.call('ZCARD', index)}
+local dead = ARGV[2]
+if live(dead) then return 0 end
+local names = p .. 'names:' .. dead
+for _, name in ipairs(redis.call('SPOP', names, tonumber(ARGV[3]))) do
+  local key = p .. 'name:' .. name
+  local cur = redis.call('HMGET', key, 'node', 'room', 'looks')
+  if cur[1] == dead then
+    redis.call('DEL', key)
+    if cur[2] then leave(cur[2], dead, name) end
+    for _, k in ipairs(looks(cur[3] or '')) do
+      local look = p .. 'look:' .. k
+      if redis.call('GET', look) == name then redis.call('DEL', look) end
+    end
+  end
+end
+if redis.call('SCARD', names) > 0 then return 1 end
+for _, room in ipairs(redis.call('SMEMBERS', p .. 'rooms-of:' .. dead)) do drop(room, dead) end
+redis.call('DEL', p .. 'rooms-of:' .. dead)
+redis.call('ZREM', p .. 'nodes', dead)
+return 0
+"""
+)
+
+# ARGV: prefix, node. A node that stops: its names are free at once (swept by the others).
+_RETIRE = (
+    _BASE
+    + """
+redis.call('DEL', p .. 'node:' .. ARGV[2])
+redis.call('ZADD', p .. 'nodes', 0, ARGV[2])
+return 1
+"""
+)
+
+# Shared by MEMBERS and STATE: the live nodes with members in room (dropping the dead ones).
+_LIVE_IN = """
+local function live_in(room)
+  local out = {}
+  for _, n in ipairs(redis.call('SMEMBERS', p .. 'nodes-in:' .. room)) do
+    if live(n) then out[#out + 1] = p .. 'in:' .. room .. ' ' .. n else drop(room, n) end
+  end
+  return out
+end
+local function version(room)
+  return tonumber(redis.call('HGET', p .. 'versions', room) or '0')
+end
+"""
+
+# ARGV: prefix, rooms. Returns each room's {version, {live names}}.
+_MEMBERS = (
+    _BASE
+    + _LIVE_IN
+    + """
+local out = {}
+for i = 2, #ARGV do
+  local names = {}
+  for _, set in ipairs(live_in(ARGV[i])) do
+    for _, name in ipairs(redis.call('SMEMBERS', set)) do names[#names + 1] = name end
+  end
+  out[i - 1] = {version(ARGV[i]), names}
+end
+return out
+"""
+)
+
+# ARGV: prefix, rooms. Returns {version, live member count} of each room, flat.
+_STATE = (
+    _BASE
+    + _LIVE_IN
+    + """
+local out = {}
+for i = 2, #ARGV do
+  local n = 0
+  for _, set in ipairs(live_in(ARGV[i])) do n = n + redis.call('SCARD', set) end
+  out[#out + 1] = version(ARGV[i])
+  out[#out + 1] = n
+end
+return out
+"""
+)
+
+# ARGV: prefix, most. Counts the live names of at most ``most`` rooms (dropping the dead
+# nodes' members and the rooms left with none); returns {rooms indexed, room, count, room,
+# count, ...} (rooms with none left out).
+_ROOMS = (
+    _BASE
+    + _LIVE_IN
+    + """
+local index, most = p .. 'rooms', tonumber(ARGV[2])
+local out = {0}
 for _, room in ipairs(redis.call('ZRANGE', index, 0, most - 1)) do
-  local n = redis.call('ZCOUNT', p .. 'room:' .. room, '(' .. now, '+inf')
+  local n = 0
+  for _, set in ipairs(live_in(room)) do n = n + redis.call('SCARD', set) end
   if n > 0 then
     out[#out + 1] = room
     out[#out + 1] = n
+  elseif redis.call('SCARD', p .. 'nodes-in:' .. room) == 0 then
+    redis.call('ZREM', index, room)  -- e.g. indexed by a version that scored rooms by expiry
   end
 end
+out[1] = redis.call('ZCARD', index)
 return out
+"""
+)
+
+# ARGV: prefix, name. Returns 1 if a live node holds name.
+_HOLDS = (
+    _BASE
+    + """
+if holder(ARGV[2]) then return 1 end
+return 0
 """
 )
 
@@ -194,7 +369,9 @@ return out
 """
 
 REFRESH_BATCH = 500  # names per refresh script call: keeps each script short for Redis
+SWEEP_BATCH = 500  # a dead node's names deleted by one sweep script
 ROOMS_COUNTED = 2_000  # rooms counted by one ``rooms`` script: about 6 ms of Redis time
+DEAD_LISTED = 16  # dead nodes one heartbeat learns of (the next one lists the rest)
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,6 +380,12 @@ class ClaimOutcome:
     old_node: str | None = None  # moved: the node that held the name (close its socket)
     old_room: str | None = None  # moved: the room it was in
     lookalike: str | None = None  # taken because this name, held elsewhere, looks the same
+
+
+@dataclass(frozen=True, slots=True)
+class Beat:
+    registered: bool  # this node's key was kept alive since its last heartbeat
+    dead: list[str]  # dead nodes whose names or members are still in the registry
 
 
 class RedisRegistry:
@@ -215,13 +398,18 @@ class RedisRegistry:
         self._claim = client.register_script(_CLAIM)
         self._refresh = client.register_script(_REFRESH)
         self._release = client.register_script(_RELEASE)
+        self._beat = client.register_script(_BEAT)
+        self._sweep = client.register_script(_SWEEP)
+        self._retire = client.register_script(_RETIRE)
         self._members = client.register_script(_MEMBERS)
+        self._state = client.register_script(_STATE)
         self._rooms = client.register_script(_ROOMS)
+        self._holds = client.register_script(_HOLDS)
         self._keep_dm = client.register_script(_KEEP_DM)
         self._take_dms = client.register_script(_TAKE_DMS)
 
     async def claim(self, holder: Holder, offered_token: str | None) -> ClaimOutcome:
-        """Take ``holder.name`` for this node unless another node holds it.
+        """Take ``holder.name`` for this node unless another live node holds it.
 
         A name held elsewhere is handed over when ``offered_token`` is its resume token
         (``moved``: the caller must tell ``old_node`` to let go of it). A name that looks like
@@ -230,7 +418,6 @@ class RedisRegistry:
         """
         reply = await self._run(
             self._claim,
-            [],
             [
                 REGISTRY,
                 self.node,
@@ -250,55 +437,88 @@ class RedisRegistry:
         return ClaimOutcome(str(reply[0]))
 
     async def refresh(self, holders: list[Holder]) -> list[str]:
-        """Extend this node's names by ``ttl`` (and record their rooms); return lost names."""
+        """Record these names of this node (and their rooms); return those another live node
+        holds now. For a room change, and to register every name again after ``beat`` said
+        the node's key was lost: this costs a script per ``REFRESH_BATCH`` names."""
         lost: list[str] = []
         for start in range(0, len(holders), REFRESH_BATCH):
             args: list[Any] = [REGISTRY, self.node, self.ttl_ms]
             for h in holders[start : start + REFRESH_BATCH]:
                 args += [h.name, h.token, h.room, "1" if h.reclaimable else "0", _looks(h.name)]
-            lost += await self._run(self._refresh, [], args)
+            lost += await self._run(self._refresh, args)
         return lost
+
+    async def beat(self) -> Beat:
+        """Keep this node live for ``ttl``: one short script, whatever the node holds.
+
+        If ``registered`` is false, the registry lost this node's key (Redis lost its data,
+        or this node was too slow for ``ttl`` and may have been swept): the caller must
+        ``refresh`` all its names. ``dead`` lists nodes to ``sweep``.
+        """
+        reply = await self._run(self._beat, [REGISTRY, self.node, self.ttl_ms, DEAD_LISTED])
+        return Beat(bool(reply[0]), [str(node) for node in reply[1:]])
+
+    async def sweep(self, node: str) -> bool:
+        """Delete up to ``SWEEP_BATCH`` names of a dead ``node``; return whether more are
+        left. Its members already count for nothing: every read of a room drops them."""
+        return bool(await self._run(self._sweep, [REGISTRY, node, SWEEP_BATCH]))
+
+    async def retire(self) -> None:
+        """Let every name of this node go at once (it is stopping): the others sweep them."""
+        await self._run(self._retire, [REGISTRY, self.node])
 
     async def release(self, name: str) -> None:
         """Free ``name`` if this node holds it."""
-        await self._run(self._release, [], [REGISTRY, self.node, name, _looks(name)])
+        await self._run(self._release, [REGISTRY, self.node, name, _looks(name)])
 
-    async def members(self, rooms: list[str]) -> dict[str, set[str]]:
-        """Return the live names of each room in ``rooms``."""
+    async def members(self, rooms: list[str]) -> dict[str, tuple[int, set[str]]]:
+        """Return the version and the live names of each room in ``rooms`` (see ``state``)."""
         if not rooms:
             return {}
-        reply = await self._run(self._members, [f"{REGISTRY}room:{r}" for r in rooms], [])
-        return {room: set(names) for room, names in zip(rooms, reply, strict=True)}
+        reply = await self._run(self._members, [REGISTRY, *rooms])
+        return {
+            room: (int(version), set(names))
+            for room, (version, names) in zip(rooms, reply, strict=True)
+        }
+
+    async def state(self, rooms: list[str]) -> dict[str, tuple[int, int]]:
+        """Return the version and the live member count of each room in ``rooms``.
+
+        A room's version changes with every change of its members (and is 0 for a room
+        without any): a room whose version and count are what they were at its last
+        ``members`` read has the same members, at the cost of a few commands.
+        """
+        if not rooms:
+            return {}
+        reply = await self._run(self._state, [REGISTRY, *rooms])
+        return {room: (int(reply[2 * i]), int(reply[2 * i + 1])) for i, room in enumerate(rooms)}
 
     async def rooms(self, most: int = ROOMS_COUNTED) -> tuple[dict[str, int], int]:
         """Return the live member count of the rooms with members (on every node), and how
         many more rooms were not counted (past ``most``)."""
-        reply = await self._run(self._rooms, [], [REGISTRY, most])
+        reply = await self._run(self._rooms, [REGISTRY, most])
         counted = int(reply[0])
         pairs = reply[1:]
         counts = {str(pairs[i]): int(pairs[i + 1]) for i in range(0, len(pairs), 2)}
         return counts, max(0, counted - most)
 
     async def holds(self, name: str) -> bool:
-        """Return whether any node holds ``name``."""
-        try:
-            return bool(await command(self.client.exists(f"{REGISTRY}name:{name}")))
-        except REDIS_DOWN as exc:
-            raise Unavailable(f"redis registry unavailable: {exc}") from None
+        """Return whether any live node holds ``name``."""
+        return bool(await self._run(self._holds, [REGISTRY, name]))
 
     async def keep_dm(self, name: str, dm: str, most: int, ttl_s: float) -> int:
         """Keep ``dm`` (JSON) for ``name``'s resume if this node holds it and fewer than ``most``
         are kept; return 1 kept, 0 not held here, -1 full. The list expires after ``ttl_s``."""
         keys = [f"{REGISTRY}name:{name}", f"{REGISTRY}dms:{name}"]
         ttl_ms = max(1, round(ttl_s * 1000))
-        return int(await self._run(self._keep_dm, keys, [self.node, dm, most, ttl_ms]))
+        return int(await self._run(self._keep_dm, [self.node, dm, most, ttl_ms], keys))
 
     async def take_dms(self, name: str) -> list[str]:
         """Return the DMs kept for ``name`` (JSON, oldest first) and forget them."""
-        reply = await self._run(self._take_dms, [f"{REGISTRY}dms:{name}"], [])
+        reply = await self._run(self._take_dms, [], [f"{REGISTRY}dms:{name}"])
         return [str(item) for item in reply]
 
-    async def _run(self, script: Any, keys: list[str], args: list[Any]) -> Any:
+    async def _run(self, script: Any, args: list[Any], keys: list[str] | None = None) -> Any:
         try:
             # A script that names no key still names one, for Redis Cluster to route it.
             return await command(script(keys=keys or [ROUTE], args=args))
@@ -307,5 +527,5 @@ class RedisRegistry:
 
 
 def _looks(name: str) -> str:
-    """Return ``name``'s look-alike keys as one script argument (see ``_LOOKS``)."""
+    """Return ``name``'s look-alike keys as one script argument (see ``looks`` in ``_BASE``)."""
     return "\n".join(sorted(confusable_keys(name)))
