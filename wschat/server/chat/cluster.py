@@ -547,18 +547,32 @@ class Cluster:
                 del self.mirror[room]
                 self._versions.pop(room, None)
         started = asyncio.get_running_loop().time()
-        state = await self.registry.state(rooms)
-        changed = [
-            room
-            for room, (version, count) in state.items()
-            if self._versions.get(room) != version or len(self.mirror.get(room, ())) != count
-        ]
-        fetched = await self.registry.members(changed)
-        for room, (version, names) in fetched.items():
+        changes = await self.registry.changes({room: self._versions.get(room) for room in rooms})
+        unsure = []
+        for room, change in changes.items():
+            known = self.mirror.setdefault(room, set())
+            if change.names is not None:
+                self._reconcile(room, known, change.names, started)
+            elif change.log:
+                self._follow(room, known, change.log, started)
+            elif len(known) != change.count:
+                unsure.append(room)  # quiet, yet not what the registry says: read it whole
+            self._versions[room] = change.version
+        for room, (version, names) in (await self.registry.members(unsure)).items():
             self._versions[room] = version
             self._reconcile(room, self.mirror.setdefault(room, set()), names, started)
         horizon = started - 10 * self.heartbeat_s
         self._touched = {k: t for k, t in self._touched.items() if t >= horizon}
+
+    def _follow(self, room: str, known: set[str], log: list[str], started: float) -> None:
+        """Bring ``known`` (the mirror of ``room``) up to the registry's ``log`` of changes
+        ('+NAME', '-NAME', oldest first), as ``_reconcile`` does for a whole member list."""
+        last: dict[str, bool] = {}  # name -> in the room after the log
+        for change in log:
+            last[change[1:]] = change[0] == "+"
+        changed = {name for name, present in last.items() if present != (name in known)}
+        if changed:
+            self._tell(room, known, changed, started)
 
     def _reconcile(self, room: str, known: set[str], names: set[str], started: float) -> None:
         """Bring ``known`` (the mirror of ``room``) to ``names``, read from the registry since
@@ -568,8 +582,12 @@ class Cluster:
         after ``started`` is newer than the read: both are left alone.
         """
         changed = known ^ names
-        if not changed:
-            return
+        if changed:
+            self._tell(room, known, changed, started)
+
+    def _tell(self, room: str, known: set[str], changed: set[str], started: float) -> None:
+        """Flip each name of ``changed`` in ``known``, telling this node's members, except
+        this node's own names and those with an envelope newer than ``started``."""
         host = self.host
         local = {h.name for h in host.holders()}
         for name in sorted(changed):

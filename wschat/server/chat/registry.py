@@ -13,8 +13,9 @@ every 3.3 s at 60,000 connections, on the Redis that claims wait for.
   name holds no space), and ``wschat:{registry}:nodes-in:ROOM`` lists the nodes with such a
   set; a room's members are the union of its live nodes' sets. ``wschat:{registry}:rooms``
   indexes the rooms with members (the answer to ``rooms``). Every change of a room's
-  members gives it a new version (hash ``versions``, from the counter ``clock``), so a node
-  re-reads only the rooms that changed since its last read.
+  members is logged in ``wschat:{registry}:log:ROOM`` (the last ``LOG_KEPT``) and counted
+  in its version (hash ``versions``), so a node's heartbeat reads what changed since its
+  last read, not every member again.
 - Each of a held name's look-alike keys (``names.confusable_keys``, the very keys a single
   process indexes by) is a string ``wschat:{registry}:look:KEY`` naming its holder: a name
   whose key is held by another live name is refused as its look-alike (issue 15), whichever
@@ -54,10 +55,15 @@ from wschat.rooms import Holder
 REGISTRY = KEY_PREFIX + "{registry}:"
 ROUTE = REGISTRY + "route"  # never written: where a script without keys is sent
 
+# Changes of a room's members kept in its log (``changes`` reads a room whole when a reader is
+# further behind): about 40 bytes each.
+LOG_KEPT = 5_000
+
 # Every script's first argument is the key prefix (``REGISTRY``); this prelude names it ``p``
 # and defines what the scripts share.
-_BASE = """
+_BASE = f"""
 local p = ARGV[1]
+local LOG_KEPT = {LOG_KEPT}
 local function now_ms()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -65,7 +71,7 @@ end
 -- Look-alike keys travel as one argument, joined by newlines: a valid name holds no control
 -- character, so neither does any of its keys.
 local function looks(joined)
-  local out = {}
+  local out = {{}}
   for k in string.gmatch(joined, '[^\\n]+') do out[#out + 1] = k end
   return out
 end
@@ -87,8 +93,12 @@ local function alive(node, ttl)
     redis.call('ZADD', p .. 'nodes', now_ms() + ttl, node)
   end
 end
-local function bump(room)
-  redis.call('HSET', p .. 'versions', room, redis.call('INCR', p .. 'clock'))
+-- Log changes of room's members ('+NAME', '-NAME'): each one is a version of the room.
+local function bump(room, changes)
+  local log = p .. 'log:' .. room
+  for _, change in ipairs(changes) do redis.call('RPUSH', log, change) end
+  redis.call('LTRIM', log, -LOG_KEPT, -1)
+  redis.call('HINCRBY', p .. 'versions', room, #changes)
 end
 -- node has no members left in room (or died).
 local function gone(room, node)
@@ -96,12 +106,12 @@ local function gone(room, node)
   redis.call('SREM', nodes, node)
   if redis.call('SCARD', nodes) == 0 then
     redis.call('ZREM', p .. 'rooms', room)
-    redis.call('HDEL', p .. 'versions', room)
+    redis.call('DEL', p .. 'log:' .. room)  -- its version stays: readers read it all again
   end
 end
 local function enter(room, node, name)
   if redis.call('SADD', p .. 'in:' .. room .. ' ' .. node, name) == 1 then
-    bump(room)
+    bump(room, {{'+' .. name}})
     redis.call('SADD', p .. 'nodes-in:' .. room, node)
     redis.call('ZADD', p .. 'rooms', 0, room)
     redis.call('SADD', p .. 'rooms-of:' .. node, room)
@@ -110,13 +120,19 @@ end
 local function leave(room, node, name)
   local set = p .. 'in:' .. room .. ' ' .. node
   if redis.call('SREM', set, name) == 1 then
-    bump(room)
+    bump(room, {{'-' .. name}})
     if redis.call('SCARD', set) == 0 then gone(room, node) end
   end
 end
 -- A dead node's members of room: dropped at once.
 local function drop(room, node)
-  if redis.call('DEL', p .. 'in:' .. room .. ' ' .. node) == 1 then bump(room) end
+  local set = p .. 'in:' .. room .. ' ' .. node
+  local changes = {{}}
+  for _, name in ipairs(redis.call('SMEMBERS', set)) do changes[#changes + 1] = '-' .. name end
+  if #changes > 0 then
+    redis.call('DEL', set)
+    bump(room, changes)
+  end
   gone(room, node)
 end
 -- Take name (whose hash says node, room) out of that node's sets.
@@ -282,6 +298,13 @@ end
 local function version(room)
   return tonumber(redis.call('HGET', p .. 'versions', room) or '0')
 end
+local function names_in(sets)
+  local names = {}
+  for _, set in ipairs(sets) do
+    for _, name in ipairs(redis.call('SMEMBERS', set)) do names[#names + 1] = name end
+  end
+  return names
+end
 """
 
 # ARGV: prefix, rooms. Returns each room's {version, {live names}}.
@@ -291,27 +314,35 @@ _MEMBERS = (
     + """
 local out = {}
 for i = 2, #ARGV do
-  local names = {}
-  for _, set in ipairs(live_in(ARGV[i])) do
-    for _, name in ipairs(redis.call('SMEMBERS', set)) do names[#names + 1] = name end
-  end
+  local names = names_in(live_in(ARGV[i]))
   out[i - 1] = {version(ARGV[i]), names}
 end
 return out
 """
 )
 
-# ARGV: prefix, rooms. Returns {version, live member count} of each room, flat.
-_STATE = (
+# ARGV: prefix, then (room, the version a reader has, or -1) repeated. Returns for each room
+# {version, live member count, 'log', {changes since the reader's version}} while its log
+# still has them, else {version, count, 'all', {live names}}.
+_CHANGES = (
     _BASE
     + _LIVE_IN
     + """
 local out = {}
-for i = 2, #ARGV do
+for i = 2, #ARGV, 2 do
+  local room, had = ARGV[i], tonumber(ARGV[i + 1])
+  local sets = live_in(room)
+  local v = version(room)
   local n = 0
-  for _, set in ipairs(live_in(ARGV[i])) do n = n + redis.call('SCARD', set) end
-  out[#out + 1] = version(ARGV[i])
-  out[#out + 1] = n
+  for _, set in ipairs(sets) do n = n + redis.call('SCARD', set) end
+  local log = p .. 'log:' .. room
+  if had == v then
+    out[#out + 1] = {v, n, 'log', {}}
+  elseif had >= 0 and had < v and v - had <= redis.call('LLEN', log) then
+    out[#out + 1] = {v, n, 'log', redis.call('LRANGE', log, had - v, -1)}
+  else
+    out[#out + 1] = {v, n, 'all', names_in(sets)}
+  end
 end
 return out
 """
@@ -388,6 +419,16 @@ class Beat:
     dead: list[str]  # dead nodes whose names or members are still in the registry
 
 
+@dataclass(frozen=True, slots=True)
+class Changes:
+    """What changed in a room since a reader's version (see ``RedisRegistry.changes``)."""
+
+    version: int  # the room's version now
+    count: int  # its live members now
+    log: list[str] | None = None  # its changes since, oldest first: '+NAME' or '-NAME'
+    names: set[str] | None = None  # else: all its live members
+
+
 class RedisRegistry:
     """Names and room membership shared by every node of one Redis."""
 
@@ -402,7 +443,7 @@ class RedisRegistry:
         self._sweep = client.register_script(_SWEEP)
         self._retire = client.register_script(_RETIRE)
         self._members = client.register_script(_MEMBERS)
-        self._state = client.register_script(_STATE)
+        self._changes = client.register_script(_CHANGES)
         self._rooms = client.register_script(_ROOMS)
         self._holds = client.register_script(_HOLDS)
         self._keep_dm = client.register_script(_KEEP_DM)
@@ -481,17 +522,27 @@ class RedisRegistry:
             for room, (version, names) in zip(rooms, reply, strict=True)
         }
 
-    async def state(self, rooms: list[str]) -> dict[str, tuple[int, int]]:
-        """Return the version and the live member count of each room in ``rooms``.
+    async def changes(self, had: dict[str, int | None]) -> dict[str, Changes]:
+        """Return what changed in each room of ``had`` since the version the caller has of it
+        (None: none), at the cost of the changes rather than of the room's members.
 
-        A room's version changes with every change of its members (and is 0 for a room
-        without any): a room whose version and count are what they were at its last
-        ``members`` read has the same members, at the cost of a few commands.
+        A room's version counts the changes of its members (the log keeps the last
+        ``LOG_KEPT``): a caller too far behind, or with a version this registry never had,
+        gets the room's whole member list instead (``log`` is None).
         """
-        if not rooms:
+        if not had:
             return {}
-        reply = await self._run(self._state, [REGISTRY, *rooms])
-        return {room: (int(reply[2 * i]), int(reply[2 * i + 1])) for i, room in enumerate(rooms)}
+        args: list[Any] = [REGISTRY]
+        for room, version in had.items():
+            args += [room, -1 if version is None else version]
+        reply = await self._run(self._changes, args)
+        out: dict[str, Changes] = {}
+        for room, (version, count, kind, items) in zip(had, reply, strict=True):
+            if kind == "log":
+                out[room] = Changes(int(version), int(count), log=[str(i) for i in items])
+            else:
+                out[room] = Changes(int(version), int(count), names={str(i) for i in items})
+        return out
 
     async def rooms(self, most: int = ROOMS_COUNTED) -> tuple[dict[str, int], int]:
         """Return the live member count of the rooms with members (on every node), and how
