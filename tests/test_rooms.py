@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from wschat.rooms import ClaimResult, Presence
+import random
+
+from wschat.rooms import ClaimResult, Presence, Roster
 
 
 def test_new_claim_then_taken_without_token() -> None:
@@ -82,3 +84,21 @@ def test_a_signed_in_user_may_hold_several_connections() -> None:
     assert (resumed.result, resumed.replaced) == (ClaimResult.RESUMED, None)
     left = p.release("alice", "k4", now=1, grace=False)
     assert left is not None and not p.holds("alice")
+
+
+def test_a_roster_lists_its_names_in_order_whatever_was_added_and_removed() -> None:
+    """Issue 19: ``welcome`` lists a room's members; the roster keeps them sorted instead
+    of sorting them at every welcome."""
+    rng = random.Random(19)
+    roster, names = Roster(["m", "a"]), {"m", "a"}
+    for _ in range(2_000):
+        name = rng.choice("abcdefghij") + rng.choice("éz0")
+        if rng.random() < 0.6:
+            roster.add(name)
+            names.add(name)
+        else:
+            roster.discard(name)
+            names.discard(name)
+        assert roster.sorted() == sorted(names) and len(roster) == len(names)
+    assert list(roster) == sorted(names) and all(n in roster for n in names)
+    assert roster.covers(names) and not roster.covers(names | {"zz"})

@@ -13,10 +13,58 @@ whoever presents its resume ``token``.
 from __future__ import annotations
 
 import secrets
+from bisect import bisect_left, insort
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from enum import Enum
 
 from wschat.names import confusable_keys
+
+
+class Roster:
+    """A room's names: a set that also keeps them in order, so listing them sorted costs a
+    copy rather than a sort.
+
+    Issue 19: every ``welcome`` lists its room's members; sorting a room of 7,500 names took
+    1.2 ms, and filling four rooms of 15,000 sorted 450 million names. Adding or removing a
+    name costs a binary search and a move of the list's pointers (microseconds at 15,000).
+    """
+
+    __slots__ = ("_names", "_order")
+
+    def __init__(self, names: Iterable[str] = ()) -> None:
+        self._names = set(names)
+        self._order = sorted(self._names)
+
+    def add(self, name: str) -> None:
+        if name not in self._names:
+            self._names.add(name)
+            insort(self._order, name)
+
+    def discard(self, name: str) -> None:
+        if name in self._names:
+            self._names.remove(name)
+            del self._order[bisect_left(self._order, name)]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._names
+
+    def __len__(self) -> int:
+        return len(self._names)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._order)
+
+    def sorted(self) -> list[str]:
+        """Return the names in order (a new list)."""
+        return self._order.copy()
+
+    def covers(self, names: Iterable[str]) -> bool:
+        """Return whether every name of ``names`` is here."""
+        return self._names.issuperset(names)
+
+    def union(self, names: Iterable[str]) -> set[str]:
+        return self._names.union(names)
 
 
 class ClaimResult(Enum):
@@ -53,7 +101,7 @@ class Presence:
 
     grace_s: float
     holders: dict[str, Holder] = field(default_factory=dict)
-    rooms: dict[str, set[str]] = field(default_factory=dict)
+    rooms: dict[str, Roster] = field(default_factory=dict)
     lookalikes: dict[str, str] = field(default_factory=dict)  # confusable key -> held name
 
     def claim(
@@ -109,7 +157,7 @@ class Presence:
         self.holders[name] = holder
         for look in keys:
             self.lookalikes[look] = name
-        self.rooms.setdefault(room, set()).add(name)
+        self._roster(room).add(name)
         return Claim(ClaimResult.NEW, holder)
 
     def move(self, name: str, room: str) -> str | None:
@@ -158,7 +206,8 @@ class Presence:
 
     def members(self, room: str) -> list[str]:
         """Return the sorted names in ``room``, those in grace included."""
-        return sorted(self.rooms.get(room, ()))
+        roster = self.rooms.get(room)
+        return [] if roster is None else roster.sorted()
 
     def holds(self, name: str) -> bool:
         """Return whether ``name`` is held (live or in grace)."""
@@ -168,7 +217,13 @@ class Presence:
         if holder.room != room:
             self._unlist(holder)
             holder.room = room
-        self.rooms.setdefault(room, set()).add(holder.name)
+        self._roster(room).add(holder.name)
+
+    def _roster(self, room: str) -> Roster:
+        roster = self.rooms.get(room)
+        if roster is None:
+            roster = self.rooms[room] = Roster()
+        return roster
 
     def _unlist(self, holder: Holder) -> None:
         names = self.rooms.get(holder.room)

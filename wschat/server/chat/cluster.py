@@ -44,7 +44,7 @@ from typing import Any, Protocol
 from wschat.broker import Envelope
 from wschat.broker.redis import RedisBroker
 from wschat.errors import Unavailable
-from wschat.rooms import Holder
+from wschat.rooms import Holder, Roster
 from wschat.server.chat.registry import ClaimOutcome, RedisRegistry
 from wschat.store import HistoryStore, Replay, StoredMessage
 
@@ -134,7 +134,7 @@ class Cluster:
         self.node = registry.node
         self.heartbeat_s = max(0.05, ttl_s / 3)
         self.repairs = 0
-        self.mirror: dict[str, set[str]] = {}  # room -> names on other nodes and this one
+        self.mirror: dict[str, Roster] = {}  # room -> names on other nodes and this one
         self._touched: dict[tuple[str, str], float] = {}  # (room, name) -> loop time of event
         self._repairing: dict[str, bool] = {}  # room -> another round requested
         # room -> [the id being checked, the newest id stored here since, checks made]
@@ -228,9 +228,15 @@ class Cluster:
             {"kind": "presence", "event": kind, "room": room, "name": name, "node": self.node}
         )
 
-    def members(self, room: str, local: list[str]) -> list[str]:
-        """Return ``room``'s members on every node, as far as this node knows."""
-        return sorted(self.mirror.get(room, set()).union(local))
+    def members(self, room: str, local: Roster | None) -> list[str]:
+        """Return ``room``'s members on every node (sorted), as far as this node knows;
+        ``local``: its members here."""
+        mirror = self.mirror.get(room)
+        if mirror is None:
+            return [] if local is None else local.sorted()
+        if local is None or mirror.covers(local):  # the mirror has this node's names too
+            return mirror.sorted()
+        return sorted(mirror.union(local))
 
     async def rooms(self) -> tuple[dict[str, int], int]:
         """Return each room's member count on every node, and how many rooms were not
@@ -259,13 +265,13 @@ class Cluster:
         try:
             fetched = await self.registry.members([room])
         except Unavailable:
-            self.mirror.setdefault(room, set())
+            self.mirror.setdefault(room, Roster())
             return
         version, names = fetched[room]
         self._versions[room] = version
         known = self.mirror.get(room)
         if known is None:
-            self.mirror[room] = names  # nobody here was told anything of this room
+            self.mirror[room] = Roster(names)  # nobody here was told anything of this room
             return
         self._reconcile(room, known, names, started)
 
@@ -550,7 +556,7 @@ class Cluster:
         changes = await self.registry.changes({room: self._versions.get(room) for room in rooms})
         unsure = []
         for room, change in changes.items():
-            known = self.mirror.setdefault(room, set())
+            known = self.mirror.setdefault(room, Roster())
             if change.names is not None:
                 self._reconcile(room, known, change.names, started)
             elif change.log:
@@ -560,11 +566,11 @@ class Cluster:
             self._versions[room] = change.version
         for room, (version, names) in (await self.registry.members(unsure)).items():
             self._versions[room] = version
-            self._reconcile(room, self.mirror.setdefault(room, set()), names, started)
+            self._reconcile(room, self.mirror.setdefault(room, Roster()), names, started)
         horizon = started - 10 * self.heartbeat_s
         self._touched = {k: t for k, t in self._touched.items() if t >= horizon}
 
-    def _follow(self, room: str, known: set[str], log: list[str], started: float) -> None:
+    def _follow(self, room: str, known: Roster, log: list[str], started: float) -> None:
         """Bring ``known`` (the mirror of ``room``) up to the registry's ``log`` of changes
         ('+NAME', '-NAME', oldest first), as ``_reconcile`` does for a whole member list."""
         last: dict[str, bool] = {}  # name -> in the room after the log
@@ -574,18 +580,18 @@ class Cluster:
         if changed:
             self._tell(room, known, changed, started)
 
-    def _reconcile(self, room: str, known: set[str], names: set[str], started: float) -> None:
+    def _reconcile(self, room: str, known: Roster, names: set[str], started: float) -> None:
         """Bring ``known`` (the mirror of ``room``) to ``names``, read from the registry since
         ``started``, telling this node's members each difference.
 
         This node's own names are its presence's to announce, and a name whose envelope came
         after ``started`` is newer than the read: both are left alone.
         """
-        changed = known ^ names
+        changed = names.symmetric_difference(known)
         if changed:
             self._tell(room, known, changed, started)
 
-    def _tell(self, room: str, known: set[str], changed: set[str], started: float) -> None:
+    def _tell(self, room: str, known: Roster, changed: set[str], started: float) -> None:
         """Flip each name of ``changed`` in ``known``, telling this node's members, except
         this node's own names and those with an envelope newer than ``started``."""
         host = self.host

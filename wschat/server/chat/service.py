@@ -189,8 +189,9 @@ class ChatService:
 
     def members(self, room: str) -> list[str]:
         """Return ``room``'s members (on every node, with the Redis broker)."""
-        local = self.presence.members(room)
-        return local if self.cluster is None else self.cluster.members(room, local)
+        if self.cluster is None:
+            return self.presence.members(room)
+        return self.cluster.members(room, self.presence.rooms.get(room))
 
     async def enter(
         self, conn: Member, since: int | None, token: str, epoch: str | None = None
