@@ -54,6 +54,7 @@ from wschat.broker.redis import (
     EVENTS_CHANNEL,
     REDIS_DOWN,
     Client,
+    Gate,
     Latency,
     command,
     room_key,
@@ -183,6 +184,7 @@ class RedisStore:
         latency: Latency | None = None,
         wait: int = 0,
         cid_ttl_s: int = OP_TTL_S,
+        gate: Gate | None = None,
     ) -> None:
         self.client = client
         self.cap = cap
@@ -192,6 +194,7 @@ class RedisStore:
         # Delivers an envelope to this node's members only (``RedisBroker.deliver_here``).
         self.deliver_here: Callable[[dict[str, Any]], None] | None = None
         self.latency = latency or Latency()
+        self.gate = gate or Gate()  # shared with the broker and the registry (one pool)
         self._append = client.register_script(_APPEND)
         self._check = client.register_script(_CHECK)
         self._replay = client.register_script(_REPLAY)
@@ -220,8 +223,9 @@ class RedisStore:
             ttl = self.cid_ttl_s if cid is not None else RANDOM_OP_TTL_S
             args += [int(deadline), ttl, *self._epoch_args(room)]
             try:
-                with self.latency.timing():
-                    reply = await self._run_append([*_room_keys(room), *ops], args)
+                async with self.gate.turn():
+                    with self.latency.timing():
+                        reply = await self._run_append([*_room_keys(room), *ops], args)
             except REDIS_DOWN as exc:
                 reply = await self._settle(ops, deadline, exc)
             except redis.exceptions.ResponseError as exc:
@@ -272,8 +276,9 @@ class RedisStore:
         resubscription."""
         envelope = {"id": stored.id, "epoch": stored.epoch, "base": stored.base, **body}
         try:
-            await command(self.client.publish(EVENTS_CHANNEL, json.dumps(envelope)))
-        except REDIS_DOWN as exc:
+            async with self.gate.turn():
+                await command(self.client.publish(EVENTS_CHANNEL, json.dumps(envelope)))
+        except (*REDIS_DOWN, Unavailable) as exc:
             log.warning("message %s/%d stored but not published: %s", stored.room, stored.id, exc)
             if self.deliver_here is not None:
                 self.deliver_here(envelope)
@@ -284,10 +289,13 @@ class RedisStore:
         holds nothing. Return the append's reply, or raise ``Unavailable``."""
         while True:
             try:
-                with self.latency.timing():
-                    done, now = await command(self._check(keys=ops, args=[RANDOM_OP_TTL_S]))
-            except (*REDIS_DOWN, redis.exceptions.ResponseError) as err:
-                if not isinstance(err, REDIS_DOWN) and not str(err).startswith(WRITE_REFUSED):
+                async with self.gate.turn():
+                    with self.latency.timing():
+                        done, now = await command(self._check(keys=ops, args=[RANDOM_OP_TTL_S]))
+            except (*REDIS_DOWN, Unavailable, redis.exceptions.ResponseError) as err:
+                if not isinstance(err, (*REDIS_DOWN, Unavailable)) and not str(err).startswith(
+                    WRITE_REFUSED
+                ):
                     raise  # neither unreachable nor refusing writes (READONLY...): a bug
                 # Unreachable: once past the deadline by our clock (with a margin), nothing
                 # will store it any more, since the script checks it by Redis's clock.
@@ -318,13 +326,14 @@ class RedisStore:
         else:
             count = self.cap
         try:
-            with self.latency.timing():
-                latest, oldest, entries, epoch, base = await command(
-                    self._replay(
-                        keys=_room_keys(room),
-                        args=[first, count, "1" if newest else "0", *self._epoch_args(room)],
+            async with self.gate.turn():
+                with self.latency.timing():
+                    latest, oldest, entries, epoch, base = await command(
+                        self._replay(
+                            keys=_room_keys(room),
+                            args=[first, count, "1" if newest else "0", *self._epoch_args(room)],
+                        )
                     )
-                )
         except REDIS_DOWN as exc:
             raise Unavailable(f"redis history unavailable: {exc}") from None
         except redis.exceptions.ResponseError as exc:

@@ -55,10 +55,15 @@ def build_chat(hub: Hub, settings: ServerSettings) -> ChatService:
     client = connect(settings.broker)
     broker = RedisBroker(client, settings.broker)
     store = RedisStore(
-        client, settings.history_size, broker.latency, settings.redis_wait, settings.cid_ttl_s
+        client,
+        settings.history_size,
+        broker.latency,
+        settings.redis_wait,
+        settings.cid_ttl_s,
+        broker.gate,
     )
     broker.on_envelope = store.seen
     store.deliver_here = broker.deliver_here
-    registry = RedisRegistry(client, node_id(), settings.node_ttl_s)
+    registry = RedisRegistry(client, node_id(), settings.node_ttl_s, broker.gate)
     cluster = Cluster(registry, broker, store, settings.node_ttl_s)
     return ChatService(hub, store, broker, settings, cluster)

@@ -45,7 +45,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from wschat.broker.redis import KEY_PREFIX, REDIS_DOWN, Client, command
+from wschat.broker.redis import KEY_PREFIX, REDIS_DOWN, Client, Gate, command
 from wschat.errors import Unavailable
 from wschat.names import confusable_keys
 from wschat.rooms import Holder
@@ -432,8 +432,9 @@ class Changes:
 class RedisRegistry:
     """Names and room membership shared by every node of one Redis."""
 
-    def __init__(self, client: Client, node: str, ttl_s: float) -> None:
+    def __init__(self, client: Client, node: str, ttl_s: float, gate: Gate | None = None) -> None:
         self.client = client
+        self.gate = gate or Gate()  # shared with the store and the broker (one pool)
         self.node = node
         self.ttl_ms = max(1, round(ttl_s * 1000))
         self._claim = client.register_script(_CLAIM)
@@ -572,7 +573,8 @@ class RedisRegistry:
     async def _run(self, script: Any, args: list[Any], keys: list[str] | None = None) -> Any:
         try:
             # A script that names no key still names one, for Redis Cluster to route it.
-            return await command(script(keys=keys or [ROUTE], args=args))
+            async with self.gate.turn():
+                return await command(script(keys=keys or [ROUTE], args=args))
         except REDIS_DOWN as exc:
             raise Unavailable(f"redis registry unavailable: {exc}") from None
 
