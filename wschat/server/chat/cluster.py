@@ -184,7 +184,8 @@ class Cluster:
         # once (the other nodes sweep them), then one by one.
         with contextlib.suppress(Unavailable, TimeoutError):
             async with asyncio.timeout(2):
-                await self.registry.retire()
+                if self._heartbeat is not None:  # started: its key is in the registry
+                    await self.registry.retire()
                 for holder in self.host.holders():
                     await self.registry.release(holder.name)
 
