@@ -23,11 +23,20 @@ import pytest
 REDIS_SERVER = shutil.which("redis-server")
 
 
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+    """Return a port free now, and never one this test session handed out before: the
+    kernel may give the same free port twice, and two servers of one test (a master and a
+    sentinel) then fought over it, one answering for the other."""
+    while True:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port: int = sock.getsockname()[1]
+        if port not in _handed_out:
+            _handed_out.add(port)
+            return port
 
 
 class PortTaken(RuntimeError):
@@ -99,6 +108,10 @@ class RedisServer:
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             if self.ping():
+                if not self._answered_by_us():
+                    self.proc.kill()
+                    self.proc.wait()
+                    raise PortTaken(f"port {self.port} answered by another process")
                 self.started = True
                 return
             if self.proc.poll() is not None:
@@ -120,6 +133,15 @@ class RedisServer:
         except OSError:
             return False
 
+    def _answered_by_us(self) -> bool:
+        """Return whether the server answering on our port is our process (``INFO server``
+        names its pid): one that could not bind the port would otherwise look started."""
+        assert self.proc is not None
+        for line in self.info("server").splitlines():
+            if line.startswith("process_id:"):
+                return int(line.split(":", 1)[1]) == self.proc.pid
+        return False
+
     def command(self, inline: bytes) -> bytes:
         """Send one inline command and return the start of its reply."""
         with socket.create_connection(("127.0.0.1", self.port), timeout=2) as sock:
@@ -132,6 +154,9 @@ class RedisServer:
     def info(self, section: str) -> str:
         """Return ``INFO section`` as text."""
         with socket.create_connection(("127.0.0.1", self.port), timeout=2) as sock:
+            if self.password:
+                sock.sendall(f"AUTH {self.password}\r\n".encode())
+                sock.recv(16)
             sock.sendall(f"INFO {section}\r\n".encode())
             return sock.recv(65536).decode(errors="replace")
 
