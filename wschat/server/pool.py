@@ -137,11 +137,12 @@ class Pool:
                 snap = json.loads(path.read_text())
             except (OSError, ValueError):
                 continue  # gone meanwhile
-            found.append((snap, _alive(pid)))
+            found.append((snap, process_alive(pid)))
         return found
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Return whether process ``pid`` exists (someone else's counts: it cannot be signalled)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

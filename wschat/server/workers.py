@@ -33,6 +33,7 @@ from pathlib import Path
 from types import FrameType
 
 from wschat.errors import WschatError
+from wschat.server.pool import process_alive
 from wschat.server.runner import _print_url, bind, display_url, preflight, run
 from wschat.server.settings import ServerSettings
 
@@ -135,19 +136,9 @@ def _sweep_pool_dirs() -> None:
     ``kill -9``): each is named after its parent's pid."""
     for path in Path(tempfile.gettempdir()).glob(POOL_DIR_PREFIX + "*-*"):
         pid = path.name.removeprefix(POOL_DIR_PREFIX).split("-", 1)[0]
-        if not pid.isdigit() or _alive(int(pid)):
+        if not pid.isdigit() or process_alive(int(pid)):
             continue
         shutil.rmtree(path, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # someone else's process
-    return True
 
 
 def worker_main() -> None:
