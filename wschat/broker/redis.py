@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import json
 import logging
 import os
@@ -178,6 +179,20 @@ class Gate:
             yield
         finally:
             self._slots.release()
+
+    async def run(self, call: Awaitable[T], latency: Latency | None = None) -> T:
+        """Await one command in its turn, timed by ``latency`` if given, through ``command``
+        (the one way this node sends a single command to its client)."""
+        try:
+            async with self.turn():
+                if latency is None:
+                    return await command(call)
+                with latency.timing():
+                    return await command(call)
+        except Unavailable:
+            if inspect.iscoroutine(call):
+                call.close()  # never sent: no turn within the wait
+            raise
 
 
 def connect(url: str, retries: int = 1) -> Client:
@@ -344,8 +359,7 @@ class RedisBroker:
         subscriber is reconnecting at the time (pub/sub is at-most-once).
         """
         try:
-            async with self.gate.turn():
-                await command(self.client.publish(EVENTS_CHANNEL, json.dumps(envelope)))
+            await self.gate.run(self.client.publish(EVENTS_CHANNEL, json.dumps(envelope)))
         except REDIS_DOWN as exc:
             raise Unavailable(f"redis broker unavailable: {exc}") from None
 

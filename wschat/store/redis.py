@@ -276,8 +276,7 @@ class RedisStore:
         resubscription."""
         envelope = {"id": stored.id, "epoch": stored.epoch, "base": stored.base, **body}
         try:
-            async with self.gate.turn():
-                await command(self.client.publish(EVENTS_CHANNEL, json.dumps(envelope)))
+            await self.gate.run(self.client.publish(EVENTS_CHANNEL, json.dumps(envelope)))
         except (*REDIS_DOWN, Unavailable) as exc:
             log.warning("message %s/%d stored but not published: %s", stored.room, stored.id, exc)
             if self.deliver_here is not None:
@@ -289,9 +288,8 @@ class RedisStore:
         holds nothing. Return the append's reply, or raise ``Unavailable``."""
         while True:
             try:
-                async with self.gate.turn():
-                    with self.latency.timing():
-                        done, now = await command(self._check(keys=ops, args=[RANDOM_OP_TTL_S]))
+                check = self._check(keys=ops, args=[RANDOM_OP_TTL_S])
+                done, now = await self.gate.run(check, self.latency)
             except (*REDIS_DOWN, Unavailable, redis.exceptions.ResponseError) as err:
                 if not isinstance(err, (*REDIS_DOWN, Unavailable)) and not str(err).startswith(
                     WRITE_REFUSED
@@ -326,14 +324,11 @@ class RedisStore:
         else:
             count = self.cap
         try:
-            async with self.gate.turn():
-                with self.latency.timing():
-                    latest, oldest, entries, epoch, base = await command(
-                        self._replay(
-                            keys=_room_keys(room),
-                            args=[first, count, "1" if newest else "0", *self._epoch_args(room)],
-                        )
-                    )
+            read = self._replay(
+                keys=_room_keys(room),
+                args=[first, count, "1" if newest else "0", *self._epoch_args(room)],
+            )
+            latest, oldest, entries, epoch, base = await self.gate.run(read, self.latency)
         except REDIS_DOWN as exc:
             raise Unavailable(f"redis history unavailable: {exc}") from None
         except redis.exceptions.ResponseError as exc:

@@ -45,7 +45,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from wschat.broker.redis import KEY_PREFIX, REDIS_DOWN, Client, Gate, command
+from wschat.broker.redis import KEY_PREFIX, REDIS_DOWN, Client, Gate
 from wschat.errors import Unavailable
 from wschat.names import confusable_keys
 from wschat.rooms import Holder
@@ -573,8 +573,7 @@ class RedisRegistry:
     async def _run(self, script: Any, args: list[Any], keys: list[str] | None = None) -> Any:
         try:
             # A script that names no key still names one, for Redis Cluster to route it.
-            async with self.gate.turn():
-                return await command(script(keys=keys or [ROUTE], args=args))
+            return await self.gate.run(script(keys=keys or [ROUTE], args=args))
         except REDIS_DOWN as exc:
             raise Unavailable(f"redis registry unavailable: {exc}") from None
 
