@@ -477,24 +477,27 @@ class Cluster:
         self._spawn(self._settle_unshown(conn, said), limit=False)
 
     async def _settle_unshown(self, conn: Any, said: list[StoredMessage]) -> None:
+        """One read from the oldest of ``said`` on (they are of one member, one room), tried
+        again while the history is unavailable; then each is answered."""
         backoff = REPAIR_DELAY_S
+        held: dict[int, StoredMessage] = {}
+        for _ in range(EXPECT_CHECKS):
+            try:
+                read = await self.store.replay(said[0].room, min(m.id for m in said) - 1, 0)
+            except Unavailable:
+                await asyncio.sleep(backoff)
+                backoff = min(REPAIR_RETRY_MAX_S, backoff * 2)
+                continue
+            held = {m.id: m for m in read.messages}
+            break  # after minutes unavailable, none is known held: each is sent again
         for msg in said:
-            for _ in range(EXPECT_CHECKS):
-                try:
-                    read = await self.store.replay(msg.room, msg.id - 1, 0)
-                    break
-                except Unavailable:
-                    await asyncio.sleep(backoff)
-                    backoff = min(REPAIR_RETRY_MAX_S, backoff * 2)
-            else:
-                read = None  # unknown after minutes of trying: say so, let it be sent again
-            first = read.messages[0] if read is not None and read.messages else None
-            held = (
-                first is not None
-                and first.id == msg.id
-                and (first.sender, first.cid, first.text) == (msg.sender, msg.cid, msg.text)
+            found = held.get(msg.id)
+            same = found is not None and (found.sender, found.cid, found.text) == (
+                msg.sender,
+                msg.cid,
+                msg.text,
             )
-            self.host.answer_unshown(conn, msg, held)
+            self.host.answer_unshown(conn, msg, same)
 
     def _resubscribed(self) -> None:
         for room in self.host.rooms():
